@@ -16,9 +16,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
 
 from outbound_schema.catalog import OUR_TABLES
-from outbound_schema.config import URL_ATTRIBUTE, VERSION_TABLE
+from outbound_schema.config import LOCK_WAIT_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
 from outbound_schema.database import configured_url, connect
 from outbound_schema.embedded import default_database_url
+from outbound_schema.locking import lock_wait_seconds, migration_lock, prepare_session
 from outbound_schema.models import metadata
 
 config = context.config
@@ -71,7 +72,11 @@ def run_migrations_offline() -> None:
 
 def run_with(connection: Connection) -> None:
     configure(connection=connection)
-    with context.begin_transaction():
+    prepare_session(connection)
+    wait = config.attributes.get(LOCK_WAIT_ATTRIBUTE) or context.get_x_argument(as_dictionary=True).get("lock_wait")
+    # Rolling deploys start several upgrades at once: one migrates, the others
+    # wait here, then find nothing left to do.
+    with migration_lock(connection, lock_wait_seconds(wait)), context.begin_transaction():
         context.run_migrations()
 
 

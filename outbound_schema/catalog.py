@@ -24,6 +24,10 @@ class ColumnInfo:
     nullable: bool
     default: str | None
 
+    def describe(self) -> str:
+        text = f"{self.type} {'NULL' if self.nullable else 'NOT NULL'}"
+        return text if self.default is None else f"{text} DEFAULT {self.default}"
+
 
 @dataclass(frozen=True)
 class IndexInfo:
@@ -36,6 +40,12 @@ class IndexInfo:
     valid: bool
     definition: str
 
+    def describe(self) -> str:
+        text = f"{'UNIQUE ' if self.unique else ''}{self.method} on {self.table} ({', '.join(self.columns)})"
+        if self.predicate:
+            text += f" WHERE {self.predicate}"
+        return text if self.valid else f"{text}, INVALID (left by a failed concurrent build)"
+
 
 @dataclass(frozen=True)
 class ConstraintInfo:
@@ -43,6 +53,9 @@ class ConstraintInfo:
     table: str
     kind: str  # p, f, u, c, x
     definition: str
+
+    def describe(self) -> str:
+        return f"{self.definition} on {self.table}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,9 @@ class SequenceInfo:
     start: int
     increment: int
     owned_by: str
+
+    def describe(self) -> str:
+        return f"{self.type} sequence owned by {self.owned_by}, start {self.start}, increment {self.increment}"
 
 
 @dataclass(frozen=True)
@@ -134,6 +150,15 @@ def table_oids(connection: Connection, tables: Sequence[str]) -> dict[str, int]:
         {"names": list(tables)},
     )
     return {name: int(oid) for name, oid in rows}
+
+
+def existing_relations(connection: Connection, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` are taken by a relation (table, index, sequence, view...) on the search path."""
+    rows = connection.execute(
+        text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NOT NULL"),
+        {"names": list(names)},
+    )
+    return {row[0] for row in rows}
 
 
 def snapshot(connection: Connection, tables: Sequence[str] = OUR_TABLES) -> Snapshot:

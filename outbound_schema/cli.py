@@ -16,6 +16,16 @@ from outbound_schema.config import VERSION_TABLE, alembic_config
 from outbound_schema.database import configured_url, connect, mask
 from outbound_schema.embedded import default_database_url
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.locking import lock_wait_seconds
+from outbound_schema.steps import StepReport, applied_revisions, assess, steps_of
+
+_VERDICTS = {
+    "applied": "applied",
+    "present": "present, untracked: upgrade will record it without changes",
+    "partial": "partly present: upgrade will complete it",
+    "missing": "missing: upgrade will apply it",
+    "conflicting": "CONFLICTING: upgrade will refuse until this is resolved",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,17 +37,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     url_option = argparse.ArgumentParser(add_help=False)
     url_option.add_argument("--database-url", metavar="URL", help="postgresql:// or postgresql+psycopg:// URL")
+    migrate_options = argparse.ArgumentParser(add_help=False, parents=[url_option])
+    migrate_options.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
+    migrate_options.add_argument(
+        "--lock-wait",
+        metavar="SECONDS",
+        help="how long to wait for another migration of the same database (default 600, or OUTBOUND_SCHEMA_LOCK_WAIT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    upgrade = sub.add_parser("upgrade", parents=[url_option], help="migrate the database up (default: head)")
+    upgrade = sub.add_parser("upgrade", parents=[migrate_options], help="migrate the database up (default: head)")
     upgrade.add_argument("revision", nargs="?", default="head")
-    upgrade.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
 
-    downgrade = sub.add_parser("downgrade", parents=[url_option], help="migrate the database down")
+    downgrade = sub.add_parser("downgrade", parents=[migrate_options], help="migrate the database down")
     downgrade.add_argument("revision", help="target revision, e.g. 46c, -1 or base")
-    downgrade.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
 
-    sub.add_parser("status", parents=[url_option], help="show the database's revision against head")
+    sub.add_parser("status", parents=[url_option], help="show each step's state; changes nothing")
     return parser
 
 
@@ -50,23 +65,30 @@ def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
 
 def _status(url: URL) -> int:
     script = ScriptDirectory.from_config(alembic_config(url))
-    heads = set(script.get_heads())
+    known = {rev.revision for rev in script.walk_revisions()}
     with connect(url) as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         current = set(context.get_current_heads())
+        unknown = current - known
+        reports: list[StepReport] = []
+        if not unknown:
+            reports = assess(connection, steps_of(script), applied_revisions(script, current))
     print(f"database: {mask(url)}")
-    print(f"current:  {', '.join(sorted(current)) or f'none (no {VERSION_TABLE} table or no revision in it)'}")
-    print(f"head:     {', '.join(sorted(heads))}")
-    unknown = current - {rev.revision for rev in script.walk_revisions()}
+    print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {VERSION_TABLE} table): untracked'}")
+    print(f"head:     {', '.join(script.get_heads())}")
     if unknown:
-        print(f"state:    unknown revision(s) {', '.join(sorted(unknown))}: this database is newer than this library")
+        print(f"state:    unknown revision {', '.join(sorted(unknown))}: this database is newer than this library")
         return 1
-    applied = {rev.revision for cur in current for rev in script.iterate_revisions(cur, "base")}
-    pending = [rev.revision for rev in reversed(list(script.walk_revisions())) if rev.revision not in applied]
-    if pending:
-        print(f"state:    behind head; pending: {' -> '.join(pending)}")
-    else:
-        print("state:    at head")
+    for report in reports:
+        print(f"  {report.revision}  {_VERDICTS[report.state]}")
+        if report.state in ("partial", "conflicting"):
+            for finding in report.findings:
+                print(f"        {finding.describe()}")
+    if any(r.state == "conflicting" for r in reports):
+        print("state:    conflicting objects: upgrade would refuse")
+        return 1
+    pending = [r.revision for r in reports if r.state != "applied"]
+    print(f"state:    {'behind head; upgrade would process ' + ' -> '.join(pending) if pending else 'at head'}")
     return 0
 
 
@@ -74,14 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)-5.5s [%(name)s] %(message)s")
     for name in ("alembic", "outbound_schema"):
-        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).setLevel(logging.INFO if args.command != "status" else logging.WARNING)
     try:
         if args.command == "status":
             url = _url(args)
             assert url is not None
             return _status(url)
-        url = _url(args, offline=args.sql)
-        config = alembic_config(url)
+        lock_wait = lock_wait_seconds(args.lock_wait)
+        config = alembic_config(_url(args, offline=args.sql), lock_wait=lock_wait)
         if args.command == "upgrade":
             command.upgrade(config, args.revision, sql=args.sql)
         else:

@@ -11,8 +11,9 @@ from sqlalchemy.engine import URL
 #: (and its heads) never collide with ours in a shared database.
 VERSION_TABLE = "outbound_schema_version"
 
-#: Key in ``Config.attributes`` under which callers hand env.py a URL.
+#: Keys in ``Config.attributes`` under which callers hand env.py a URL and a lock wait (seconds).
 URL_ATTRIBUTE = "outbound_schema.url"
+LOCK_WAIT_ATTRIBUTE = "outbound_schema.lock_wait"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -25,11 +26,13 @@ def script_location() -> Path:
     raise FileNotFoundError(f"outbound-schema's migrations are missing from {_PACKAGE_DIR}; reinstall the package.")
 
 
-def alembic_config(url: URL | None = None) -> Config:
+def alembic_config(url: URL | None = None, *, lock_wait: float | None = None) -> Config:
     """A Config for our migrations; ``url`` None means DATABASE_URL or the embedded default."""
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     config.set_main_option("path_separator", "os")
     if url is not None:
         config.attributes[URL_ATTRIBUTE] = url
+    if lock_wait is not None:
+        config.attributes[LOCK_WAIT_ATTRIBUTE] = lock_wait
     return config

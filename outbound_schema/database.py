@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from outbound_schema.catalog import existing_relations
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.models import HOST_TABLES
 
@@ -69,7 +70,8 @@ def configured_url(explicit: str | None = None, *, explicit_source: str = "--dat
 
 def engine_for(url: URL) -> Engine:
     """An engine whose sessions store and read timestamps in UTC (see the README)."""
-    return create_engine(url, connect_args={"options": "-c timezone=UTC"}, pool_pre_ping=True)
+    connect_args = {"options": "-c timezone=UTC", "application_name": "outbound-schema"}
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
 
 
 @contextmanager
@@ -92,18 +94,10 @@ def connect(url: URL) -> Iterator[Connection]:
         engine.dispose()
 
 
-def missing_tables(connection: Connection, names: Sequence[str]) -> list[str]:
-    """Which of ``names`` do not exist as tables visible on the search path."""
-    rows = connection.execute(
-        text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NULL"),
-        {"names": list(names)},
-    )
-    return [row[0] for row in rows]
-
-
 def require_host_tables(connection: Connection) -> None:
     """Refuse to go on when a host table our foreign keys need is absent."""
-    missing = missing_tables(connection, HOST_TABLES)
+    present = existing_relations(connection, HOST_TABLES)
+    missing = [name for name in HOST_TABLES if name not in present]
     if missing:
         raise OutboundSchemaError(
             f"The database lacks the host application's table(s) {', '.join(missing)}, which "

@@ -16,13 +16,27 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
+from alembic import context as environment
 from alembic import op
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 
-from outbound_schema.catalog import ColumnInfo, ConstraintInfo, IndexInfo, SequenceInfo, snapshot
+from outbound_schema.catalog import (
+    ColumnInfo,
+    ConstraintInfo,
+    IndexInfo,
+    SequenceInfo,
+    Snapshot,
+    existing_relations,
+    snapshot,
+)
 from outbound_schema.database import require_host_tables
+from outbound_schema.errors import OutboundSchemaError
 
 log = logging.getLogger("outbound_schema.migrate")
 
@@ -109,6 +123,9 @@ class Index:
         how = "CONCURRENTLY " if concurrently else ""
         return f"CREATE INDEX {how}{self.name} ON {self.table} ({', '.join(self.columns)})"
 
+    def describe(self) -> str:
+        return f"btree on {self.table} ({', '.join(self.columns)})"
+
     def matches(self, found: IndexInfo) -> bool:
         return (
             found.table == self.table
@@ -117,6 +134,61 @@ class Index:
             and found.method == "btree"
             and found.predicate is None
         )
+
+
+ObjectState = Literal["present", "missing", "invalid", "conflict"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One object a step creates, and what the database holds under its name."""
+
+    revision: str
+    kind: Literal["table", "column", "index"]
+    name: str
+    state: ObjectState
+    expected: str
+    found: str | None = None
+
+    def describe(self) -> str:
+        if self.state == "present":
+            return f"{self.kind} {self.name} present"
+        if self.state == "missing":
+            return f"{self.kind} {self.name} missing"
+        if self.state == "invalid":
+            return f"{self.kind} {self.name} INVALID, to be rebuilt"
+        return f"{self.kind} {self.name}: expected {self.expected}; found {self.found or 'nothing'}"
+
+
+StepState = Literal["applied", "present", "partial", "missing", "conflicting"]
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """Where the database stands on one step, object by object."""
+
+    revision: str
+    findings: tuple[Finding, ...]
+    applied: bool = False
+
+    @property
+    def state(self) -> StepState:
+        states = {f.state for f in self.findings}
+        if "conflict" in states:
+            return "conflicting"
+        if self.applied:
+            return "applied"
+        if states <= {"present"}:
+            return "present"
+        if states <= {"missing"}:
+            return "missing"
+        return "partial"
+
+    def conflicts(self) -> list[Finding]:
+        return [f for f in self.findings if f.state == "conflict"]
+
+    def to_do(self, state: ObjectState) -> list[Finding]:
+        return [f for f in self.findings if f.state == state]
 
 
 @dataclass(frozen=True)
@@ -132,64 +204,182 @@ class Step:
         names = [t.name for t in self.tables] + [a.table for a in self.add_columns] + [i.table for i in self.indexes]
         return list(dict.fromkeys(names))
 
+    def relation_names(self) -> list[str]:
+        """Names this step gives to relations other than its tables (indexes, sequences)."""
+        sequences = [seq.name for t in self.tables for c in t.columns if (seq := c.sequence(t.name)) is not None]
+        return [i.name for i in self.indexes] + sequences
+
+    def assess(self, snap: Snapshot, taken: set[str], *, applied: bool = False) -> StepReport:
+        """Compare what this step creates with ``snap``; ``taken`` holds relation names in use anywhere."""
+        return StepReport(self.revision, tuple(self._findings(snap, taken)), applied)
+
+    def _findings(self, snap: Snapshot, taken: set[str]) -> Iterator[Finding]:
+        for table in self.tables:
+            yield self._table_finding(table, snap)
+        for add in self.add_columns:
+            name = f"{add.table}.{add.column.name}"
+            expected = add.column.expected(add.table)
+            table_info = snap.tables.get(add.table)
+            found = table_info.column(add.column.name) if table_info else None
+            yield self._compare(
+                "column", name, expected.describe(), found.describe() if found else None, found == expected
+            )
+        for index in self.indexes:
+            info = snap.indexes.get(index.name)
+            if info is None:
+                state: ObjectState = "conflict" if index.name in taken else "missing"
+                found_text = (
+                    "another relation of that name, not an index on our tables" if index.name in taken else None
+                )
+                yield Finding(self.revision, "index", index.name, state, index.describe(), found_text)
+            elif not info.valid:
+                # Unusable and unused by PostgreSQL: rebuilding it loses nothing.
+                yield Finding(self.revision, "index", index.name, "invalid", index.describe(), info.describe())
+            else:
+                yield self._compare("index", index.name, index.describe(), info.describe(), index.matches(info))
+
+    def _compare(
+        self, kind: Literal["column", "index"], name: str, expected: str, found: str | None, matches: bool
+    ) -> Finding:
+        if found is None:
+            return Finding(self.revision, kind, name, "missing", expected)
+        return Finding(self.revision, kind, name, "present" if matches else "conflict", expected, found)
+
+    def _table_finding(self, table: Table, snap: Snapshot) -> Finding:
+        info = snap.tables.get(table.name)
+        if info is None:
+            return Finding(self.revision, "table", table.name, "missing", "created by this step")
+        differences: list[str] = []
+        own = [c.name for c in table.columns]
+        if [c.name for c in info.columns if c.name in own] != own:
+            found_order = ", ".join(c.name for c in info.columns)
+            differences.append(f"columns in the order ({', '.join(own)}), found ({found_order})")
+        for column in table.columns:
+            expected = column.expected(table.name)
+            found = info.column(column.name)
+            if found != expected:
+                found_text = found.describe() if found else "missing"
+                differences.append(f"column {column.name} {expected.describe()}, found {found_text}")
+        for constraint in table.constraints():
+            found_constraint = snap.constraints.get(constraint.name)
+            if found_constraint != constraint:
+                found_text = found_constraint.describe() if found_constraint else "missing"
+                differences.append(f"constraint {constraint.name} {constraint.describe()}, found {found_text}")
+        for column in table.columns:
+            sequence = column.sequence(table.name)
+            if sequence is not None and snap.sequences.get(sequence.name) != sequence:
+                found_seq = snap.sequences.get(sequence.name)
+                found_text = found_seq.describe() if found_seq else "missing"
+                differences.append(f"sequence {sequence.name} {sequence.describe()}, found {found_text}")
+        if not differences:
+            return Finding(self.revision, "table", table.name, "present", "as created by this step")
+        return Finding(
+            self.revision, "table", table.name, "conflict", "as created by this step", "; ".join(differences)
+        )
+
+
+def assess(connection: Connection, steps: Iterable[Step], applied: Collection[str] = ()) -> list[StepReport]:
+    """Where the database stands on each of ``steps``; reads the catalog, changes nothing."""
+    steps = list(steps)
+    tables = list(dict.fromkeys(name for step in steps for name in step.touched_tables()))
+    snap = snapshot(connection, tables)
+    taken = existing_relations(connection, [name for step in steps for name in step.relation_names()])
+    return [step.assess(snap, taken, applied=step.revision in applied) for step in steps]
+
+
+def steps_of(script: ScriptDirectory) -> list[Step]:
+    """Every revision's step, from base to head."""
+    return [rev.module.STEP for rev in reversed(list(script.walk_revisions()))]
+
+
+def applied_revisions(script: ScriptDirectory, heads: Iterable[str]) -> set[str]:
+    """The revisions a version table at ``heads`` says are applied: the heads and their ancestors."""
+    return {rev.revision for head in heads for rev in script.iterate_revisions(head, "base")}
+
+
+def refuse_conflicts(reports: Iterable[StepReport]) -> None:
+    conflicts = [f for report in reports if report.state == "conflicting" for f in report.conflicts()]
+    if conflicts:
+        details = "; ".join(f"[{f.revision}] {f.describe()}" for f in conflicts)
+        raise OutboundSchemaError(
+            "The database holds objects under outbound-schema's names whose definitions differ from "
+            f"what the migrations create, so the upgrade was refused and nothing was changed: {details}. "
+            "Find out where they came from (a hand-made change, another tool), then alter or drop them "
+            "so that they match or are absent, and run the upgrade again; 'outbound-schema status' "
+            "shows every step's state without changing anything."
+        )
+
 
 # Migration contexts whose preconditions were already checked in this process.
 _checked: weakref.WeakSet[MigrationContext] = weakref.WeakSet()
 
 
 def _preflight(context: MigrationContext) -> None:
-    """Once per run, before the first step changes anything: refuse a database we cannot migrate."""
+    """Once per run, before the first step changes anything: refuse a database we cannot migrate.
+
+    Checks the host tables, then every step not yet recorded as applied, so that
+    a conflict in a later step stops the run before an earlier one is applied.
+    """
     if context in _checked:
         return
-    require_host_tables(op.get_bind())
+    connection = op.get_bind()
+    require_host_tables(connection)
+    script = environment.script
+    applied = applied_revisions(script, context.get_current_heads())
+    pending = [step for step in steps_of(script) if step.revision not in applied]
+    refuse_conflicts(assess(connection, pending))
     _checked.add(context)
 
 
 def upgrade(step: Step) -> None:
-    """Create what ``step`` adds and the database lacks."""
+    """Create what ``step`` adds and the database lacks; rebuild its INVALID indexes."""
     context = op.get_context()
     if context.as_sql:
-        present_tables: set[str] = set()
-        present_columns: set[tuple[str, str]] = set()
-        present_indexes: set[str] = set()
+        # Offline there is no catalog to read: the script assumes the previous revision's state.
+        report = step.assess(Snapshot(), set())
     else:
         _preflight(context)
-        snap = snapshot(op.get_bind(), step.touched_tables())
-        present_tables = set(snap.tables)
-        present_columns = {(t.name, c.name) for t in snap.tables.values() for c in t.columns}
-        present_indexes = set(snap.indexes)
+        (report,) = assess(op.get_bind(), [step])
+        refuse_conflicts([report])
 
-    created: set[str] = set()
+    created_tables: set[str] = set()
+    for finding in report.findings:
+        if finding.state == "present":
+            log.info("%s: %s %s already present, kept", step.revision, finding.kind, finding.name)
     for table in step.tables:
-        if table.name in present_tables:
-            log.info("%s: table %s already present", step.revision, table.name)
-            continue
-        op.execute(table.ddl())
-        created.add(table.name)
-        log.info("%s: created table %s", step.revision, table.name)
+        if any(f.kind == "table" and f.name == table.name and f.state == "missing" for f in report.findings):
+            op.execute(table.ddl())
+            created_tables.add(table.name)
+            log.info("%s: created table %s", step.revision, table.name)
+    missing_columns = {f.name for f in report.to_do("missing") if f.kind == "column"}
     for add in step.add_columns:
-        if (add.table, add.column.name) in present_columns:
-            log.info("%s: column %s.%s already present", step.revision, add.table, add.column.name)
-            continue
-        op.execute(add.ddl())
-        log.info("%s: added column %s.%s", step.revision, add.table, add.column.name)
+        if f"{add.table}.{add.column.name}" in missing_columns:
+            op.execute(add.ddl())
+            log.info("%s: added column %s.%s", step.revision, add.table, add.column.name)
 
-    pending = [i for i in step.indexes if i.name not in present_indexes]
-    for index in step.indexes:
-        if index.name in present_indexes:
-            log.info("%s: index %s already present", step.revision, index.name)
+    invalid = {f.name for f in report.to_do("invalid")}
+    to_build = invalid | {f.name for f in report.to_do("missing") if f.kind == "index"}
+    pending = [i for i in step.indexes if i.name in to_build]
     # A table created just now, in this transaction, is empty and invisible to
     # others: a plain build is instant. Any other table may hold rows and be
     # written to by workers, so its indexes are built without blocking them.
-    for index in (i for i in pending if i.table in created):
+    for index in (i for i in pending if i.table in created_tables):
         op.execute(index.ddl(concurrently=False))
         log.info("%s: created index %s", step.revision, index.name)
-    concurrent = [i for i in pending if i.table not in created]
+    concurrent = [i for i in pending if i.table not in created_tables]
     if concurrent:
         with context.autocommit_block():
             for index in concurrent:
+                if index.name in invalid:
+                    op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
+                    log.info("%s: dropped INVALID index %s to rebuild it", step.revision, index.name)
                 op.execute(index.ddl(concurrently=True))
                 log.info("%s: created index %s concurrently", step.revision, index.name)
+
+    if report.state == "present" and not context.as_sql:
+        log.info("%s: found complete, recorded as applied without changes", step.revision)
+    elif report.state == "partial":
+        log.info("%s: found in part, completed", step.revision)
 
 
 def downgrade(step: Step) -> None:

@@ -48,7 +48,7 @@ def test_upgrade_and_status_from_any_directory(host_db: URL, tmp_path: Path, sch
     url = plain(host_db.set(drivername=scheme))
     before = cli("status", cwd=tmp_path, DATABASE_URL=url)
     assert before.returncode == 0, before.stderr
-    assert "pending: 40a -> 40b -> 46a -> 46b -> 46c -> 46d" in before.stdout
+    assert "upgrade would process 40a -> 40b -> 46a -> 46b -> 46c -> 46d" in before.stdout
 
     done = cli("upgrade", cwd=tmp_path, DATABASE_URL=url)
     assert done.returncode == 0, done.stderr
@@ -57,13 +57,13 @@ def test_upgrade_and_status_from_any_directory(host_db: URL, tmp_path: Path, sch
 
     after = cli("status", "--database-url", url, cwd=tmp_path)
     assert after.returncode == 0, after.stderr
-    assert "current:  46d" in after.stdout and "at head" in after.stdout
+    assert "version:  46d" in after.stdout and "at head" in after.stdout
 
 
 def test_upgrade_to_a_revision_then_on(host_db: URL) -> None:
     assert cli("upgrade", "46a", "--database-url", plain(host_db)).returncode == 0
     status = cli("status", "--database-url", plain(host_db))
-    assert "current:  46a" in status.stdout and "pending: 46b -> 46c -> 46d" in status.stdout
+    assert "version:  46a" in status.stdout and "process 46b -> 46c -> 46d" in status.stdout
     assert cli("upgrade", "--database-url", plain(host_db)).returncode == 0
     assert "at head" in cli("status", "--database-url", plain(host_db)).stdout
 

@@ -1,0 +1,118 @@
+"""One migration at a time per database, for rolling deploys that all start ``upgrade``.
+
+The lock is a session-level PostgreSQL advisory lock taken by *polling*
+``pg_try_advisory_lock`` in short transactions. A waiter blocked inside
+``pg_advisory_lock`` would hold a transaction open, and ``CREATE INDEX
+CONCURRENTLY`` in the winning migration waits for every open transaction:
+the two would wait on each other for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from outbound_schema.errors import OutboundSchemaError
+
+log = logging.getLogger("outbound_schema.lock")
+
+#: "outbound" in ASCII: the advisory lock key every outbound-schema migration takes.
+LOCK_KEY = 0x6F75_7462_6F75_6E64
+LOCK_WAIT_ENV_VAR = "OUTBOUND_SCHEMA_LOCK_WAIT"
+DEFAULT_LOCK_WAIT = 600.0
+POLL_INTERVAL = 0.5
+
+_HOLDER = text(
+    """
+    SELECT pid FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND database = (
+        SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1
+    """
+)
+
+
+def lock_wait_seconds(explicit: str | float | None = None) -> float:
+    """How long to wait for another migration: explicit, else OUTBOUND_SCHEMA_LOCK_WAIT, else 600 s."""
+    raw = explicit if explicit is not None else os.environ.get(LOCK_WAIT_ENV_VAR)
+    if raw is None or raw == "":
+        return DEFAULT_LOCK_WAIT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise OutboundSchemaError(
+            f"The migration lock wait '{raw}' is not a number of seconds. Give a number such as 600 "
+            f"(with --lock-wait, -x lock_wait= or {LOCK_WAIT_ENV_VAR})."
+        )
+    return seconds
+
+
+def _end_transaction(connection: Connection, owned: bool) -> None:
+    if owned:
+        connection.commit()
+
+
+def prepare_session(connection: Connection) -> None:
+    """Let the server abort our statements if this process dies (PostgreSQL 14+).
+
+    Without it, a ``CREATE INDEX CONCURRENTLY`` whose client was killed runs on,
+    holding the migration lock, until it finishes.
+    """
+    owned = not connection.in_transaction()
+    try:
+        if int(connection.scalar(text("SHOW server_version_num")) or 0) >= 140000:
+            connection.execute(text("SET client_connection_check_interval = '1s'"))
+        _end_transaction(connection, owned)
+    except DBAPIError:  # a platform without the check; nothing to lose
+        if owned:
+            connection.rollback()
+
+
+@contextmanager
+def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None]:
+    """Hold the migration lock on ``connection`` for the duration of the block."""
+    owned = not connection.in_transaction()
+    params = {"key": LOCK_KEY}
+    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    announced = False
+    while True:
+        acquired = connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), params)
+        holder = (
+            None if acquired else connection.scalar(_HOLDER, {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF})
+        )
+        _end_transaction(connection, owned)
+        if acquired:
+            break
+        if not announced:
+            log.info("another migration holds the lock (server process %s); waiting up to %.0f s", holder, wait_seconds)
+            announced = True
+        if time.monotonic() >= deadline:
+            raise OutboundSchemaError(
+                f"Another outbound-schema migration has held the migration lock on this database for more "
+                f"than {wait_seconds:.0f} s (server process {holder}), so this run gave up and changed "
+                "nothing. Let it finish and run again, or raise the wait with --lock-wait / "
+                f"{LOCK_WAIT_ENV_VAR}. If that process is stuck, see it with SELECT * FROM pg_stat_activity "
+                f"WHERE pid = {holder}, and stop it with pg_terminate_backend({holder})."
+            )
+        time.sleep(POLL_INTERVAL)
+    if announced:
+        log.info("migration lock acquired after %.1f s", time.monotonic() - started)
+    try:
+        yield
+    finally:
+        try:
+            if connection.in_transaction() and owned:
+                connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), params)
+            _end_transaction(connection, owned)
+        except SQLAlchemyError:  # the connection is gone, and the lock with it
+            pass
