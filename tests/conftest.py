@@ -16,9 +16,12 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
+from outbound_schema.catalog import Snapshot
 from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.embedded import create_host_standins
+from tests.helpers import catalog
+from tests.legacy import REVISIONS, apply_legacy
 from tests.provision import Server, provision
 
 TEMPLATE_HOST = "outbound_tmpl_host"
@@ -83,6 +86,21 @@ def databases(pg_server: Server) -> Iterator[Databases]:
         for name in reversed(dbs.created):
             dbs.drop(name)
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def legacy_catalogs(databases: Databases) -> dict[str, Snapshot]:
+    """The catalog of a database the old script took through each step ("base": before any)."""
+    result = {"base": Snapshot()}
+    for revision in REVISIONS:
+        url = databases.create(TEMPLATE_HOST)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            apply_legacy(conn, through=revision)
+        engine.dispose()
+        result[revision] = catalog(url)
+        databases.drop(str(url.database))
+    return result
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,33 +11,9 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import snapshot
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.database import engine_for
+from tests.helpers import BIN, cli, plain, run, tables
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 PASSWORD = "s3cret-pw"
-
-
-def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a command with a clean environment: no DATABASE_URL unless given."""
-    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "OUTBOUND_SCHEMA_EMBEDDED_DIR"}}
-    return subprocess.run(args, cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=300)
-
-
-def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
-    return run(str(BIN / "outbound-schema"), *args, cwd=cwd, **env)
-
-
-def plain(url: URL) -> str:
-    return url.render_as_string(hide_password=False)
-
-
-def tables(url: URL) -> set[str]:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return set(conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg"])

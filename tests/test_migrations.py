@@ -12,43 +12,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.catalog import Snapshot, snapshot
-from outbound_schema.config import VERSION_TABLE, alembic_config
-from outbound_schema.database import engine_for
+from outbound_schema.config import alembic_config
 from outbound_schema.models import HOST_TABLES, metadata
-from tests.conftest import Databases
-from tests.legacy import REVISIONS, apply_legacy
-
-
-def catalog(url: URL) -> Snapshot:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return snapshot(conn)
-    finally:
-        engine.dispose()
-
-
-def version(url: URL) -> list[str]:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def legacy_catalogs(databases: Databases) -> dict[str, Snapshot]:
-    """The catalog of a database the old script took through each step."""
-    result = {"base": Snapshot()}
-    for revision in REVISIONS:
-        url = databases.create("outbound_tmpl_host")
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            apply_legacy(conn, through=revision)
-        engine.dispose()
-        result[revision] = catalog(url)
-    return result
+from tests.helpers import catalog, version
+from tests.legacy import REVISIONS
 
 
 def test_revision_chain_is_linear_and_named_as_the_legacy_steps() -> None:

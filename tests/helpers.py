@@ -1,0 +1,87 @@
+"""Small tools the tests share: running commands, reading a database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL
+
+from outbound_schema.catalog import Snapshot, snapshot
+from outbound_schema.config import VERSION_TABLE
+from outbound_schema.database import engine_for
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command with a clean environment: no DATABASE_URL unless given."""
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "OUTBOUND_SCHEMA_EMBEDDED_DIR"}}
+    return subprocess.run(args, cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=300)
+
+
+def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``outbound-schema`` console script."""
+    return run(str(BIN / "outbound-schema"), *args, cwd=cwd, **env)
+
+
+def plain(url: URL) -> str:
+    """The URL as text, password included, for handing to a subprocess."""
+    return url.render_as_string(hide_password=False)
+
+
+@contextmanager
+def connected(url: URL) -> Iterator[Connection]:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def catalog(url: URL) -> Snapshot:
+    with connected(url) as conn:
+        return snapshot(conn)
+
+
+def version(url: URL) -> list[str] | None:
+    """The revisions in our version table; None when there is no version table."""
+    with connected(url) as conn:
+        if conn.scalar(text("SELECT to_regclass(:t)"), {"t": VERSION_TABLE}) is None:
+            return None
+        return list(conn.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+
+
+def tables(url: URL) -> set[str]:
+    with connected(url) as conn:
+        return set(conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+
+
+def rows(url: URL) -> dict[str, list[dict[str, Any]]]:
+    """Every row of our tables that exist, by id."""
+    result: dict[str, list[dict[str, Any]]] = {}
+    with connected(url) as conn:
+        for table in ("outbound_call_runs", "outbound_call_jobs"):
+            if conn.scalar(text("SELECT to_regclass(:t)"), {"t": table}) is not None:
+                result[table] = [dict(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY id")).mappings()]
+    return result
+
+
+def file_nodes(url: URL) -> dict[str, int]:
+    """Each of our tables' relfilenode: it changes when PostgreSQL rewrites the table."""
+    with connected(url) as conn:
+        found = conn.execute(
+            text(
+                "SELECT relname, relfilenode FROM pg_class "
+                "WHERE relname IN ('outbound_call_runs', 'outbound_call_jobs') AND relkind = 'r'"
+            )
+        )
+        return {name: int(node) for name, node in found}

@@ -1,0 +1,387 @@
+"""Taking over databases the old script built: any state, conflicts, concurrent deploys, crashes.
+
+Every database here holds rows; they are compared before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+import pytest
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import URL
+
+from outbound_schema.catalog import Snapshot
+from outbound_schema.locking import LOCK_KEY
+from tests.helpers import BIN, catalog, cli, connected, file_nodes, plain, rows, version
+from tests.legacy import LEGACY_STEPS, REVISIONS, apply_legacy
+
+RUNS = 3
+JOBS = 300
+
+
+def seed(conn: Connection, through: str | None) -> None:
+    """Host rows, and runs and jobs with values in every column the given step has."""
+    for table, count in (("business", 2), ("leads", 50), ("call_log", 5), ("outbound_lead_lists", 1)):
+        conn.execute(text(f"INSERT INTO {table} (id) SELECT generate_series(1, {count})"))
+    reached = REVISIONS.index(through) if through else -1
+    if reached >= 0:
+        conn.execute(
+            text(
+                "INSERT INTO outbound_call_runs (business_id, outbound_list_id, concurrency, total_leads, status,"
+                " created_at) SELECT 1 + i % 2, 1, i, 100 * i, 'completed', TIMESTAMP '2025-01-01' + i * INTERVAL"
+                f" '1 day' FROM generate_series(1, {RUNS}) AS i"
+            )
+        )
+    if reached >= 1:
+        conn.execute(
+            text(
+                "INSERT INTO outbound_call_jobs (run_id, lead_id, call_log_id, status, call_sid, created_at)"
+                " SELECT 1 + i % 3, 1 + i % 50, CASE WHEN i % 2 = 0 THEN 1 + i % 5 END,"
+                " (ARRAY['queued','dialing','completed','failed'])[1 + i % 4], 'CA' || md5(i::text),"
+                f" TIMESTAMP '2025-02-01' + i * INTERVAL '1 minute' FROM generate_series(1, {JOBS}) AS i"
+            )
+        )
+    extra = {
+        2: "twilio_call_sid = 'CA' || md5(id::text)",
+        3: "dial_started_at = created_at",
+        4: "dial_lock_token = 'w1'",
+    }
+    for step, assignment in extra.items():
+        if reached >= step:
+            conn.execute(text(f"UPDATE outbound_call_jobs SET {assignment} WHERE id % 3 = 0"))
+
+
+def legacy_db(url: URL, through: str | None, *, extra_sql: tuple[str, ...] = (), seed_after: bool = False) -> None:
+    """Build what the old script left: its SQL through ``through``, rows, then ``extra_sql``."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        if through:
+            apply_legacy(conn, through=through)
+        if not seed_after:
+            seed(conn, through)
+        for statement in extra_sql:
+            conn.execute(text(statement))
+        if seed_after:
+            seed(conn, through)
+    engine.dispose()
+
+
+def assert_rows_kept(before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]]) -> None:
+    for table, old_rows in before.items():
+        assert len(after[table]) == len(old_rows)
+        for old, new in zip(old_rows, after[table], strict=True):
+            assert {k: new[k] for k in old} == old
+            assert all(new[k] is None for k in new.keys() - old.keys())
+
+
+@pytest.mark.parametrize("through", [None, *REVISIONS], ids=["nothing", *REVISIONS])
+def test_takeover_from_every_legacy_prefix(
+    host_db: URL, through: str | None, legacy_catalogs: dict[str, Snapshot]
+) -> None:
+    legacy_db(host_db, through)
+    before, nodes = rows(host_db), file_nodes(host_db)
+
+    done = cli("upgrade", DATABASE_URL=plain(host_db))
+
+    assert done.returncode == 0, done.stderr
+    assert catalog(host_db) == legacy_catalogs["46d"]
+    assert version(host_db) == ["46d"]
+    assert_rows_kept(before, rows(host_db))
+    assert {t: n for t, n in file_nodes(host_db).items() if t in nodes} == nodes, "a table was rewritten"
+    reached = REVISIONS.index(through) + 1 if through else 0
+    for revision in REVISIONS[:reached]:
+        assert f"{revision}: found complete, recorded as applied without changes" in done.stderr
+    for revision in REVISIONS[reached:]:
+        assert f"{revision}: created" in done.stderr or f"{revision}: added" in done.stderr
+        assert f"{revision}: found complete" not in done.stderr
+
+    again = cli("upgrade", DATABASE_URL=plain(host_db))
+    assert again.returncode == 0 and "Running upgrade" not in again.stderr
+
+
+HALF_DONE = {
+    "46a column without its index": ("46a", ("DROP INDEX idx_outbound_call_jobs_twilio_sid",), "46a"),
+    "40b missing an index": ("46d", ("DROP INDEX idx_outbound_call_jobs_call_sid",), "40b"),
+    "46c column only": (
+        "46c",
+        ("DROP INDEX idx_outbound_call_jobs_lock_token",),
+        "46c",
+    ),
+    "46d index INVALID": (
+        "46d",
+        # The state a failed CREATE INDEX CONCURRENTLY leaves (the crash test makes it for real).
+        (
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'idx_outbound_call_jobs_status_twilio_sid'::regclass",
+        ),
+        "46d",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HALF_DONE)
+def test_takeover_completes_a_half_done_step(host_db: URL, case: str, legacy_catalogs: dict[str, Snapshot]) -> None:
+    through, damage, partial_step = HALF_DONE[case]
+    legacy_db(host_db, through, extra_sql=damage)
+    before, nodes = rows(host_db), file_nodes(host_db)
+
+    status = cli("status", DATABASE_URL=plain(host_db))
+    assert f"{partial_step}  partly present: upgrade will complete it" in status.stdout
+    done = cli("upgrade", DATABASE_URL=plain(host_db))
+
+    assert done.returncode == 0, done.stderr
+    assert f"{partial_step}: found in part, completed" in done.stderr
+    assert catalog(host_db) == legacy_catalogs["46d"]
+    assert_rows_kept(before, rows(host_db))
+    assert file_nodes(host_db) == nodes
+
+
+CONFLICTS = {
+    "index on the wrong column": (
+        "46a",
+        (
+            "DROP INDEX idx_outbound_call_jobs_twilio_sid",
+            "CREATE INDEX idx_outbound_call_jobs_twilio_sid ON outbound_call_jobs (call_sid)",
+        ),
+        [
+            "index idx_outbound_call_jobs_twilio_sid",
+            "expected btree on outbound_call_jobs (twilio_call_sid)",
+            "found btree on outbound_call_jobs (call_sid)",
+        ],
+    ),
+    "dial_lock_token as TEXT": (
+        "46b",
+        ("ALTER TABLE outbound_call_jobs ADD COLUMN dial_lock_token TEXT",),
+        ["column outbound_call_jobs.dial_lock_token", "expected character varying(64) NULL", "found text NULL"],
+    ),
+    "dial_lock_token NOT NULL": (
+        "46c",
+        (
+            "UPDATE outbound_call_jobs SET dial_lock_token = 'w0' WHERE dial_lock_token IS NULL",
+            "ALTER TABLE outbound_call_jobs ALTER COLUMN dial_lock_token SET NOT NULL",
+        ),
+        [
+            "column outbound_call_jobs.dial_lock_token",
+            "expected character varying(64) NULL",
+            "found character varying(64) NOT NULL",
+        ],
+    ),
+    "a missing foreign key": (
+        "46d",
+        ("ALTER TABLE outbound_call_jobs DROP CONSTRAINT outbound_call_jobs_lead_id_fkey",),
+        [
+            "table outbound_call_jobs",
+            "constraint outbound_call_jobs_lead_id_fkey FOREIGN KEY (lead_id) REFERENCES leads(id) on "
+            "outbound_call_jobs, found missing",
+        ],
+    ),
+    "our index name on another table": (
+        "46b",
+        ("CREATE INDEX idx_outbound_call_jobs_lock_token ON business (id)",),
+        ["index idx_outbound_call_jobs_lock_token", "found another relation of that name"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CONFLICTS)
+def test_conflicting_objects_are_refused_and_nothing_changes(host_db: URL, case: str) -> None:
+    through, sql, expected_text = CONFLICTS[case]
+    legacy_db(host_db, through, extra_sql=sql)
+    before_catalog, before_rows = catalog(host_db), rows(host_db)
+
+    done = cli("upgrade", DATABASE_URL=plain(host_db))
+
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "refused and nothing was changed" in message and "Traceback" not in done.stderr
+    for fragment in expected_text:
+        assert fragment in message
+    assert catalog(host_db) == before_catalog
+    assert rows(host_db) == before_rows
+    assert version(host_db) is None, "the version table must not be created or advanced"
+
+    status = cli("status", DATABASE_URL=plain(host_db))
+    assert status.returncode == 1
+    assert "CONFLICTING" in status.stdout and expected_text[0] in status.stdout
+
+
+def test_conflict_in_a_later_step_blocks_the_earlier_ones(host_db: URL) -> None:
+    """Tracked at 40b, with a wrong 46c column: 46a and 46b must not be applied either."""
+    legacy_db(host_db, "40b")
+    assert cli("upgrade", "40b", DATABASE_URL=plain(host_db)).returncode == 0
+    with connected(host_db) as conn:
+        conn.execute(text("ALTER TABLE outbound_call_jobs ADD COLUMN dial_lock_token TEXT"))
+        conn.commit()
+    before = catalog(host_db)
+    done = cli("upgrade", DATABASE_URL=plain(host_db))
+    assert done.returncode == 1 and "[46c] column outbound_call_jobs.dial_lock_token" in done.stderr
+    assert catalog(host_db) == before
+    assert version(host_db) == ["40b"]
+
+
+def test_status_shows_each_step_without_changing_anything(host_db: URL) -> None:
+    legacy_db(host_db, "46a")
+    assert cli("upgrade", "40b", DATABASE_URL=plain(host_db)).returncode == 0
+    with connected(host_db) as conn:
+        conn.execute(text("ALTER TABLE outbound_call_jobs ADD COLUMN dial_started_at TIMESTAMP"))
+        conn.execute(text("ALTER TABLE outbound_call_jobs ADD COLUMN dial_lock_token VARCHAR(64)"))
+        conn.commit()
+    before = catalog(host_db)
+
+    status = cli("status", DATABASE_URL=plain(host_db))
+
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert "version:  40b" in lines
+    assert "  40a  applied" in lines and "  40b  applied" in lines
+    assert "  46a  present, untracked: upgrade will record it without changes" in lines
+    assert "  46b  present, untracked: upgrade will record it without changes" in lines
+    assert "  46c  partly present: upgrade will complete it" in lines
+    assert "        column outbound_call_jobs.dial_lock_token present" in lines
+    assert "        index idx_outbound_call_jobs_lock_token missing" in lines
+    assert "  46d  missing: upgrade will apply it" in lines
+    assert catalog(host_db) == before and version(host_db) == ["40b"]
+
+
+def hold_migration_lock(url: URL) -> Callable[[], None]:
+    """Take the migration lock as a running migration would; returns the release."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    conn = engine.connect()
+    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+
+    def release() -> None:
+        conn.close()
+        engine.dispose()
+
+    return release
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def backends(url: URL, where: str) -> int:
+    with connected(url) as conn:
+        return int(
+            conn.scalar(
+                text(
+                    f"SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() AND {where}"
+                ),
+                {"db": url.database},
+            )
+            or 0
+        )
+
+
+def read_until(stream: IO[str], marker: str) -> str:
+    """Lines from ``stream`` up to and including the first that contains ``marker``."""
+    seen = []
+    for line in stream:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} never came; got: {''.join(seen)}")
+
+
+def test_concurrent_deploys_migrate_once(host_db: URL, legacy_catalogs: dict[str, Snapshot]) -> None:
+    legacy_db(host_db, "46a")
+    before = rows(host_db)
+    release = hold_migration_lock(host_db)
+    env = {**os.environ, "DATABASE_URL": plain(host_db)}
+    deploys = [
+        subprocess.Popen(
+            [str(BIN / "outbound-schema"), "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    early: list[str] = []
+    try:
+        # Every deploy reports that it is waiting before any may proceed.
+        for deploy in deploys:
+            assert deploy.stderr is not None
+            early.append(read_until(deploy.stderr, "another migration holds the lock"))
+    finally:
+        release()
+    finished = [p.communicate(timeout=120) for p in deploys]
+    outputs = [(out, head + err) for head, (out, err) in zip(early, finished, strict=True)]
+
+    assert [p.returncode for p in deploys] == [0, 0, 0, 0], outputs
+    migrated = [err for _, err in outputs if "Running upgrade" in err]
+    assert len(migrated) == 1
+    assert all("another migration holds the lock" in err for _, err in outputs)
+    assert catalog(host_db) == legacy_catalogs["46d"]
+    assert version(host_db) == ["46d"]
+    assert_rows_kept(before, rows(host_db))
+
+
+def test_lock_wait_expires_with_a_clear_message(host_db: URL) -> None:
+    legacy_db(host_db, "46b")
+    before = catalog(host_db)
+    release = hold_migration_lock(host_db)
+    try:
+        done = cli("upgrade", "--lock-wait", "1", DATABASE_URL=plain(host_db))
+    finally:
+        release()
+    assert done.returncode == 1
+    assert "has held the migration lock on this database for more than 1 s" in done.stderr
+    assert "changed nothing" in done.stderr and "pg_terminate_backend(" in done.stderr
+    assert catalog(host_db) == before and version(host_db) is None
+
+
+def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL, legacy_catalogs: dict[str, Snapshot]) -> None:
+    legacy_db(host_db, "46b")
+    before = rows(host_db)
+    # An open snapshot makes CREATE INDEX CONCURRENTLY wait after it has made its
+    # (still INVALID) index: the moment to kill the deploy.
+    blocker_engine = create_engine(host_db)
+    blocker = blocker_engine.connect()
+    blocker.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    blocker.execute(text("SELECT 1"))
+    deploy = subprocess.Popen(
+        [str(BIN / "outbound-schema"), "upgrade"],
+        env={**os.environ, "DATABASE_URL": plain(host_db)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    building = "query LIKE 'CREATE INDEX CONCURRENTLY idx_outbound_call_jobs_lock_token%' AND wait_event IS NOT NULL"
+    try:
+        wait_for(lambda: backends(host_db, building) == 1)
+        deploy.send_signal(signal.SIGKILL)
+        deploy.wait()
+        # The server notices its client is gone (client_connection_check_interval).
+        wait_for(lambda: backends(host_db, "application_name = 'outbound-schema'") == 0, seconds=30)
+    finally:
+        blocker.close()
+        blocker_engine.dispose()
+    with connected(host_db) as conn:
+        valid = conn.scalar(
+            text("SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_outbound_call_jobs_lock_token'::regclass")
+        )
+    assert valid is False, "the kill should have left an INVALID index behind"
+    assert version(host_db) == ["46b"]
+
+    done = cli("upgrade", DATABASE_URL=plain(host_db))
+
+    assert done.returncode == 0, done.stderr
+    assert "dropped INVALID index idx_outbound_call_jobs_lock_token to rebuild it" in done.stderr
+    assert catalog(host_db) == legacy_catalogs["46d"]
+    assert version(host_db) == ["46d"]
+    assert_rows_kept(before, rows(host_db))
+
+
+def test_legacy_steps_cover_every_revision() -> None:
+    assert tuple(LEGACY_STEPS) == REVISIONS
