@@ -12,6 +12,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.operations.ops import MigrationScript
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
 
@@ -35,6 +36,13 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     return True
 
 
+def skip_empty_autogenerate(_context: object, _revision: object, directives: list[MigrationScript]) -> None:
+    """``alembic revision --autogenerate`` with nothing to do writes no empty revision file."""
+    if getattr(config.cmd_opts, "autogenerate", False) and directives and directives[0].upgrade_ops_list[0].is_empty():
+        directives[:] = []
+        print("No changes in schema detected; no revision file generated.")
+
+
 def configure(**options: object) -> None:
     context.configure(
         target_metadata=metadata,
@@ -45,6 +53,7 @@ def configure(**options: object) -> None:
         include_name=include_name,
         compare_type=True,
         compare_server_default=True,
+        process_revision_directives=skip_empty_autogenerate,
         **options,
     )
 

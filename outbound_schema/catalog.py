@@ -16,6 +16,10 @@ from sqlalchemy import Connection, text
 
 OUR_TABLES: tuple[str, ...] = ("outbound_call_runs", "outbound_call_jobs")
 
+#: The host application's tables that our foreign keys reference. We never
+#: create, alter, drop or compare them in a real database.
+HOST_TABLES: tuple[str, ...] = ("business", "leads", "call_log", "outbound_lead_lists")
+
 
 @dataclass(frozen=True)
 class ColumnInfo:
@@ -122,6 +126,7 @@ _CONSTRAINTS = text(
     SELECT con.conname, c.relname, con.contype, pg_get_constraintdef(con.oid)
     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
     WHERE con.conrelid = ANY(CAST(:oids AS oid[]))
+      AND con.contype <> 'n'  -- PostgreSQL 18's NOT NULL entries: nullability is read per column
     """
 )
 
@@ -152,11 +157,14 @@ def table_oids(connection: Connection, tables: Sequence[str]) -> dict[str, int]:
     return {name: int(oid) for name, oid in rows}
 
 
-def existing_relations(connection: Connection, names: Sequence[str]) -> set[str]:
-    """Which of ``names`` are taken by a relation (table, index, sequence, view...) on the search path."""
+def existing_relations(connection: Connection, names: Sequence[str], kinds: str = "rpivmSfc") -> set[str]:
+    """Which of ``names`` are taken, on the search path, by a relation of one of ``kinds`` (pg_class.relkind)."""
     rows = connection.execute(
-        text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NOT NULL"),
-        {"names": list(names)},
+        text(
+            "SELECT name FROM unnest(CAST(:names AS text[])) AS name "
+            "JOIN pg_class c ON c.oid = to_regclass(name) WHERE strpos(:kinds, c.relkind::text) > 0"
+        ),
+        {"names": list(names), "kinds": kinds},
     )
     return {row[0] for row in rows}
 

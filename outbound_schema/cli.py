@@ -1,8 +1,9 @@
-"""The ``outbound-schema`` command line: upgrade, downgrade and status."""
+"""The ``outbound-schema`` command line: upgrade, downgrade, status and check."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,9 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
+from outbound_schema import drift
 from outbound_schema.config import VERSION_TABLE, alembic_config
 from outbound_schema.database import configured_url, connect, mask
 from outbound_schema.embedded import default_database_url
@@ -53,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     downgrade.add_argument("revision", help="target revision, e.g. 46c, -1 or base")
 
     sub.add_parser("status", parents=[url_option], help="show each step's state; changes nothing")
+
+    check = sub.add_parser(
+        "check",
+        parents=[url_option],
+        help="compare the live schema with the revisions: exit 0 match, 1 drift, 2 could not check",
+    )
+    check.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 
 
@@ -92,11 +102,39 @@ def _status(url: URL) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Exit 0 when the database matches, 1 on drift, 2 when it could not be checked."""
+    try:
+        url = _url(args)
+        assert url is not None
+        script = ScriptDirectory.from_config(alembic_config(url))
+        with connect(url) as connection:
+            report = drift.check(connection, script, mask(url))
+    except (OutboundSchemaError, DBAPIError) as exc:
+        message = str(exc) if isinstance(exc, OutboundSchemaError) else _could_not_read(exc)
+        if args.format == "json":
+            print(json.dumps({"format": drift.FORMAT_VERSION, "status": "error", "error": message}))
+        print(f"outbound-schema: could not check: {message}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.format == "json" else report.to_text())
+    return 1 if report.drift else 0
+
+
+def _could_not_read(exc: DBAPIError) -> str:
+    detail = " ".join(str(exc.orig).split())
+    return (
+        f"The catalog or the version table could not be read ({detail}). Run the check as a role that "
+        "may read the outbound tables and the outbound_schema_version table (SELECT privilege)."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)-5.5s [%(name)s] %(message)s")
     for name in ("alembic", "outbound_schema"):
-        logging.getLogger(name).setLevel(logging.INFO if args.command != "status" else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.WARNING if args.command in ("status", "check") else logging.INFO)
+    if args.command == "check":
+        return _check(args)
     try:
         if args.command == "status":
             url = _url(args)

@@ -10,9 +10,8 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from outbound_schema.catalog import existing_relations
+from outbound_schema.catalog import HOST_TABLES, existing_relations
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.models import HOST_TABLES
 
 URL_ENV_VAR = "DATABASE_URL"
 
@@ -69,8 +68,13 @@ def configured_url(explicit: str | None = None, *, explicit_source: str = "--dat
 
 
 def engine_for(url: URL) -> Engine:
-    """An engine whose sessions store and read timestamps in UTC (see the README)."""
-    connect_args = {"options": "-c timezone=UTC", "application_name": "outbound-schema"}
+    """An engine whose sessions store and read timestamps in UTC (see the README).
+
+    Options given in the URL (``?options=-csearch_path%3Dapp``) are kept.
+    """
+    given = url.query.get("options", "")
+    options = " ".join([*(given if isinstance(given, tuple) else [given]), "-c timezone=UTC"]).strip()
+    connect_args = {"options": options, "application_name": url.query.get("application_name", "outbound-schema")}
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
 
 
@@ -96,7 +100,7 @@ def connect(url: URL) -> Iterator[Connection]:
 
 def require_host_tables(connection: Connection) -> None:
     """Refuse to go on when a host table our foreign keys need is absent."""
-    present = existing_relations(connection, HOST_TABLES)
+    present = existing_relations(connection, HOST_TABLES, kinds="rp")  # tables, partitioned tables
     missing = [name for name in HOST_TABLES if name not in present]
     if missing:
         raise OutboundSchemaError(

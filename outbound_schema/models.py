@@ -32,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from outbound_schema.catalog import HOST_TABLES
+
 # Server-side defaults, written as PostgreSQL stores and prints them.
 _NOW = text("CURRENT_TIMESTAMP")
 _ZERO = text("0")
@@ -39,11 +41,9 @@ _ZERO = text("0")
 
 #: The host application's tables, reduced to the key our foreign keys reference.
 host_metadata = MetaData()
-business = Table("business", host_metadata, Column("id", Integer, primary_key=True))
-leads = Table("leads", host_metadata, Column("id", Integer, primary_key=True))
-call_log = Table("call_log", host_metadata, Column("id", Integer, primary_key=True))
-outbound_lead_lists = Table("outbound_lead_lists", host_metadata, Column("id", Integer, primary_key=True))
-HOST_TABLES: tuple[str, ...] = tuple(host_metadata.tables)
+business, leads, call_log, outbound_lead_lists = (
+    Table(name, host_metadata, Column("id", Integer, primary_key=True)) for name in HOST_TABLES
+)
 
 
 class Base(DeclarativeBase):

@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import snapshot
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.database import engine_for
-from tests.helpers import BIN, cli, plain, run, tables
+from tests.helpers import BIN, cli, connected, plain, run, tables
 
 PASSWORD = "s3cret-pw"
 
@@ -125,3 +125,32 @@ def test_embedded_default_when_no_url_is_configured(tmp_path: Path) -> None:
     status = cli("status", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "at head" in status.stdout
+
+
+def test_a_view_is_not_a_host_table(empty_db: URL) -> None:
+    with connected(empty_db) as conn:
+        for table in ("business", "call_log", "outbound_lead_lists"):
+            conn.execute(text(f"CREATE TABLE {table} (id serial PRIMARY KEY)"))
+        conn.execute(text("CREATE VIEW leads AS SELECT 1 AS id"))
+        conn.commit()
+    done = cli("upgrade", DATABASE_URL=plain(empty_db))
+    assert done.returncode == 1 and "table(s) leads," in done.stderr
+
+
+def test_options_in_the_url_are_kept(host_db: URL) -> None:
+    with connected(host_db) as conn:
+        conn.execute(text("CREATE SCHEMA dialer"))
+        conn.commit()
+    url = host_db.update_query_dict({"options": "-csearch_path=dialer,public"})
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(text("SHOW search_path")) == "dialer,public"
+            assert conn.scalar(text("SHOW timezone")) == "UTC"
+    finally:
+        engine.dispose()
+    done = cli("upgrade", DATABASE_URL=plain(url))
+    assert done.returncode == 0, done.stderr
+    with connected(host_db) as conn:
+        placed = set(conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'dialer'")))
+    assert {"outbound_call_runs", "outbound_call_jobs", VERSION_TABLE} <= placed

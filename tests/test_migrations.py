@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import alembic_config
 from outbound_schema.models import HOST_TABLES, metadata
-from tests.helpers import catalog, version
+from tests.helpers import REPO, catalog, version
 from tests.legacy import REVISIONS
 
 
@@ -109,3 +109,15 @@ def test_offline_script_from_a_revision(host_db: URL, legacy_catalogs: dict[str,
     run_script(host_db, sql)
     assert catalog(host_db) == legacy_catalogs["46d"]
     assert version(host_db) == ["46d"]
+
+
+def test_revisions_never_import_the_orm_models() -> None:
+    probe = (
+        "import importlib.util, pathlib, sys\n"
+        "for path in sorted(pathlib.Path('alembic/versions').glob('*.py')):\n"
+        "    spec = importlib.util.spec_from_file_location(path.stem, path)\n"
+        "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print('outbound_schema.models' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -1,0 +1,289 @@
+"""The schema-drift check: a live database against what the revisions and models say.
+
+Reads PostgreSQL's catalog once (a handful of queries) and compares every
+object of our two tables with the state the revisions build at head, which the
+test suite proves equal to the models. Besides what Alembic's autogenerate
+compares (columns, types, nullability, server defaults, indexes, foreign keys)
+it catches what autogenerate misses: an index redefined under the same name,
+an INVALID index, a constraint or index under another name, extra columns,
+indexes and constraints, and where the version table stands.
+
+The JSON report (``--format json``) has this shape, stable within ``format`` 1::
+
+    {"format": 1, "status": "ok" | "drift" | "error", "database": "<masked URL>",
+     "revision": {"state": "at_head" | "behind" | "ahead" | "unknown" | "untracked",
+                  "current": ["46d"], "head": "46d", "pending": []},
+     "objects": [{"kind": "table" | "column" | "constraint" | "index" | "sequence" | "revision",
+                  "name": "...", "verdict": "ok" | "missing" | "different" | "extra" | "invalid" | "renamed"
+                  | "behind" | "ahead" | "unknown" | "untracked",
+                  "expected": "..." | null, "found": "..." | null}],
+     "summary": {"ok": 40, "drift": 0}}
+
+On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from outbound_schema.catalog import (
+    ColumnInfo,
+    ConstraintInfo,
+    IndexInfo,
+    SequenceInfo,
+    Snapshot,
+    TableInfo,
+    snapshot,
+)
+from outbound_schema.config import VERSION_TABLE
+from outbound_schema.steps import Step, applied_revisions, steps_of
+
+FORMAT_VERSION = 1
+_REVISION_ID = re.compile(r"^(\d+)([a-z]*)$")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    name: str
+    verdict: str
+    expected: str | None = None
+    found: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+    def line(self) -> str:
+        mark = "✅" if self.ok else "❌"
+        if self.ok:
+            return f"{mark} {self.kind} {self.name}: {self.found}"
+        if self.verdict == "missing":
+            return f"{mark} {self.kind} {self.name}: missing; expected {self.expected}"
+        if self.verdict == "extra":
+            return f"{mark} {self.kind} {self.name}: extra, not created by any revision: {self.found}"
+        if self.verdict == "renamed":
+            return f"{mark} {self.kind} {self.name}: found under another name: {self.found}"
+        if self.kind == "revision":
+            return f"{mark} revision {self.name}: {self.found}; expected {self.expected}"
+        return f"{mark} {self.kind} {self.name}: {self.verdict}; expected {self.expected}; found {self.found}"
+
+
+@dataclass
+class RevisionState:
+    state: str
+    current: list[str]
+    head: str
+    pending: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    database: str
+    revision: RevisionState
+    objects: list[Verdict]
+
+    @property
+    def drift(self) -> list[Verdict]:
+        return [v for v in self.objects if not v.ok]
+
+    @property
+    def status(self) -> str:
+        return "drift" if self.drift else "ok"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "status": self.status,
+                "database": self.database,
+                "revision": asdict(self.revision),
+                "objects": [asdict(v) for v in self.objects],
+                "summary": {"ok": len(self.objects) - len(self.drift), "drift": len(self.drift)},
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+
+    def to_text(self) -> str:
+        lines = [f"database: {self.database}", *(v.line() for v in self.objects)]
+        if self.drift:
+            lines.append(f"DRIFT: {len(self.drift)} of {len(self.objects)} objects differ from the revisions at head")
+        else:
+            lines.append(f"OK: all {len(self.objects)} objects match the revisions at head")
+        return "\n".join(lines)
+
+
+def expected_snapshot(steps: Iterable[Step]) -> Snapshot:
+    """The catalog the revisions build, as :func:`catalog.snapshot` would read it."""
+    columns: dict[str, list[ColumnInfo]] = {}
+    snap = Snapshot()
+    for step in steps:
+        for table in step.tables:
+            columns[table.name] = [c.expected(table.name) for c in table.columns]
+            for constraint in table.constraints():
+                snap.constraints[constraint.name] = constraint
+            for column in table.columns:
+                if (sequence := column.sequence(table.name)) is not None:
+                    snap.sequences[sequence.name] = sequence
+        for add in step.add_columns:
+            columns[add.table].append(add.column.expected(add.table))
+        for index in step.indexes:
+            snap.indexes[index.name] = IndexInfo(
+                index.name, index.table, index.columns, False, "btree", None, True, index.ddl(concurrently=False)
+            )
+    for name, cols in columns.items():
+        snap.tables[name] = TableInfo(name, tuple(cols))
+    return snap
+
+
+def _index_shape(index: IndexInfo) -> tuple[object, ...]:
+    return (index.table, index.columns, index.unique, index.method, index.predicate)
+
+
+def _constraint_shape(constraint: ConstraintInfo) -> tuple[str, str, str]:
+    return (constraint.table, constraint.kind, constraint.definition)
+
+
+def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
+    """One verdict per expected object, then one per extra object on our tables."""
+    live = set(found.tables)
+    yield from _compare_tables(expected, found)
+    yield from _compare_constraints(
+        {k: v for k, v in expected.constraints.items() if v.table in live}, found.constraints
+    )
+    yield from _compare_indexes({k: v for k, v in expected.indexes.items() if v.table in live}, found.indexes)
+    yield from _compare_sequences(
+        {k: v for k, v in expected.sequences.items() if v.owned_by.split(".")[0] in live}, found.sequences
+    )
+
+
+def _compare_tables(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
+    for name, table in expected.tables.items():
+        live = found.tables.get(name)
+        if live is None:
+            yield Verdict("table", name, "missing", "created by the revisions")
+            continue
+        yield Verdict("table", name, "ok", found="present")
+        for column in table.columns:
+            qualified = f"{name}.{column.name}"
+            have = live.column(column.name)
+            if have is None:
+                yield Verdict("column", qualified, "missing", column.describe())
+            elif have != column:
+                yield Verdict("column", qualified, "different", column.describe(), have.describe())
+            else:
+                yield Verdict("column", qualified, "ok", found=have.describe())
+        for extra in live.columns:
+            if table.column(extra.name) is None:
+                yield Verdict("column", f"{name}.{extra.name}", "extra", found=extra.describe())
+
+
+def _compare_constraints(expected: dict[str, ConstraintInfo], found: dict[str, ConstraintInfo]) -> Iterator[Verdict]:
+    extras = {name: c for name, c in found.items() if name not in expected}
+    for name, want in expected.items():
+        have = found.get(name)
+        if have is None:
+            twin = next((n for n, c in extras.items() if _constraint_shape(c) == _constraint_shape(want)), None)
+            if twin is not None:
+                yield Verdict("constraint", name, "renamed", want.describe(), f"{twin}: {extras.pop(twin).describe()}")
+            else:
+                yield Verdict("constraint", name, "missing", want.describe())
+        elif _constraint_shape(have) != _constraint_shape(want):
+            yield Verdict("constraint", name, "different", want.describe(), have.describe())
+        else:
+            yield Verdict("constraint", name, "ok", found=have.describe())
+    for name, extra in extras.items():
+        yield Verdict("constraint", name, "extra", found=extra.describe())
+
+
+def _compare_sequences(expected: dict[str, SequenceInfo], found: dict[str, SequenceInfo]) -> Iterator[Verdict]:
+    for name, want in expected.items():
+        have = found.get(name)
+        if have is None:
+            yield Verdict("sequence", name, "missing", want.describe())
+        elif have != want:
+            yield Verdict("sequence", name, "different", want.describe(), have.describe())
+        else:
+            yield Verdict("sequence", name, "ok", found=have.describe())
+    for name, extra in found.items():
+        if name not in expected:
+            yield Verdict("sequence", name, "extra", found=extra.describe())
+
+
+def _compare_indexes(expected: dict[str, IndexInfo], found: dict[str, IndexInfo]) -> Iterator[Verdict]:
+    # Indexes backing a constraint (the primary keys) are reported as constraints.
+    extras = {name: i for name, i in found.items() if name not in expected and not name.endswith("_pkey")}
+    for name, want in expected.items():
+        have = found.get(name)
+        if have is None:
+            twin = next((n for n, i in extras.items() if _index_shape(i) == _index_shape(want) and i.valid), None)
+            if twin is not None:
+                yield Verdict("index", name, "renamed", want.describe(), f"{twin}: {extras.pop(twin).describe()}")
+            else:
+                yield Verdict("index", name, "missing", want.describe())
+        elif _index_shape(have) != _index_shape(want):
+            yield Verdict("index", name, "different", want.describe(), have.describe())
+        elif not have.valid:
+            yield Verdict("index", name, "invalid", want.describe(), have.describe())
+        else:
+            yield Verdict("index", name, "ok", found=have.describe())
+    for name, extra in extras.items():
+        yield Verdict("index", name, "extra", found=extra.describe())
+
+
+def _order_key(revision: str) -> tuple[int, str] | None:
+    match = _REVISION_ID.match(revision)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def revision_state(connection: Connection, script: ScriptDirectory) -> RevisionState:
+    heads = script.get_heads()
+    head = heads[0] if len(heads) == 1 else ", ".join(heads)
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    current = sorted(context.get_current_heads())
+    if not current:
+        pending = [step.revision for step in steps_of(script)]
+        return RevisionState("untracked", current, head, pending)
+    known = {rev.revision for rev in script.walk_revisions()}
+    unknown = [rev for rev in current if rev not in known]
+    if unknown:
+        keys = [_order_key(rev) for rev in unknown]
+        head_key = _order_key(head)
+        ahead = head_key is not None and all(k is not None and k > head_key for k in keys)
+        return RevisionState("ahead" if ahead else "unknown", current, head)
+    applied = applied_revisions(script, current)
+    pending = [step.revision for step in steps_of(script) if step.revision not in applied]
+    return RevisionState("behind" if pending else "at_head", current, head, pending)
+
+
+def _revision_verdict(state: RevisionState) -> Verdict:
+    expected = f"{state.head} (head)"
+    current = ", ".join(state.current)
+    if state.state == "at_head":
+        return Verdict("revision", VERSION_TABLE, "ok", expected, f"{current} (head)")
+    found = {
+        "untracked": f"no {VERSION_TABLE} table: the database was never migrated by outbound-schema",
+        "behind": f"{current}, behind head; pending {' -> '.join(state.pending)}",
+        "ahead": f"{current}, ahead of head: a newer outbound-schema migrated this database",
+        "unknown": f"{current}, not a revision of outbound-schema",
+    }[state.state]
+    return Verdict("revision", VERSION_TABLE, state.state, expected, found)
+
+
+def check(connection: Connection, script: ScriptDirectory, database: str) -> Report:
+    """Compare the database behind ``connection`` with the revisions at head; changes nothing."""
+    steps = steps_of(script)
+    tables = list(dict.fromkeys(t for step in steps for t in step.touched_tables()))
+    found = snapshot(connection, tables)
+    objects = list(compare(expected_snapshot(steps), found))
+    state = revision_state(connection, script)
+    objects.append(_revision_verdict(state))
+    return Report(database, state, objects)
