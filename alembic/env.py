@@ -17,8 +17,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
 
 from outbound_schema.catalog import OUR_TABLES
-from outbound_schema.config import LOCK_WAIT_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
+from outbound_schema.config import LIMITS_ATTRIBUTE, LOCK_WAIT_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
 from outbound_schema.database import configured_url, connect
+from outbound_schema.ddl import Limits, resolve_limits
 from outbound_schema.embedded import default_database_url
 from outbound_schema.locking import lock_wait_seconds, migration_lock, prepare_session
 from outbound_schema.models import metadata
@@ -102,6 +103,10 @@ def run_migrations_online() -> None:
     with connect(url) as connection:
         run_with(connection)
 
+
+# DDL timeouts and retries: from our command line, else -x, else the environment.
+if not isinstance(config.attributes.get(LIMITS_ATTRIBUTE), Limits):
+    config.attributes[LIMITS_ATTRIBUTE] = resolve_limits({}, context.get_x_argument(as_dictionary=True))
 
 if context.is_offline_mode():
     run_migrations_offline()

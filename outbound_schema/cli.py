@@ -15,8 +15,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from outbound_schema import drift
-from outbound_schema.config import VERSION_TABLE, alembic_config
+from outbound_schema.config import LIMITS_ATTRIBUTE, VERSION_TABLE, alembic_config
 from outbound_schema.database import configured_url, connect, mask
+from outbound_schema.ddl import resolve_limits
 from outbound_schema.embedded import default_database_url
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.locking import lock_wait_seconds
@@ -47,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for another migration of the same database (default 600, or OUTBOUND_SCHEMA_LOCK_WAIT)",
     )
+    migrate_options.add_argument(
+        "--lock-timeout",
+        metavar="DURATION",
+        help="how long blocking DDL may wait for its lock before retrying (default 100ms)",
+    )
+    migrate_options.add_argument(
+        "--lock-retries", metavar="N", help="how many times to retry after a lock timeout (default 10)"
+    )
+    migrate_options.add_argument(
+        "--statement-timeout", metavar="DURATION", help="limit for any one DDL statement (default 30min)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     upgrade = sub.add_parser("upgrade", parents=[migrate_options], help="migrate the database up (default: head)")
@@ -54,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
 
     downgrade = sub.add_parser("downgrade", parents=[migrate_options], help="migrate the database down")
     downgrade.add_argument("revision", help="target revision, e.g. 46c, -1 or base")
+    downgrade.add_argument(
+        "--allow-data-loss",
+        action="store_const",
+        const="true",
+        help="drop columns and tables even when they hold data (refused otherwise)",
+    )
 
     sub.add_parser("status", parents=[url_option], help="show each step's state; changes nothing")
 
@@ -141,7 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert url is not None
             return _status(url)
         lock_wait = lock_wait_seconds(args.lock_wait)
+        explicit = {
+            "lock_timeout_ms": args.lock_timeout,
+            "statement_timeout_ms": args.statement_timeout,
+            "lock_retries": args.lock_retries,
+            "allow_data_loss": getattr(args, "allow_data_loss", None),
+        }
+        limits = resolve_limits(explicit, {})
         config = alembic_config(_url(args, offline=args.sql), lock_wait=lock_wait)
+        config.attributes[LIMITS_ATTRIBUTE] = limits
         if args.command == "upgrade":
             command.upgrade(config, args.revision, sql=args.sql)
         else:

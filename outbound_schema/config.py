@@ -14,6 +14,8 @@ VERSION_TABLE = "outbound_schema_version"
 #: Keys in ``Config.attributes`` under which callers hand env.py a URL and a lock wait (seconds).
 URL_ATTRIBUTE = "outbound_schema.url"
 LOCK_WAIT_ATTRIBUTE = "outbound_schema.lock_wait"
+#: Key under which env.py (or our command line) hands the steps their DDL limits.
+LIMITS_ATTRIBUTE = "outbound_schema.limits"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

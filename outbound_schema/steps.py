@@ -24,7 +24,7 @@ from alembic import context as environment
 from alembic import op
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from outbound_schema.catalog import (
     ColumnInfo,
@@ -35,7 +35,9 @@ from outbound_schema.catalog import (
     existing_relations,
     snapshot,
 )
+from outbound_schema.config import LIMITS_ATTRIBUTE
 from outbound_schema.database import require_host_tables
+from outbound_schema.ddl import Limits, run_concurrently, run_in_transaction
 from outbound_schema.errors import OutboundSchemaError
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -97,7 +99,7 @@ class Table:
         lines = [c.ddl() for c in self.columns]
         lines += [f"CONSTRAINT {c.name} {c.definition}" for c in self.constraints()]
         body = ",\n    ".join(lines)
-        return f"CREATE TABLE {self.name} (\n    {body}\n)"
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {body}\n)"
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class AddColumn:
     column: Column
 
     def ddl(self) -> str:
-        return f"ALTER TABLE {self.table} ADD COLUMN {self.column.ddl()}"
+        return f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS {self.column.ddl()}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class Index:
 
     def ddl(self, *, concurrently: bool) -> str:
         how = "CONCURRENTLY " if concurrently else ""
-        return f"CREATE INDEX {how}{self.name} ON {self.table} ({', '.join(self.columns)})"
+        return f"CREATE INDEX {how}IF NOT EXISTS {self.name} ON {self.table} ({', '.join(self.columns)})"
 
     def describe(self) -> str:
         return f"btree on {self.table} ({', '.join(self.columns)})"
@@ -331,50 +333,72 @@ def _preflight(context: MigrationContext) -> None:
     _checked.add(context)
 
 
+def _limits() -> Limits:
+    limits = environment.config.attributes.get(LIMITS_ATTRIBUTE)
+    return limits if isinstance(limits, Limits) else Limits()
+
+
+def _refuse_invalid_offline(index: Index) -> None:
+    """Offline nothing can be rebuilt conditionally: stop the script rather than keep an INVALID index."""
+    op.execute(
+        "DO $$ BEGIN IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('"
+        f"{index.name}') AND NOT indisvalid) THEN RAISE EXCEPTION 'index {index.name} is INVALID, left by an "
+        f"interrupted build: run DROP INDEX CONCURRENTLY {index.name}; then run this script again'; "
+        "END IF; END $$"
+    )
+
+
 def upgrade(step: Step) -> None:
     """Create what ``step`` adds and the database lacks; rebuild its INVALID indexes."""
     context = op.get_context()
+    limits = _limits()
     if context.as_sql:
-        # Offline there is no catalog to read: the script assumes the previous revision's state.
+        # Offline there is no catalog to read: the script assumes the previous revision's
+        # state, and every statement can run again (IF NOT EXISTS).
         report = step.assess(Snapshot(), set())
     else:
         _preflight(context)
         (report,) = assess(op.get_bind(), [step])
         refuse_conflicts([report])
-
-    created_tables: set[str] = set()
     for finding in report.findings:
         if finding.state == "present":
             log.info("%s: %s %s already present, kept", step.revision, finding.kind, finding.name)
-    for table in step.tables:
-        if any(f.kind == "table" and f.name == table.name and f.state == "missing" for f in report.findings):
-            op.execute(table.ddl())
-            created_tables.add(table.name)
-            log.info("%s: created table %s", step.revision, table.name)
-    missing_columns = {f.name for f in report.to_do("missing") if f.kind == "column"}
-    for add in step.add_columns:
-        if f"{add.table}.{add.column.name}" in missing_columns:
-            op.execute(add.ddl())
-            log.info("%s: added column %s.%s", step.revision, add.table, add.column.name)
 
+    missing = {(f.kind, f.name) for f in report.to_do("missing")}
     invalid = {f.name for f in report.to_do("invalid")}
-    to_build = invalid | {f.name for f in report.to_do("missing") if f.kind == "index"}
-    pending = [i for i in step.indexes if i.name in to_build]
-    # A table created just now, in this transaction, is empty and invisible to
-    # others: a plain build is instant. Any other table may hold rows and be
-    # written to by workers, so its indexes are built without blocking them.
-    for index in (i for i in pending if i.table in created_tables):
-        op.execute(index.ddl(concurrently=False))
-        log.info("%s: created index %s", step.revision, index.name)
-    concurrent = [i for i in pending if i.table not in created_tables]
-    if concurrent:
-        with context.autocommit_block():
-            for index in concurrent:
-                if index.name in invalid:
-                    op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
-                    log.info("%s: dropped INVALID index %s to rebuild it", step.revision, index.name)
-                op.execute(index.ddl(concurrently=True))
-                log.info("%s: created index %s concurrently", step.revision, index.name)
+    new_tables = [t for t in step.tables if ("table", t.name) in missing]
+    created = {t.name for t in new_tables}
+    # Each change commits on its own, outside the revision's transaction: a
+    # crash between two of them leaves a state the next run completes.
+    with context.autocommit_block():
+        for table in new_tables:
+            # A table created in this transaction is empty and invisible to others:
+            # its indexes are built in the same transaction, instantly.
+            indexes = [i.ddl(concurrently=False) for i in step.indexes if i.table == table.name]
+            targets = [c.references for c in table.columns if c.references]
+            run_in_transaction(
+                [table.ddl(), *indexes],
+                limits,
+                label=f"{step.revision}: create table {table.name}",
+                tables=[table.name, *targets],
+            )
+            log.info("%s: created table %s and its %d indexes", step.revision, table.name, len(indexes))
+        for add in step.add_columns:
+            name = f"{add.table}.{add.column.name}"
+            if ("column", name) in missing:
+                run_in_transaction([add.ddl()], limits, label=f"{step.revision}: add column {name}", tables=[add.table])
+                log.info("%s: added column %s", step.revision, name)
+        for index in step.indexes:
+            if index.table in created or (("index", index.name) not in missing and index.name not in invalid):
+                continue
+            label = f"{step.revision}: index {index.name}"
+            if index.name in invalid:
+                run_concurrently(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}", limits, label=label)
+                log.info("%s: dropped INVALID index %s to rebuild it", step.revision, index.name)
+            elif context.as_sql:
+                _refuse_invalid_offline(index)
+            run_concurrently(index.ddl(concurrently=True), limits, label=label)
+            log.info("%s: created index %s concurrently", step.revision, index.name)
 
     if report.state == "present" and not context.as_sql:
         log.info("%s: found complete, recorded as applied without changes", step.revision)
@@ -382,18 +406,64 @@ def upgrade(step: Step) -> None:
         log.info("%s: found in part, completed", step.revision)
 
 
+def _data_at_risk(step: Step) -> list[str]:
+    """What dropping ``step``'s columns and tables would destroy."""
+    if op.get_context().as_sql:
+        return []
+    bind = op.get_bind()
+    present = existing_relations(bind, [*step.touched_tables()], kinds="rp")
+    at_risk = []
+    for add in step.add_columns:
+        table_info = snapshot(bind, [add.table]).tables.get(add.table) if add.table in present else None
+        if table_info and table_info.column(add.column.name):
+            query = f"SELECT EXISTS (SELECT FROM {add.table} WHERE {add.column.name} IS NOT NULL)"
+            if bind.scalar(text(query)):
+                at_risk.append(f"column {add.table}.{add.column.name} holds values")
+    for table in step.tables:
+        if table.name in present and bind.scalar(text(f"SELECT EXISTS (SELECT FROM {table.name})")):
+            at_risk.append(f"table {table.name} holds rows")
+    return at_risk
+
+
+def _guard_offline(step: Step) -> None:
+    """Offline, the script itself refuses to drop data."""
+    checks = [
+        (f"{a.table} WHERE {a.column.name} IS NOT NULL", f"column {a.table}.{a.column.name}") for a in step.add_columns
+    ]
+    checks += [(t.name, f"table {t.name}") for t in step.tables]
+    for source, what in checks:
+        op.execute(
+            f"DO $$ BEGIN IF EXISTS (SELECT FROM {source}) THEN RAISE EXCEPTION '{what} holds data: this "
+            "downgrade would destroy it; generate the script with -x allow_data_loss=true to allow that'; "
+            "END IF; END $$"
+        )
+
+
 def downgrade(step: Step) -> None:
-    """Remove what ``step`` added, newest first."""
+    """Remove what ``step`` added, newest first; never drop data unless allowed."""
     context = op.get_context()
+    limits = _limits()
+    if not limits.allow_data_loss:
+        at_risk = _data_at_risk(step)
+        if at_risk:
+            raise OutboundSchemaError(
+                f"Downgrading {step.revision} would destroy data ({'; '.join(at_risk)}), so it was refused; "
+                "revisions above it were already downgraded only where they held no data. Back the data up "
+                "first, then run the downgrade again with --allow-data-loss (or -x allow_data_loss=true)."
+            )
+        if context.as_sql:
+            _guard_offline(step)
     dropped_tables = {t.name for t in step.tables}
-    on_kept_tables = [i for i in step.indexes if i.table not in dropped_tables]
-    if on_kept_tables:
-        with context.autocommit_block():
-            for index in reversed(on_kept_tables):
-                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
-    for add in reversed(step.add_columns):
-        op.execute(f"ALTER TABLE {add.table} DROP COLUMN IF EXISTS {add.column.name}")
-    for table in reversed(step.tables):
-        # Its indexes, constraints and owned sequence go with it.
-        op.execute(f"DROP TABLE IF EXISTS {table.name}")
+    with context.autocommit_block():
+        for index in reversed(step.indexes):
+            if index.table not in dropped_tables:
+                statement = f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}"
+                run_concurrently(statement, limits, label=f"{step.revision}: drop index {index.name}")
+        for add in reversed(step.add_columns):
+            statement = f"ALTER TABLE {add.table} DROP COLUMN IF EXISTS {add.column.name}"
+            run_in_transaction([statement], limits, label=f"{step.revision}: drop column", tables=[add.table])
+        for table in reversed(step.tables):
+            # Its indexes, constraints and owned sequence go with it.
+            statement = f"DROP TABLE IF EXISTS {table.name}"
+            run_in_transaction([statement], limits, label=f"{step.revision}: drop table", tables=[table.name])
     log.info("%s: reverted", step.revision)

@@ -357,7 +357,10 @@ def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL, legacy_catalog
         stderr=subprocess.PIPE,
         text=True,
     )
-    building = "query LIKE 'CREATE INDEX CONCURRENTLY idx_outbound_call_jobs_lock_token%' AND wait_event IS NOT NULL"
+    building = (
+        "query LIKE 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_outbound_call_jobs_lock_token%' "
+        "AND wait_event IS NOT NULL"
+    )
     try:
         wait_for(lambda: backends(host_db, building) == 1)
         deploy.send_signal(signal.SIGKILL)

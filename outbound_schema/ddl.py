@@ -1,0 +1,185 @@
+"""How a migration runs DDL on a live database without stalling the dialer's workers.
+
+Blocking DDL (CREATE TABLE, ALTER TABLE, DROP) runs in its own short
+transaction under ``SET LOCAL lock_timeout`` and ``statement_timeout``: if the
+lock it needs is not granted quickly, the statement gives up instead of
+queueing, so workers queued behind it are never held for longer than the lock
+timeout. The transaction is retried with exponential back-off a bounded number
+of times, then the migration stops with a message naming the sessions that
+held the lock.
+
+Index builds and drops run ``CONCURRENTLY``, outside any transaction. They take
+a lock that never conflicts with reads and writes, so their lock timeout is the
+statement timeout: waiting costs the workers nothing.
+
+Online and offline (``--sql``) scripts run the same statements; offline there
+is no retry, but every statement can be run again (``IF NOT EXISTS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from alembic import op
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from outbound_schema.errors import OutboundSchemaError
+
+log = logging.getLogger("outbound_schema.ddl")
+
+LOCK_NOT_AVAILABLE = "55P03"
+QUERY_CANCELED = "57014"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, None: 1}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timeouts and retries for the DDL of one run; see the README for the defaults."""
+
+    lock_timeout_ms: int = 100
+    statement_timeout_ms: int = 30 * 60_000
+    lock_retries: int = 10
+    first_backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    allow_data_loss: bool = False
+
+
+#: Where each setting may come from: (field, -x key, environment variable).
+SETTINGS = (
+    ("lock_timeout_ms", "lock_timeout", "OUTBOUND_SCHEMA_LOCK_TIMEOUT"),
+    ("statement_timeout_ms", "statement_timeout", "OUTBOUND_SCHEMA_STATEMENT_TIMEOUT"),
+    ("lock_retries", "lock_retries", "OUTBOUND_SCHEMA_LOCK_RETRIES"),
+    ("allow_data_loss", "allow_data_loss", "OUTBOUND_SCHEMA_ALLOW_DATA_LOSS"),
+)
+
+
+def parse_duration_ms(raw: str, *, name: str) -> int:
+    """``100``, ``100ms``, ``2s`` or ``1min`` as milliseconds."""
+    match = _DURATION.match(raw)
+    if not match:
+        raise OutboundSchemaError(
+            f"The {name} '{raw}' is not a duration. Give milliseconds, or a number with the unit ms, s or "
+            "min, such as 100ms, 2s or 30min."
+        )
+    return max(1, round(float(match.group(1)) * _UNIT_MS[match.group(2)]))
+
+
+def _parse(field: str, raw: str, name: str) -> int | bool:
+    if field == "allow_data_loss":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if field == "lock_retries":
+        if not raw.strip().isdigit():
+            raise OutboundSchemaError(f"The {name} '{raw}' is not a whole number of retries; give one such as 10.")
+        return int(raw)
+    return parse_duration_ms(raw, name=name)
+
+
+def resolve_limits(
+    explicit: Mapping[str, str | None], x_args: Mapping[str, str], environ: Mapping[str, str] = os.environ
+) -> Limits:
+    """Each setting from the command line, else ``-x``, else the environment, else the default."""
+    values: dict[str, Any] = {}
+    for field, x_key, env_var in SETTINGS:
+        raw = explicit.get(field)
+        source = f"--{x_key.replace('_', '-')}"
+        if raw is None and x_key in x_args:
+            raw, source = x_args[x_key], f"-x {x_key}="
+        if raw is None and environ.get(env_var):
+            raw, source = environ[env_var], env_var
+        if raw is not None:
+            values[field] = _parse(field, raw, source)
+    return Limits(**values)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _lock_holders(tables: Sequence[str]) -> str:
+    rows = op.get_bind().execute(
+        text(
+            "SELECT DISTINCT a.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY("
+            "SELECT to_regclass(t) FROM unnest(CAST(:tables AS text[])) AS t) ORDER BY a.pid"
+        ),
+        {"tables": list(tables)},
+    )
+    found = [f"pid {pid} ({state}: {query!r})" for pid, state, query in rows]
+    return ", ".join(found) if found else "none any more"
+
+
+def run_in_transaction(statements: Sequence[str], limits: Limits, *, label: str, tables: Sequence[str]) -> None:
+    """Run ``statements`` in one short transaction under the limits, retrying lock timeouts."""
+    settings = [
+        f"SET LOCAL lock_timeout = '{limits.lock_timeout_ms}ms'",
+        f"SET LOCAL statement_timeout = '{limits.statement_timeout_ms}ms'",
+    ]
+    if op.get_context().as_sql:
+        for statement in ("BEGIN", *settings, *statements, "COMMIT"):
+            op.execute(statement)
+        return
+    attempts = limits.lock_retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            for statement in ("BEGIN", *settings, *statements, "COMMIT"):
+                op.execute(statement)
+            return
+        except DBAPIError as exc:
+            op.execute("ROLLBACK")
+            if _sqlstate(exc) == QUERY_CANCELED:
+                raise _statement_timeout(label, limits) from None
+            if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                raise
+            if attempt == attempts:
+                raise OutboundSchemaError(
+                    f"{label}: the lock it needs on {', '.join(tables)} was not granted within "
+                    f"{limits.lock_timeout_ms} ms in {attempts} attempts, so it gave up rather than make the "
+                    f"dialer's workers queue behind it; nothing of this change was applied. Sessions holding "
+                    f"locks there now: {_lock_holders(tables)}. Run the upgrade again when they are done "
+                    "(steps already applied are kept), or allow more with --lock-timeout / --lock-retries."
+                ) from None
+            delay = min(limits.first_backoff_s * 2 ** (attempt - 1), limits.max_backoff_s)
+            delay *= random.uniform(0.8, 1.2)  # deploys retrying in step would collide again
+            log.warning(
+                "%s: lock not granted within %d ms (attempt %d of %d); retrying in %.1f s",
+                label,
+                limits.lock_timeout_ms,
+                attempt,
+                attempts,
+                delay,
+            )
+            time.sleep(delay)
+
+
+def run_concurrently(statement: str, limits: Limits, *, label: str) -> None:
+    """Run a CONCURRENTLY statement outside any transaction, under the statement timeout."""
+    timeout = f"'{limits.statement_timeout_ms}ms'"
+    op.execute(f"SET lock_timeout = {timeout}")
+    op.execute(f"SET statement_timeout = {timeout}")
+    try:
+        op.execute(statement)
+    except DBAPIError as exc:
+        if _sqlstate(exc) in (QUERY_CANCELED, LOCK_NOT_AVAILABLE):
+            raise _statement_timeout(label, limits) from None
+        raise
+    finally:
+        op.execute("RESET lock_timeout")
+        op.execute("RESET statement_timeout")
+
+
+def _statement_timeout(label: str, limits: Limits) -> OutboundSchemaError:
+    return OutboundSchemaError(
+        f"{label}: stopped by the statement timeout of {limits.statement_timeout_ms} ms. An index build "
+        "interrupted this way leaves an INVALID index, which the next upgrade drops and rebuilds. Run the "
+        "upgrade again with a larger --statement-timeout (or OUTBOUND_SCHEMA_STATEMENT_TIMEOUT)."
+    )
