@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,23 @@ def file_nodes(url: URL) -> dict[str, int]:
             )
         )
         return {name: int(node) for name, node in found}
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def backends(url: URL, where: str) -> int:
+    with connected(url) as conn:
+        return int(
+            conn.scalar(
+                text(
+                    f"SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() AND {where}"
+                ),
+                {"db": url.database},
+            )
+            or 0
+        )

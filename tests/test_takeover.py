@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -18,7 +17,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema.catalog import Snapshot
 from outbound_schema.locking import LOCK_KEY
-from tests.helpers import BIN, catalog, cli, connected, file_nodes, plain, rows, version
+from tests.helpers import BIN, backends, catalog, cli, connected, file_nodes, plain, rows, version, wait_for
 from tests.legacy import LEGACY_STEPS, REVISIONS, apply_legacy
 
 RUNS = 3
@@ -260,26 +259,6 @@ def hold_migration_lock(url: URL) -> Callable[[], None]:
         engine.dispose()
 
     return release
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-def backends(url: URL, where: str) -> int:
-    with connected(url) as conn:
-        return int(
-            conn.scalar(
-                text(
-                    f"SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() AND {where}"
-                ),
-                {"db": url.database},
-            )
-            or 0
-        )
 
 
 def read_until(stream: IO[str], marker: str) -> str:

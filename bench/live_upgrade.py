@@ -1,0 +1,189 @@
+"""Benchmark: a dialer worker's write latency while the schema is upgraded under it.
+
+    python bench/live_upgrade.py [--rows 1000000]
+
+A database at 46b holding ``--rows`` jobs; a writer inserting and updating
+jobs throughout; then the upgrade to head (46c, 46d: a column and two indexes
+on the big table). Twice, on identical copies: once with ``outbound-schema
+upgrade``, once with the plain statements the old script ran (ADD COLUMN and
+CREATE INDEX, in one transaction per migration). Prints the writer's maximum
+and p99 latency during each, and the ratio. Target: the writer never stalls
+more than 100 ms during our upgrade.
+
+Uses DATABASE_URL's server if set (it creates and drops scratch databases
+there), else an embedded PostgreSQL in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from outbound_schema.config import alembic_config
+from outbound_schema.database import configured_url
+from outbound_schema.embedded import create_host_standins, server_url, start_server
+
+LEGACY_46C_46D = (
+    (
+        "ALTER TABLE outbound_call_jobs ADD COLUMN dial_lock_token VARCHAR(64) NULL",
+        "CREATE INDEX idx_outbound_call_jobs_lock_token ON outbound_call_jobs(dial_lock_token)",
+    ),
+    ("CREATE INDEX idx_outbound_call_jobs_status_twilio_sid ON outbound_call_jobs(status, twilio_call_sid)",),
+)
+
+
+def libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Server:
+    def __init__(self, stack: ExitStack) -> None:
+        url = configured_url()
+        if url is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-bench-")))
+            pg = start_server(folder / "pgdata", delete_on_exit=True)
+            stack.callback(pg.cleanup)
+            url = server_url(pg)
+        self.url = url
+        self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        stack.callback(self.admin.dispose)
+        self.created: list[str] = []
+        stack.callback(self.drop_all)
+
+    def create(self, template: str = "template0") -> URL:
+        name = f"outbound_bench_{uuid.uuid4().hex[:8]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        self.created.append(name)
+        return self.url.set(database=name)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in reversed(self.created):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def build_46b(server: Server, rows: int) -> URL:
+    url = server.create()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        create_host_standins(conn)
+        conn.execute(text("INSERT INTO business (id) SELECT generate_series(1, 100)"))
+        conn.execute(text("INSERT INTO leads (id) SELECT generate_series(1, 10000)"))
+    engine.dispose()
+    command.upgrade(alembic_config(url), "46b")
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("INSERT INTO outbound_call_runs (business_id) SELECT 1 + i % 100 FROM generate_series(1, 100) i")
+        conn.execute(
+            "INSERT INTO outbound_call_jobs (run_id, lead_id, status, call_sid, twilio_call_sid, created_at) "
+            "SELECT 1 + i %% 100, 1 + i %% 10000, (ARRAY['queued','dialing','completed','failed'])[1 + i %% 4], "
+            "'CA' || md5(i::text), CASE WHEN i %% 2 = 0 THEN 'CA' || md5(i::text) END, "
+            "now() - i * interval '1 second' FROM generate_series(1, %s) i",
+            (rows,),
+        )
+        conn.execute("VACUUM ANALYZE outbound_call_jobs")
+    return url
+
+
+class Writer(threading.Thread):
+    """A dialer worker: insert a job, update another, one short transaction each, as fast as it can."""
+
+    def __init__(self, url: URL, rows: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.rows = url, rows
+        self.samples: list[tuple[float, float]] = []  # (start, latency)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(libpq(self.url), autocommit=True) as conn:
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                conn.execute(
+                    "INSERT INTO outbound_call_jobs (run_id, lead_id) VALUES (%s, %s)",
+                    (random.randint(1, 100), random.randint(1, 10000)),
+                )
+                conn.execute(
+                    "UPDATE outbound_call_jobs SET status = 'dialing', dial_started_at = now() WHERE id = %s",
+                    (random.randint(1, self.rows),),
+                )
+                self.samples.append((start, time.perf_counter() - start))
+
+
+def measure(url: URL, rows: int, migrate: Callable[[], None]) -> tuple[float, float, float, int]:
+    """Writer's (max, p99) latency in seconds during ``migrate``, its duration, and the writes done."""
+    writer = Writer(url, rows)
+    writer.start()
+    time.sleep(1.0)  # the writer is in its stride before the migration starts
+    began = time.perf_counter()
+    migrate()
+    ended = time.perf_counter()
+    time.sleep(0.2)
+    writer.stop.set()
+    writer.join()
+    during = [latency for start, latency in writer.samples if start + latency >= began and start <= ended]
+    p99 = statistics.quantiles(during, n=100, method="inclusive")[98] if len(during) >= 2 else max(during)
+    return max(during), p99, ended - began, len(during)
+
+
+def ours(url: URL) -> Callable[[], None]:
+    def migrate() -> None:
+        env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "outbound-schema"), "upgrade"], env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(done.stderr)
+
+    return migrate
+
+
+def legacy(url: URL) -> Callable[[], None]:
+    def migrate() -> None:
+        with psycopg.connect(libpq(url)) as conn:
+            for migration in LEGACY_46C_46D:  # each wrapped in its transaction, as the old script did
+                with conn.transaction():
+                    for statement in migration:
+                        conn.execute(statement)
+
+    return migrate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        server = Server(stack)
+        started = time.perf_counter()
+        template = build_46b(server, args.rows)
+        print(f"database at 46b with {args.rows:,} jobs built in {time.perf_counter() - started:.1f} s")
+        results = {}
+        for name, make in (("outbound-schema upgrade", ours), ("old script's plain DDL", legacy)):
+            url = server.create(template=str(template.database))
+            results[name] = measure(url, args.rows, make(url))
+    print(f"{'':24} {'writer max':>11} {'writer p99':>11} {'migration':>10} {'writes':>7}")
+    for name, (worst, p99, took, count) in results.items():
+        print(f"{name:24} {worst * 1000:8.1f} ms {p99 * 1000:8.1f} ms {took:8.2f} s {count:7}")
+    (our_max, our_p99, _, _), (old_max, old_p99, _, _) = results.values()
+    print(f"ratio old/ours: max {old_max / our_max:.1f}x, p99 {old_p99 / our_p99:.1f}x")
+    print(f"target (writer never stalls > 100 ms during our upgrade): {'met' if our_max < 0.1 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
