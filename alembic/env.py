@@ -10,6 +10,7 @@ PostgreSQL (see ``outbound_schema.embedded``).
 from __future__ import annotations
 
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from alembic.operations.ops import MigrationScript
@@ -44,7 +45,7 @@ def skip_empty_autogenerate(_context: object, _revision: object, directives: lis
         print("No changes in schema detected; no revision file generated.")
 
 
-def configure(**options: object) -> None:
+def configure(**options: Any) -> None:
     context.configure(
         target_metadata=metadata,
         version_table=VERSION_TABLE,

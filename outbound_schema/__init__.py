@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from outbound_schema.config import VERSION_TABLE, alembic_config
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.health import current_revisions, head_revision, is_at_head
 
 if TYPE_CHECKING:
     from outbound_schema.models import Base, OutboundCallJob, OutboundCallRun, metadata
@@ -28,6 +29,9 @@ __all__ = [
     "OutboundCallRun",
     "OutboundSchemaError",
     "alembic_config",
+    "current_revisions",
+    "head_revision",
+    "is_at_head",
     "metadata",
 ]
 

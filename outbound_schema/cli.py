@@ -73,11 +73,20 @@ def _parser() -> argparse.ArgumentParser:
         help="drop columns and tables even when they hold data (refused otherwise)",
     )
 
-    sub.add_parser("status", parents=[url_option], help="show each step's state; changes nothing")
+    read_options = argparse.ArgumentParser(add_help=False, parents=[url_option])
+    read_options.add_argument(
+        "--version-table",
+        default=VERSION_TABLE,
+        help=f"where our revision is recorded (default {VERSION_TABLE}; alembic_version inside a host's history)",
+    )
+    status = sub.add_parser("status", parents=[read_options], help="show each step's state; changes nothing")
+    status.add_argument(
+        "--check", action="store_true", help="exit 0 only at head (1 otherwise, 2 if it could not check)"
+    )
 
     check = sub.add_parser(
         "check",
-        parents=[url_option],
+        parents=[read_options],
         help="compare the live schema with the revisions: exit 0 match, 1 drift, 2 could not check",
     )
     check.add_argument("--format", choices=("text", "json"), default="text")
@@ -91,18 +100,21 @@ def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
     return url
 
 
-def _status(url: URL) -> int:
+def _status(url: URL, *, version_table: str, gate: bool) -> int:
+    """Each step's state. Exit 1 on conflicts or an unknown revision, or with ``gate`` anywhere but head."""
     script = ScriptDirectory.from_config(alembic_config(url))
     known = {rev.revision for rev in script.walk_revisions()}
     with connect(url) as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        context = MigrationContext.configure(connection, opts={"version_table": version_table})
         current = set(context.get_current_heads())
+        if version_table != VERSION_TABLE:  # a host's table also records the host's own heads
+            current &= known
         unknown = current - known
         reports: list[StepReport] = []
         if not unknown:
             reports = assess(connection, steps_of(script), applied_revisions(script, current))
     print(f"database: {mask(url)}")
-    print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {VERSION_TABLE} table): untracked'}")
+    print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {version_table} table): untracked'}")
     print(f"head:     {', '.join(script.get_heads())}")
     if unknown:
         print(f"state:    unknown revision {', '.join(sorted(unknown))}: this database is newer than this library")
@@ -117,7 +129,7 @@ def _status(url: URL) -> int:
         return 1
     pending = [r.revision for r in reports if r.state != "applied"]
     print(f"state:    {'behind head; upgrade would process ' + ' -> '.join(pending) if pending else 'at head'}")
-    return 0
+    return 1 if gate and pending else 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -127,7 +139,7 @@ def _check(args: argparse.Namespace) -> int:
         assert url is not None
         script = ScriptDirectory.from_config(alembic_config(url))
         with connect(url) as connection:
-            report = drift.check(connection, script, mask(url))
+            report = drift.check(connection, script, mask(url), args.version_table)
     except (OutboundSchemaError, DBAPIError) as exc:
         message = str(exc) if isinstance(exc, OutboundSchemaError) else _could_not_read(exc)
         if args.format == "json":
@@ -157,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             url = _url(args)
             assert url is not None
-            return _status(url)
+            return _status(url, version_table=args.version_table, gate=args.check)
         lock_wait = lock_wait_seconds(args.lock_wait)
         explicit = {
             "lock_timeout_ms": args.lock_timeout,
@@ -175,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OutboundSchemaError as exc:
         print(f"outbound-schema: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return 2 if args.command == "status" and args.check else exc.exit_code
 
 
 if __name__ == "__main__":

@@ -244,15 +244,20 @@ def _order_key(revision: str) -> tuple[int, str] | None:
     return (int(match.group(1)), match.group(2)) if match else None
 
 
-def revision_state(connection: Connection, script: ScriptDirectory) -> RevisionState:
+def revision_state(
+    connection: Connection, script: ScriptDirectory, version_table: str = VERSION_TABLE
+) -> RevisionState:
     heads = script.get_heads()
     head = heads[0] if len(heads) == 1 else ", ".join(heads)
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    context = MigrationContext.configure(connection, opts={"version_table": version_table})
     current = sorted(context.get_current_heads())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if version_table != VERSION_TABLE:
+        # A host's version table also records the host's own heads: only ours count.
+        current = [rev for rev in current if rev in known]
     if not current:
         pending = [step.revision for step in steps_of(script)]
         return RevisionState("untracked", current, head, pending)
-    known = {rev.revision for rev in script.walk_revisions()}
     unknown = [rev for rev in current if rev not in known]
     if unknown:
         keys = [_order_key(rev) for rev in unknown]
@@ -264,26 +269,26 @@ def revision_state(connection: Connection, script: ScriptDirectory) -> RevisionS
     return RevisionState("behind" if pending else "at_head", current, head, pending)
 
 
-def _revision_verdict(state: RevisionState) -> Verdict:
+def _revision_verdict(state: RevisionState, version_table: str) -> Verdict:
     expected = f"{state.head} (head)"
     current = ", ".join(state.current)
     if state.state == "at_head":
-        return Verdict("revision", VERSION_TABLE, "ok", expected, f"{current} (head)")
+        return Verdict("revision", version_table, "ok", expected, f"{current} (head)")
     found = {
-        "untracked": f"no {VERSION_TABLE} table: the database was never migrated by outbound-schema",
+        "untracked": f"no {version_table} table: the database was never migrated by outbound-schema",
         "behind": f"{current}, behind head; pending {' -> '.join(state.pending)}",
         "ahead": f"{current}, ahead of head: a newer outbound-schema migrated this database",
         "unknown": f"{current}, not a revision of outbound-schema",
     }[state.state]
-    return Verdict("revision", VERSION_TABLE, state.state, expected, found)
+    return Verdict("revision", version_table, state.state, expected, found)
 
 
-def check(connection: Connection, script: ScriptDirectory, database: str) -> Report:
+def check(connection: Connection, script: ScriptDirectory, database: str, version_table: str = VERSION_TABLE) -> Report:
     """Compare the database behind ``connection`` with the revisions at head; changes nothing."""
     steps = steps_of(script)
     tables = list(dict.fromkeys(t for step in steps for t in step.touched_tables()))
     found = snapshot(connection, tables)
     objects = list(compare(expected_snapshot(steps), found))
-    state = revision_state(connection, script)
-    objects.append(_revision_verdict(state))
+    state = revision_state(connection, script, version_table)
+    objects.append(_revision_verdict(state, version_table))
     return Report(database, state, objects)

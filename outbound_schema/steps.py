@@ -290,8 +290,9 @@ def assess(connection: Connection, steps: Iterable[Step], applied: Collection[st
 
 
 def steps_of(script: ScriptDirectory) -> list[Step]:
-    """Every revision's step, from base to head."""
-    return [rev.module.STEP for rev in reversed(list(script.walk_revisions()))]
+    """Every step of ours, from base to head; a host's own revisions in the same history have none."""
+    revisions = reversed(list(script.walk_revisions()))
+    return [step for rev in revisions if isinstance(step := getattr(rev.module, "STEP", None), Step)]
 
 
 def applied_revisions(script: ScriptDirectory, heads: Iterable[str]) -> set[str]:

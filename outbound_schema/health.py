@@ -1,0 +1,44 @@
+"""For services that gate their start-up on the schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
+
+from outbound_schema.config import VERSION_TABLE, alembic_config
+
+
+@contextmanager
+def _connection(bind: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as connection:
+            yield connection
+
+
+def head_revision() -> str:
+    """The newest revision this installed version of outbound-schema knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revisions(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> set[str]:
+    """The revisions the database's version table records (empty if it has none)."""
+    with _connection(bind) as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": version_table})
+        return set(context.get_current_heads())
+
+
+def is_at_head(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> bool:
+    """Whether the database is migrated to this library's head revision.
+
+    ``version_table`` is ours by default; pass the host's (``"alembic_version"``)
+    when our revisions run inside the host's own Alembic history.
+    """
+    return head_revision() in current_revisions(bind, version_table=version_table)

@@ -1,0 +1,103 @@
+"""A host application with its own Alembic history in the same database, both supported ways."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from outbound_schema import is_at_head
+from outbound_schema.database import engine_for
+from tests.helpers import BIN, REPO, cli, connected, plain, run, tables
+
+HOST = REPO / "tests" / "host_project"
+
+
+def host_alembic(ini: str, url: URL, *args: str) -> str:
+    done = run(str(BIN / "alembic"), "-c", str(HOST / ini), *args, cwd=HOST, DATABASE_URL=plain(url))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def versions(url: URL, table: str) -> set[str]:
+    with connected(url) as conn:
+        return set(conn.scalars(text(f"SELECT version_num FROM {table}")))
+
+
+def test_two_histories_two_version_tables(empty_db: URL) -> None:
+    host_alembic("alembic.ini", empty_db, "upgrade", "head")
+    done = cli("upgrade", DATABASE_URL=plain(empty_db))
+    assert done.returncode == 0, done.stderr
+
+    assert versions(empty_db, "alembic_version") == {"h2"}
+    assert versions(empty_db, "outbound_schema_version") == {"46d"}
+    assert "h2 (head)" in host_alembic("alembic.ini", empty_db, "current")
+    assert cli("check", DATABASE_URL=plain(empty_db)).returncode == 0
+    # Each history moves on its own.
+    host_alembic("alembic.ini", empty_db, "downgrade", "h1")
+    assert cli("status", "--check", DATABASE_URL=plain(empty_db)).returncode == 0
+    host_alembic("alembic.ini", empty_db, "upgrade", "head")
+    engine = engine_for(empty_db)
+    try:
+        assert is_at_head(engine)
+    finally:
+        engine.dispose()
+
+
+def test_one_history_with_our_branch(empty_db: URL) -> None:
+    heads = host_alembic("alembic_shared.ini", empty_db, "heads")
+    assert "h2 (host) (head)" in heads and "46d (outbound_schema) (head)" in heads
+
+    # On an empty database ours must wait for the host's tables: it refuses, changing nothing.
+    first = run(
+        str(BIN / "alembic"),
+        "-c",
+        str(HOST / "alembic_shared.ini"),
+        "upgrade",
+        "outbound_schema@head",
+        cwd=HOST,
+        DATABASE_URL=plain(empty_db),
+    )
+    assert first.returncode != 0 and "lacks the host application's table(s) business" in first.stdout
+    assert tables(empty_db) == set()
+
+    host_alembic("alembic_shared.ini", empty_db, "upgrade", "host@head")
+    host_alembic("alembic_shared.ini", empty_db, "upgrade", "heads")
+
+    assert versions(empty_db, "alembic_version") == {"h2", "46d"}
+    assert "outbound_schema_version" not in tables(empty_db)
+    engine = engine_for(empty_db)
+    try:
+        assert is_at_head(engine, version_table="alembic_version")
+        assert not is_at_head(engine)
+    finally:
+        engine.dispose()
+    check = cli("check", "--version-table", "alembic_version", DATABASE_URL=plain(empty_db))
+    assert check.returncode == 0, check.stdout
+    # The host's later upgrades and our downgrades move independently.
+    host_alembic("alembic_shared.ini", empty_db, "downgrade", "outbound_schema@46b")
+    assert versions(empty_db, "alembic_version") == {"h2", "46b"}
+    host_alembic("alembic_shared.ini", empty_db, "upgrade", "heads")
+    assert versions(empty_db, "alembic_version") == {"h2", "46d"}
+
+
+def test_status_check_exit_codes(host_db: URL, tmp_path: object) -> None:
+    assert cli("status", "--check", DATABASE_URL=plain(host_db)).returncode == 1
+    assert cli("upgrade", "46b", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli("status", "--check", DATABASE_URL=plain(host_db)).returncode == 1
+    assert cli("upgrade", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli("status", "--check", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli("status", "--check", DATABASE_URL="postgresql://u:p@127.0.0.1:1/x").returncode == 2
+    assert cli("status", "--check", DATABASE_URL="mysql://u:p@h/x").returncode == 2
+
+
+def test_is_at_head_follows_the_database(host_db: URL) -> None:
+    engine = engine_for(host_db)
+    try:
+        assert not is_at_head(engine)
+        assert cli("upgrade", "46c", DATABASE_URL=plain(host_db)).returncode == 0
+        with engine.connect() as conn:
+            assert not is_at_head(conn)
+        assert cli("upgrade", DATABASE_URL=plain(host_db)).returncode == 0
+        assert is_at_head(engine)
+    finally:
+        engine.dispose()

@@ -1,0 +1,52 @@
+"""The README's examples and commands are the ones that work."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from tests.helpers import BIN, REPO, connected, plain, run
+
+README = (REPO / "README.md").read_text()
+PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```$", README, flags=re.S | re.M)
+SH_COMMANDS = re.findall(r"^```sh\n(.*?)^```$", README, flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("example", range(len(PYTHON_BLOCKS)))
+def test_python_examples_run(head_db: URL, example: int) -> None:
+    with connected(head_db) as conn:
+        conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
+        conn.commit()
+    done = subprocess.run(
+        [sys.executable, "-c", PYTHON_BLOCKS[example]],
+        env={"DATABASE_URL": plain(head_db), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_there_are_examples() -> None:
+    assert len(PYTHON_BLOCKS) >= 2
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    test_command = SH_COMMANDS[1].strip()
+    assert "pytest" in test_command
+    assert test_command in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_main_job_runs_against_the_embedded_default(tmp_path: Path) -> None:
+    """The README's first command, minus the install: `alembic upgrade head` with no URL."""
+    assert SH_COMMANDS[0].strip().endswith(".venv/bin/alembic upgrade head")
+    done = run(str(BIN / "alembic"), "upgrade", "head", OUTBOUND_SCHEMA_EMBEDDED_DIR=str(tmp_path / "pg"))
+    assert done.returncode == 0, done.stderr
+    assert f"using the embedded PostgreSQL in {tmp_path / 'pg'}" in done.stderr
+    assert "Running upgrade 46c -> 46d" in done.stderr
