@@ -8,7 +8,7 @@ only) and ``head`` (host tables plus our schema migrated to head).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
@@ -56,14 +56,16 @@ _served_by: list[str] = []
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[Server]:
+def pg_server(record_testsuite_property: Callable[[str, object], None]) -> Iterator[Server]:
     with ExitStack() as stack:
         server = provision(stack)
         engine = create_engine(server.url)
         with engine.connect() as conn:
             version = conn.scalar(text("SHOW server_version"))
         engine.dispose()
-        _served_by.append(f"PostgreSQL {version} via {server.provider}")
+        served_by = f"PostgreSQL {version} via {server.provider}"
+        _served_by.append(served_by)
+        record_testsuite_property("database_server", served_by)  # for .ci/totals.py
         yield server
 
 

@@ -248,11 +248,11 @@ def test_no_permission_exits_2(head_db: URL) -> None:
     inject(
         head_db,
         "DROP ROLE IF EXISTS outbound_reader",
-        "CREATE ROLE outbound_reader LOGIN",
+        "CREATE ROLE outbound_reader LOGIN PASSWORD 'reader-pw'",
         f"REVOKE ALL ON {VERSION_TABLE} FROM PUBLIC",
     )
     try:
-        done = cli("check", DATABASE_URL=plain(head_db.set(username="outbound_reader", password=None)))
+        done = cli("check", DATABASE_URL=plain(head_db.set(username="outbound_reader", password="reader-pw")))
         assert done.returncode == 2
         assert "permission denied" in done.stderr and "SELECT privilege" in done.stderr
     finally:
