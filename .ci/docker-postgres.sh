@@ -24,6 +24,7 @@ if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
   # Default settings: overlay2 and bridge networking, which testcontainers' port mapping needs.
   nohup dockerd >/tmp/outbound-schema-dockerd.log 2>&1 &
+  echo $! >/tmp/outbound-schema-dockerd.pid  # .ci/run stops the engine it started
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /tmp/outbound-schema-dockerd.log"; exit 1; }
 fi

@@ -22,7 +22,7 @@ from outbound_schema.config import LIMITS_ATTRIBUTE, LOCK_WAIT_ATTRIBUTE, URL_AT
 from outbound_schema.database import configured_url, connect
 from outbound_schema.ddl import Limits, resolve_limits
 from outbound_schema.embedded import default_database_url
-from outbound_schema.locking import lock_wait_seconds, migration_lock, prepare_session
+from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
 from outbound_schema.models import metadata
 
 config = context.config
@@ -83,11 +83,16 @@ def run_migrations_offline() -> None:
 
 def run_with(connection: Connection) -> None:
     configure(connection=connection)
-    prepare_session(connection)
-    wait = config.attributes.get(LOCK_WAIT_ATTRIBUTE) or context.get_x_argument(as_dictionary=True).get("lock_wait")
+    wait = config.attributes.get(LOCK_WAIT_ATTRIBUTE)
+    if wait is None:
+        wait = context.get_x_argument(as_dictionary=True).get("lock_wait")
     # Rolling deploys start several upgrades at once: one migrates, the others
     # wait here, then find nothing left to do.
-    with migration_lock(connection, lock_wait_seconds(wait)), context.begin_transaction():
+    with (
+        migration_lock(connection, lock_wait_seconds(wait)),
+        abort_if_client_dies(connection),
+        context.begin_transaction(),
+    ):
         context.run_migrations()
 
 

@@ -42,12 +42,18 @@ class IndexInfo:
     method: str
     predicate: str | None
     valid: bool
-    definition: str
+    definition: str  # as pg_get_indexdef prints it
+    constraint: str | None = None  # the constraint this index enforces, if any
+
+    @property
+    def using(self) -> str:
+        """Everything that defines the index after its table: method, keys with their order,
+        operator classes and collations, INCLUDE columns, predicate."""
+        return self.definition.split(" USING ", 1)[1]
 
     def describe(self) -> str:
-        text = f"{'UNIQUE ' if self.unique else ''}{self.method} on {self.table} ({', '.join(self.columns)})"
-        if self.predicate:
-            text += f" WHERE {self.predicate}"
+        keys = self.using[len(self.method) + 1 :]
+        text = f"{'UNIQUE ' if self.unique else ''}{self.method} on {self.table} {keys}"
         return text if self.valid else f"{text}, INVALID (left by a failed concurrent build)"
 
 
@@ -112,7 +118,8 @@ _INDEXES = text(
                              ELSE (SELECT attname FROM pg_attribute
                                    WHERE attrelid = ix.indrelid AND attnum = k.attnum) END
                  FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                 WHERE k.ord <= ix.indnkeyatts ORDER BY k.ord)
+                 WHERE k.ord <= ix.indnkeyatts ORDER BY k.ord),
+           (SELECT conname FROM pg_constraint WHERE conindid = ix.indexrelid AND conrelid = ix.indrelid LIMIT 1)
     FROM pg_index ix
     JOIN pg_class i ON i.oid = ix.indexrelid
     JOIN pg_class t ON t.oid = ix.indrelid
@@ -177,8 +184,8 @@ def snapshot(connection: Connection, tables: Sequence[str] = OUR_TABLES) -> Snap
     for table, name, type_, nullable, default in connection.execute(_COLUMNS, params):
         columns[table].append(ColumnInfo(name, type_, nullable, default))
     snap = Snapshot(tables={name: TableInfo(name, tuple(cols)) for name, cols in columns.items()})
-    for name, table, unique, method, predicate, valid, definition, cols in connection.execute(_INDEXES, params):
-        snap.indexes[name] = IndexInfo(name, table, tuple(cols), unique, method, predicate, valid, definition)
+    for name, table, unique, method, predicate, valid, definition, cols, owner in connection.execute(_INDEXES, params):
+        snap.indexes[name] = IndexInfo(name, table, tuple(cols), unique, method, predicate, valid, definition, owner)
     for name, table, kind, definition in connection.execute(_CONSTRAINTS, params):
         snap.constraints[name] = ConstraintInfo(name, table, kind, definition)
     for name, type_, start, increment, owner in connection.execute(_SEQUENCES, params):

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from outbound_schema import drift
+from outbound_schema import drift, embedded
 from outbound_schema.config import LIMITS_ATTRIBUTE, VERSION_TABLE, alembic_config
 from outbound_schema.database import configured_url, connect, mask
 from outbound_schema.ddl import resolve_limits
@@ -100,6 +100,21 @@ def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
     return url
 
 
+def _existing_url(args: argparse.Namespace) -> URL:
+    """For commands that only read: the configured URL, or an embedded database an upgrade made."""
+    url = configured_url(args.database_url)
+    if url is not None:
+        return url
+    if not (embedded.data_dir() / "PG_VERSION").is_file():
+        raise OutboundSchemaError(
+            f"No database URL is configured, so there is nothing to {args.command}. Set DATABASE_URL or pass "
+            f"--database-url; the embedded database is used only once 'outbound-schema upgrade' has created it "
+            f"(it would be in {embedded.data_dir()}).",
+            exit_code=2,
+        )
+    return embedded.default_database_url()
+
+
 def _status(url: URL, *, version_table: str, gate: bool) -> int:
     """Each step's state. Exit 1 on conflicts or an unknown revision, or with ``gate`` anywhere but head."""
     script = ScriptDirectory.from_config(alembic_config(url))
@@ -135,13 +150,12 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
 def _check(args: argparse.Namespace) -> int:
     """Exit 0 when the database matches, 1 on drift, 2 when it could not be checked."""
     try:
-        url = _url(args)
-        assert url is not None
+        url = _existing_url(args)
         script = ScriptDirectory.from_config(alembic_config(url))
         with connect(url) as connection:
             report = drift.check(connection, script, mask(url), args.version_table)
     except (OutboundSchemaError, DBAPIError) as exc:
-        message = str(exc) if isinstance(exc, OutboundSchemaError) else _could_not_read(exc)
+        message = str(exc) if isinstance(exc, OutboundSchemaError) else _database_refused(exc)
         if args.format == "json":
             print(json.dumps({"format": drift.FORMAT_VERSION, "status": "error", "error": message}))
         print(f"outbound-schema: could not check: {message}", file=sys.stderr)
@@ -150,11 +164,12 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.drift else 0
 
 
-def _could_not_read(exc: DBAPIError) -> str:
+def _database_refused(exc: DBAPIError) -> str:
     detail = " ".join(str(exc.orig).split())
     return (
-        f"The catalog or the version table could not be read ({detail}). Run the check as a role that "
-        "may read the outbound tables and the outbound_schema_version table (SELECT privilege)."
+        f"The database refused a statement ({detail}). If this is a permission error, run as a role that "
+        "may read the catalog, the outbound tables and the version table (SELECT privilege), and for "
+        "upgrades own them; nothing of the revision that failed was recorded."
     )
 
 
@@ -167,9 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     try:
         if args.command == "status":
-            url = _url(args)
-            assert url is not None
-            return _status(url, version_table=args.version_table, gate=args.check)
+            return _status(_existing_url(args), version_table=args.version_table, gate=args.check)
         lock_wait = lock_wait_seconds(args.lock_wait)
         explicit = {
             "lock_timeout_ms": args.lock_timeout,
@@ -185,9 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             command.downgrade(config, args.revision, sql=args.sql)
         return 0
-    except OutboundSchemaError as exc:
-        print(f"outbound-schema: error: {exc}", file=sys.stderr)
-        return 2 if args.command == "status" and args.check else exc.exit_code
+    except (OutboundSchemaError, DBAPIError) as exc:
+        message = str(exc) if isinstance(exc, OutboundSchemaError) else _database_refused(exc)
+        print(f"outbound-schema: error: {message}", file=sys.stderr)
+        if args.command == "status":
+            return 2  # could not tell
+        return exc.exit_code if isinstance(exc, OutboundSchemaError) else 1
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from alembic import op
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -37,6 +38,7 @@ log = logging.getLogger("outbound_schema.ddl")
 
 LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
+RAISE_EXCEPTION = "P0001"  # our own guards (DO ... RAISE EXCEPTION) refusing a change
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, None: 1}
 
@@ -70,7 +72,13 @@ def parse_duration_ms(raw: str, *, name: str) -> int:
             f"The {name} '{raw}' is not a duration. Give milliseconds, or a number with the unit ms, s or "
             "min, such as 100ms, 2s or 30min."
         )
-    return max(1, round(float(match.group(1)) * _UNIT_MS[match.group(2)]))
+    milliseconds = round(float(match.group(1)) * _UNIT_MS[match.group(2)])
+    if milliseconds < 1:
+        raise OutboundSchemaError(
+            f"The {name} '{raw}' is shorter than a millisecond. Every DDL statement runs under a limit: give "
+            "a positive duration such as 100ms, 2s or 30min."
+        )
+    return milliseconds
 
 
 def _parse(field: str, raw: str, name: str) -> int | bool:
@@ -105,16 +113,20 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 
 def _lock_holders(tables: Sequence[str]) -> str:
+    # Who, not what: other sessions' SQL may carry personal data.
     rows = op.get_bind().execute(
         text(
-            "SELECT DISTINCT a.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) "
+            "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, l.mode "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY("
             "SELECT to_regclass(t) FROM unnest(CAST(:tables AS text[])) AS t) ORDER BY a.pid"
         ),
         {"tables": list(tables)},
     )
-    found = [f"pid {pid} ({state}: {query!r})" for pid, state, query in rows]
+    found = [
+        f"pid {pid} (user {user}, application {app or '-'}, {state}, holding {mode})"
+        for pid, user, app, state, mode in rows
+    ]
     return ", ".join(found) if found else "none any more"
 
 
@@ -136,6 +148,8 @@ def run_in_transaction(statements: Sequence[str], limits: Limits, *, label: str,
             return
         except DBAPIError as exc:
             op.execute("ROLLBACK")
+            if _sqlstate(exc) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
+                raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
             if _sqlstate(exc) == QUERY_CANCELED:
                 raise _statement_timeout(label, limits) from None
             if _sqlstate(exc) != LOCK_NOT_AVAILABLE:

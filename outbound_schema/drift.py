@@ -136,16 +136,14 @@ def expected_snapshot(steps: Iterable[Step]) -> Snapshot:
         for add in step.add_columns:
             columns[add.table].append(add.column.expected(add.table))
         for index in step.indexes:
-            snap.indexes[index.name] = IndexInfo(
-                index.name, index.table, index.columns, False, "btree", None, True, index.ddl(concurrently=False)
-            )
+            snap.indexes[index.name] = index.expected()
     for name, cols in columns.items():
         snap.tables[name] = TableInfo(name, tuple(cols))
     return snap
 
 
 def _index_shape(index: IndexInfo) -> tuple[object, ...]:
-    return (index.table, index.columns, index.unique, index.method, index.predicate)
+    return (index.table, index.unique, index.using)
 
 
 def _constraint_shape(constraint: ConstraintInfo) -> tuple[str, str, str]:
@@ -219,8 +217,8 @@ def _compare_sequences(expected: dict[str, SequenceInfo], found: dict[str, Seque
 
 
 def _compare_indexes(expected: dict[str, IndexInfo], found: dict[str, IndexInfo]) -> Iterator[Verdict]:
-    # Indexes backing a constraint (the primary keys) are reported as constraints.
-    extras = {name: i for name, i in found.items() if name not in expected and not name.endswith("_pkey")}
+    # Indexes that enforce a constraint (primary keys, unique constraints) are reported as constraints.
+    extras = {name: i for name, i in found.items() if name not in expected and i.constraint is None}
     for name, want in expected.items():
         have = found.get(name)
         if have is None:

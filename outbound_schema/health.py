@@ -10,6 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from outbound_schema.config import VERSION_TABLE, alembic_config
+from outbound_schema.steps import applied_revisions
 
 
 @contextmanager
@@ -21,9 +22,13 @@ def _connection(bind: Engine | Connection) -> Iterator[Connection]:
             yield connection
 
 
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
     """The newest revision this installed version of outbound-schema knows."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _script().get_current_head()
     assert head is not None
     return head
 
@@ -36,9 +41,14 @@ def current_revisions(bind: Engine | Connection, *, version_table: str = VERSION
 
 
 def is_at_head(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> bool:
-    """Whether the database is migrated to this library's head revision.
+    """Whether the database is migrated to this library's head revision (or a revision built on it,
+    such as a host's merge of our branch).
 
     ``version_table`` is ours by default; pass the host's (``"alembic_version"``)
-    when our revisions run inside the host's own Alembic history.
+    when our revisions run inside the host's own Alembic history. A revision this
+    installed version does not know (a newer release migrated the database) is not
+    head as far as it can tell: compare ``current_revisions()`` yourself if older
+    code may run against a newer schema.
     """
-    return head_revision() in current_revisions(bind, version_table=version_table)
+    script = _script()
+    return script.get_current_head() in applied_revisions(script, current_revisions(bind, version_table=version_table))

@@ -10,6 +10,7 @@ the two would wait on each other for ever.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -47,7 +48,7 @@ def lock_wait_seconds(explicit: str | float | None = None) -> float:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
-    if seconds < 0:
+    if not 0 <= seconds < math.inf:  # also refuses nan
         raise OutboundSchemaError(
             f"The migration lock wait '{raw}' is not a number of seconds. Give a number such as 600 "
             f"(with --lock-wait, -x lock_wait= or {LOCK_WAIT_ENV_VAR})."
@@ -55,31 +56,45 @@ def lock_wait_seconds(explicit: str | float | None = None) -> float:
     return seconds
 
 
-def _end_transaction(connection: Connection, owned: bool) -> None:
-    if owned:
-        connection.commit()
-
-
-def prepare_session(connection: Connection) -> None:
-    """Let the server abort our statements if this process dies (PostgreSQL 14+).
+@contextmanager
+def abort_if_client_dies(connection: Connection) -> Iterator[None]:
+    """Let the server abort our statements if this process dies (PostgreSQL 14+), for the block.
 
     Without it, a ``CREATE INDEX CONCURRENTLY`` whose client was killed runs on,
-    holding the migration lock, until it finishes.
+    holding the migration lock, until it finishes. The setting is reset after, so
+    a connection handed to us goes back as it came.
     """
-    owned = not connection.in_transaction()
+    applied = False
     try:
         if int(connection.scalar(text("SHOW server_version_num")) or 0) >= 140000:
             connection.execute(text("SET client_connection_check_interval = '1s'"))
-        _end_transaction(connection, owned)
+            applied = True
+        connection.commit()
     except DBAPIError:  # a platform without the check; nothing to lose
-        if owned:
-            connection.rollback()
+        connection.rollback()
+    try:
+        yield
+    finally:
+        if applied:
+            try:
+                connection.execute(text("RESET client_connection_check_interval"))
+                connection.commit()
+            except SQLAlchemyError:  # the connection is gone
+                pass
 
 
 @contextmanager
 def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None]:
-    """Hold the migration lock on ``connection`` for the duration of the block."""
-    owned = not connection.in_transaction()
+    """Hold the migration lock on ``connection`` for the duration of the block.
+
+    ``connection`` must not be inside a transaction: polls commit as they go.
+    """
+    if connection.in_transaction():
+        raise OutboundSchemaError(
+            "The connection handed to the migrations is inside a transaction. Hand over a connection that is "
+            "not (engine.connect(), not engine.begin()) or the Engine itself: the migrations commit each change "
+            "on their own and wait for the migration lock outside any transaction."
+        )
     params = {"key": LOCK_KEY}
     deadline = time.monotonic() + wait_seconds
     started = time.monotonic()
@@ -89,7 +104,7 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
         holder = (
             None if acquired else connection.scalar(_HOLDER, {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF})
         )
-        _end_transaction(connection, owned)
+        connection.commit()  # a waiter holds no transaction open between polls
         if acquired:
             break
         if not announced:
@@ -110,9 +125,9 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
         yield
     finally:
         try:
-            if connection.in_transaction() and owned:
+            if connection.in_transaction():
                 connection.rollback()
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), params)
-            _end_transaction(connection, owned)
+            connection.commit()
         except SQLAlchemyError:  # the connection is gone, and the lock with it
             pass

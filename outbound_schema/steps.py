@@ -24,7 +24,7 @@ from alembic import context as environment
 from alembic import op
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from outbound_schema.catalog import (
     ColumnInfo,
@@ -128,14 +128,17 @@ class Index:
     def describe(self) -> str:
         return f"btree on {self.table} ({', '.join(self.columns)})"
 
+    @property
+    def using(self) -> str:
+        """As pg_get_indexdef prints what follows the table: method, keys (default order and operator class)."""
+        return f"btree ({', '.join(self.columns)})"
+
+    def expected(self) -> IndexInfo:
+        definition = f"CREATE INDEX {self.name} ON {self.table} USING {self.using}"
+        return IndexInfo(self.name, self.table, self.columns, False, "btree", None, True, definition)
+
     def matches(self, found: IndexInfo) -> bool:
-        return (
-            found.table == self.table
-            and found.columns == self.columns
-            and not found.unique
-            and found.method == "btree"
-            and found.predicate is None
-        )
+        return found.table == self.table and not found.unique and found.using == self.using
 
 
 ObjectState = Literal["present", "missing", "invalid", "conflict"]
@@ -296,8 +299,12 @@ def steps_of(script: ScriptDirectory) -> list[Step]:
 
 
 def applied_revisions(script: ScriptDirectory, heads: Iterable[str]) -> set[str]:
-    """The revisions a version table at ``heads`` says are applied: the heads and their ancestors."""
-    return {rev.revision for head in heads for rev in script.iterate_revisions(head, "base")}
+    """The revisions a version table at ``heads`` says are applied: the heads we know and their ancestors.
+
+    Unknown heads (a host's own, in a shared version table) are ignored.
+    """
+    known = {rev.revision for rev in script.walk_revisions()}
+    return {rev.revision for head in heads if head in known for rev in script.iterate_revisions(head, "base")}
 
 
 def refuse_conflicts(reports: Iterable[StepReport]) -> None:
@@ -313,25 +320,27 @@ def refuse_conflicts(reports: Iterable[StepReport]) -> None:
         )
 
 
-# Migration contexts whose preconditions were already checked in this process.
-_checked: weakref.WeakSet[MigrationContext] = weakref.WeakSet()
+# Per migration run: the reports of the steps pending when it started.
+_pending: weakref.WeakKeyDictionary[MigrationContext, dict[str, StepReport]] = weakref.WeakKeyDictionary()
 
 
-def _preflight(context: MigrationContext) -> None:
+def _preflight(context: MigrationContext) -> dict[str, StepReport]:
     """Once per run, before the first step changes anything: refuse a database we cannot migrate.
 
     Checks the host tables, then every step not yet recorded as applied, so that
     a conflict in a later step stops the run before an earlier one is applied.
+    The reports stay valid for the run: each step's objects are its own, and the
+    migration lock keeps other deploys out.
     """
-    if context in _checked:
-        return
-    connection = op.get_bind()
-    require_host_tables(connection)
-    script = environment.script
-    applied = applied_revisions(script, context.get_current_heads())
-    pending = [step for step in steps_of(script) if step.revision not in applied]
-    refuse_conflicts(assess(connection, pending))
-    _checked.add(context)
+    if context not in _pending:
+        connection = op.get_bind()
+        require_host_tables(connection)
+        script = environment.script
+        applied = applied_revisions(script, context.get_current_heads())
+        reports = assess(connection, [step for step in steps_of(script) if step.revision not in applied])
+        refuse_conflicts(reports)
+        _pending[context] = {report.revision: report for report in reports}
+    return _pending[context]
 
 
 def _limits() -> Limits:
@@ -353,14 +362,9 @@ def upgrade(step: Step) -> None:
     """Create what ``step`` adds and the database lacks; rebuild its INVALID indexes."""
     context = op.get_context()
     limits = _limits()
-    if context.as_sql:
-        # Offline there is no catalog to read: the script assumes the previous revision's
-        # state, and every statement can run again (IF NOT EXISTS).
-        report = step.assess(Snapshot(), set())
-    else:
-        _preflight(context)
-        (report,) = assess(op.get_bind(), [step])
-        refuse_conflicts([report])
+    # Offline there is no catalog to read: the script assumes the previous revision's
+    # state, and every statement can run again (IF NOT EXISTS).
+    report = step.assess(Snapshot(), set()) if context.as_sql else _preflight(context)[step.revision]
     for finding in report.findings:
         if finding.state == "present":
             log.info("%s: %s %s already present, kept", step.revision, finding.kind, finding.name)
@@ -368,14 +372,15 @@ def upgrade(step: Step) -> None:
     missing = {(f.kind, f.name) for f in report.to_do("missing")}
     invalid = {f.name for f in report.to_do("invalid")}
     new_tables = [t for t in step.tables if ("table", t.name) in missing]
-    created = {t.name for t in new_tables}
+    # Online, a table created just now is empty and invisible to others until its
+    # transaction commits: its indexes are built in that transaction, instantly.
+    # Offline the table may already exist (IF NOT EXISTS), so they are built CONCURRENTLY.
+    built_with_table = set() if context.as_sql else {t.name for t in new_tables}
     # Each change commits on its own, outside the revision's transaction: a
     # crash between two of them leaves a state the next run completes.
     with context.autocommit_block():
         for table in new_tables:
-            # A table created in this transaction is empty and invisible to others:
-            # its indexes are built in the same transaction, instantly.
-            indexes = [i.ddl(concurrently=False) for i in step.indexes if i.table == table.name]
+            indexes = [i.ddl(concurrently=False) for i in step.indexes if i.table in built_with_table & {table.name}]
             targets = [c.references for c in table.columns if c.references]
             run_in_transaction(
                 [table.ddl(), *indexes],
@@ -383,14 +388,17 @@ def upgrade(step: Step) -> None:
                 label=f"{step.revision}: create table {table.name}",
                 tables=[table.name, *targets],
             )
-            log.info("%s: created table %s and its %d indexes", step.revision, table.name, len(indexes))
+            log.info("%s: created table %s", step.revision, table.name)
         for add in step.add_columns:
             name = f"{add.table}.{add.column.name}"
             if ("column", name) in missing:
                 run_in_transaction([add.ddl()], limits, label=f"{step.revision}: add column {name}", tables=[add.table])
                 log.info("%s: added column %s", step.revision, name)
         for index in step.indexes:
-            if index.table in created or (("index", index.name) not in missing and index.name not in invalid):
+            if index.table in built_with_table:
+                log.info("%s: created index %s", step.revision, index.name)
+                continue
+            if ("index", index.name) not in missing and index.name not in invalid:
                 continue
             label = f"{step.revision}: index {index.name}"
             if index.name in invalid:
@@ -407,64 +415,52 @@ def upgrade(step: Step) -> None:
         log.info("%s: found in part, completed", step.revision)
 
 
-def _data_at_risk(step: Step) -> list[str]:
-    """What dropping ``step``'s columns and tables would destroy."""
-    if op.get_context().as_sql:
-        return []
-    bind = op.get_bind()
-    present = existing_relations(bind, [*step.touched_tables()], kinds="rp")
-    at_risk = []
-    for add in step.add_columns:
-        table_info = snapshot(bind, [add.table]).tables.get(add.table) if add.table in present else None
-        if table_info and table_info.column(add.column.name):
-            query = f"SELECT EXISTS (SELECT FROM {add.table} WHERE {add.column.name} IS NOT NULL)"
-            if bind.scalar(text(query)):
-                at_risk.append(f"column {add.table}.{add.column.name} holds values")
-    for table in step.tables:
-        if table.name in present and bind.scalar(text(f"SELECT EXISTS (SELECT FROM {table.name})")):
-            at_risk.append(f"table {table.name} holds rows")
-    return at_risk
+def _data_guard(step: Step, table: str, column: str | None, *, lock: bool) -> str:
+    """A statement that raises when dropping ``table`` (or its ``column``) would destroy data.
 
-
-def _guard_offline(step: Step) -> None:
-    """Offline, the script itself refuses to drop data."""
-    checks = [
-        (f"{a.table} WHERE {a.column.name} IS NOT NULL", f"column {a.table}.{a.column.name}") for a in step.add_columns
-    ]
-    checks += [(t.name, f"table {t.name}") for t in step.tables]
-    for source, what in checks:
-        op.execute(
-            f"DO $$ BEGIN IF EXISTS (SELECT FROM {source}) THEN RAISE EXCEPTION '{what} holds data: this "
-            "downgrade would destroy it; generate the script with -x allow_data_loss=true to allow that'; "
-            "END IF; END $$"
+    With ``lock`` it first takes the lock the drop will take, so that no row can
+    arrive between the check and the drop.
+    """
+    what = f"column {table}.{column} holds values" if column else f"table {table} holds rows"
+    exists = f"SELECT EXISTS (SELECT FROM {table}{f' WHERE {column} IS NOT NULL' if column else ''})"
+    present = f"to_regclass('{table}') IS NOT NULL"
+    if column:
+        present += (
+            f" AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{table}')"
+            f" AND attname = '{column}' AND NOT attisdropped)"
         )
+    message = (
+        f"Downgrading {step.revision} would destroy data ({what}), so it was refused and nothing of {step.revision} "
+        "was reverted; revisions above it were reverted only where they held no data. Back the data up first, "
+        "then downgrade again with --allow-data-loss (or -x allow_data_loss=true)."
+    )
+    lock_sql = f"EXECUTE 'LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE'; " if lock else ""
+    return (
+        f"DO $$ DECLARE found boolean; BEGIN IF {present} THEN {lock_sql}EXECUTE '{exists}' INTO found; "
+        f"IF found THEN RAISE EXCEPTION '{message}'; END IF; END IF; END $$"
+    )
 
 
 def downgrade(step: Step) -> None:
     """Remove what ``step`` added, newest first; never drop data unless allowed."""
     context = op.get_context()
     limits = _limits()
-    if not limits.allow_data_loss:
-        at_risk = _data_at_risk(step)
-        if at_risk:
-            raise OutboundSchemaError(
-                f"Downgrading {step.revision} would destroy data ({'; '.join(at_risk)}), so it was refused; "
-                "revisions above it were already downgraded only where they held no data. Back the data up "
-                "first, then run the downgrade again with --allow-data-loss (or -x allow_data_loss=true)."
-            )
-        if context.as_sql:
-            _guard_offline(step)
+    guard = not limits.allow_data_loss
+    targets: list[tuple[str, str | None]] = [(a.table, a.column.name) for a in reversed(step.add_columns)]
+    targets += [(t.name, None) for t in reversed(step.tables)]
     dropped_tables = {t.name for t in step.tables}
     with context.autocommit_block():
+        if guard and targets:
+            # Refuse before anything of this step is touched; the drops check again under their lock.
+            checks = [_data_guard(step, table, column, lock=False) for table, column in targets]
+            run_in_transaction(checks, limits, label=f"{step.revision}: data check", tables=[])
         for index in reversed(step.indexes):
             if index.table not in dropped_tables:
                 statement = f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}"
                 run_concurrently(statement, limits, label=f"{step.revision}: drop index {index.name}")
-        for add in reversed(step.add_columns):
-            statement = f"ALTER TABLE {add.table} DROP COLUMN IF EXISTS {add.column.name}"
-            run_in_transaction([statement], limits, label=f"{step.revision}: drop column", tables=[add.table])
-        for table in reversed(step.tables):
-            # Its indexes, constraints and owned sequence go with it.
-            statement = f"DROP TABLE IF EXISTS {table.name}"
-            run_in_transaction([statement], limits, label=f"{step.revision}: drop table", tables=[table.name])
+        for table, column in targets:
+            drop = f"ALTER TABLE {table} DROP COLUMN IF EXISTS {column}" if column else f"DROP TABLE IF EXISTS {table}"
+            statements = [_data_guard(step, table, column, lock=True), drop] if guard else [drop]
+            # A dropped table takes its indexes, constraints and owned sequence with it.
+            run_in_transaction(statements, limits, label=f"{step.revision}: drop {column or table}", tables=[table])
     log.info("%s: reverted", step.revision)

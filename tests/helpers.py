@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.catalog import Snapshot, snapshot
@@ -106,3 +106,16 @@ def backends(url: URL, where: str) -> int:
             )
             or 0
         )
+
+
+def run_script(url: URL, sql: str) -> None:
+    """Run an offline script statement by statement, as psql would (autocommit, own BEGIN/COMMIT)."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for chunk in sql.split(";\n\n"):
+                statement = "\n".join(line for line in chunk.splitlines() if not line.startswith("--")).strip()
+                if statement:
+                    conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()

@@ -76,8 +76,16 @@ def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Serv
         except ImportError:  # testcontainers before 4.15
             from testcontainers.postgres import PostgresContainer
 
-        container = PostgresContainer(environ.get(IMAGE_VAR, "postgres:16-alpine"), driver="psycopg")
-        stack.enter_context(container)
+        image = environ.get(IMAGE_VAR, "postgres:16-alpine")
+        container = PostgresContainer(image, driver="psycopg")
+        try:
+            stack.enter_context(container)
+        except Exception as exc:
+            raise RuntimeError(
+                f"A Docker engine answers, so the tests use testcontainers, but the image {image} could not be "
+                f"started ({type(exc).__name__}: {exc}). Name a local PostgreSQL image in {IMAGE_VAR} "
+                f"(.ci/docker-postgres.sh builds one), or set {PROVIDER_VAR}=embedded."
+            ) from exc
         return Server(make_url(container.get_connection_url()), provider)
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-schema-pg-")))
     version = int(environ[EMBEDDED_VERSION_VAR]) if environ.get(EMBEDDED_VERSION_VAR) else None

@@ -126,6 +126,33 @@ DRIFT = {
         "idx_outbound_call_jobs_call_sid",
         "different",
     ),
+    "index sort order": (
+        [
+            "DROP INDEX idx_outbound_call_jobs_status",
+            f"CREATE INDEX idx_outbound_call_jobs_status ON {JOBS} (status DESC)",
+        ],
+        "index",
+        "idx_outbound_call_jobs_status",
+        "different",
+    ),
+    "index operator class": (
+        [
+            "DROP INDEX idx_outbound_call_jobs_call_sid",
+            f"CREATE INDEX idx_outbound_call_jobs_call_sid ON {JOBS} (call_sid varchar_pattern_ops)",
+        ],
+        "index",
+        "idx_outbound_call_jobs_call_sid",
+        "different",
+    ),
+    "index with INCLUDE": (
+        [
+            "DROP INDEX idx_outbound_call_jobs_run_id",
+            f"CREATE INDEX idx_outbound_call_jobs_run_id ON {JOBS} (run_id) INCLUDE (status)",
+        ],
+        "index",
+        "idx_outbound_call_jobs_run_id",
+        "different",
+    ),
     "unique index": (
         [
             "DROP INDEX idx_outbound_call_jobs_lock_token",
@@ -222,6 +249,20 @@ def test_each_class_of_drift_is_detected_and_named(head_db: URL, case: str) -> N
     assert text_report.stdout.splitlines()[-1].startswith("DRIFT: ")
 
 
+def test_a_constraint_is_reported_once_not_again_as_its_index(head_db: URL) -> None:
+    inject(
+        head_db,
+        f"ALTER TABLE {RUNS} RENAME CONSTRAINT outbound_call_runs_pkey TO runs_pk",
+        f"ALTER TABLE {JOBS} ADD CONSTRAINT jobs_call_sid_key UNIQUE (call_sid)",
+    )
+    _, report = check_json(head_db)
+    drifted = [(o["kind"], o["name"], o["verdict"]) for o in report["objects"] if o["verdict"] != "ok"]  # type: ignore[union-attr]
+    assert sorted(drifted) == [
+        ("constraint", "jobs_call_sid_key", "extra"),
+        ("constraint", "outbound_call_runs_pkey", "renamed"),
+    ]
+
+
 def test_host_and_foreign_tables_are_never_reported(head_db: URL) -> None:
     inject(
         head_db,
@@ -244,6 +285,14 @@ def test_could_not_check_exits_2(head_db: URL) -> None:
         assert "could not check" in done.stderr and ":pw@" not in done.stderr
 
 
+def test_nothing_to_check_without_a_url(tmp_path: Path) -> None:
+    for command in (("check",), ("status", "--check")):
+        done = cli(*command, cwd=tmp_path)
+        assert done.returncode == 2
+        assert "No database URL is configured" in done.stderr
+    assert not (tmp_path / ".outbound-schema").exists()
+
+
 def test_no_permission_exits_2(head_db: URL) -> None:
     inject(
         head_db,
@@ -252,9 +301,13 @@ def test_no_permission_exits_2(head_db: URL) -> None:
         f"REVOKE ALL ON {VERSION_TABLE} FROM PUBLIC",
     )
     try:
-        done = cli("check", DATABASE_URL=plain(head_db.set(username="outbound_reader", password="reader-pw")))
+        reader = plain(head_db.set(username="outbound_reader", password="reader-pw"))
+        done = cli("check", DATABASE_URL=reader)
         assert done.returncode == 2
         assert "permission denied" in done.stderr and "SELECT privilege" in done.stderr
+        status = cli("status", "--check", DATABASE_URL=reader)
+        assert status.returncode == 2 and "permission denied" in status.stderr
+        assert "Traceback" not in status.stderr
     finally:
         inject(head_db, "DROP ROLE outbound_reader")
 

@@ -8,13 +8,13 @@ import sys
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import alembic_config
 from outbound_schema.models import HOST_TABLES, metadata
-from tests.helpers import REPO, catalog, version
+from tests.helpers import REPO, catalog, run_script, version
 from tests.legacy import REVISIONS
 
 
@@ -70,19 +70,6 @@ def test_models_build_exactly_the_legacy_catalog(host_engine: Engine, legacy_cat
     with host_engine.begin() as conn:
         metadata.create_all(conn)
         assert snapshot(conn) == legacy_catalogs["46d"]
-
-
-def run_script(url: URL, sql: str) -> None:
-    """Run an offline script statement by statement, as psql would (autocommit, own BEGIN/COMMIT)."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for chunk in sql.split(";\n\n"):
-                statement = "\n".join(line for line in chunk.splitlines() if not line.startswith("--")).strip()
-                if statement:
-                    conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
 
 
 def offline_sql(*args: str) -> str:

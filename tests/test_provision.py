@@ -40,8 +40,11 @@ def test_a_bad_forced_provider_is_an_error() -> None:
 
 
 def test_this_session_got_the_provider_it_should(pg_server: Server) -> None:
-    if os.environ.get(PROVIDER_VAR) or os.environ.get(URL_VAR):
-        assert pg_server.provider == choose_provider(os.environ, docker_answers)
+    forced, url = os.environ.get(PROVIDER_VAR), os.environ.get(URL_VAR)
+    if forced:
+        assert pg_server.provider == forced
+    elif url:
+        assert pg_server.provider == "url"
     else:
         assert pg_server.provider == ("testcontainers" if docker_answers() else "embedded")
 

@@ -154,6 +154,14 @@ CONFLICTS = {
             "found btree on outbound_call_jobs (call_sid)",
         ],
     ),
+    "index in descending order": (
+        "46a",
+        (
+            "DROP INDEX idx_outbound_call_jobs_twilio_sid",
+            "CREATE INDEX idx_outbound_call_jobs_twilio_sid ON outbound_call_jobs (twilio_call_sid DESC)",
+        ),
+        ["index idx_outbound_call_jobs_twilio_sid", "found btree on outbound_call_jobs (twilio_call_sid DESC)"],
+    ),
     "dial_lock_token as TEXT": (
         "46b",
         ("ALTER TABLE outbound_call_jobs ADD COLUMN dial_lock_token TEXT",),
