@@ -3,61 +3,28 @@
     python bench/drift_check.py [--runs 30]
 
 Uses DATABASE_URL's server if set (it creates and drops a scratch database
-there), else an embedded PostgreSQL in a temporary folder. Both checks run
+there), else an embedded PostgreSQL in a temporary folder (see scratch.py). Both checks run
 in-process, warm, on the same database; the figures are per check.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import logging
 import os
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from pathlib import Path
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL
+from scratch import Server
 
 from outbound_schema import drift
 from outbound_schema.config import alembic_config
-from outbound_schema.database import configured_url, connect, mask
-from outbound_schema.embedded import create_host_standins, server_url, start_server
-
-
-def scratch_database(stack: ExitStack) -> URL:
-    server = configured_url()
-    if server is None:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-bench-")))
-        pg = start_server(folder / "pgdata", delete_on_exit=True)
-        stack.callback(pg.cleanup)
-        server = server_url(pg)
-    name = f"outbound_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    stack.callback(drop)
-    url = server.set(database=name)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        create_host_standins(conn)
-    engine.dispose()
-    command.upgrade(alembic_config(url), "head")
-    return url
+from outbound_schema.database import connect, mask
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -76,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.INFO)
     with ExitStack() as stack:
-        url = scratch_database(stack)
+        url = Server(stack).create_with_host_tables()
+        command.upgrade(alembic_config(url), "head")
         config = alembic_config(url)
         script = ScriptDirectory.from_config(config)
 
@@ -85,9 +53,10 @@ def main() -> None:
                 report = drift.check(conn, script, mask(url))
             assert not report.drift, report.to_text()
 
+        config.stdout = io.StringIO()  # "No new upgrade operations detected.", once per run
+
         def alembic_check() -> None:
-            with contextlib.redirect_stdout(io.StringIO()):  # "No new upgrade operations detected."
-                command.check(config)
+            command.check(config)
 
         ours_s = timed(ours, args.runs)
         alembic_s = timed(alembic_check, args.runs)

@@ -22,22 +22,18 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
 from alembic import command
-from sqlalchemy import create_engine, text
+from scratch import Server
 from sqlalchemy.engine import URL
 
 from outbound_schema.config import alembic_config
-from outbound_schema.database import configured_url
-from outbound_schema.embedded import create_host_standins, server_url, start_server
 
 LEGACY_46C_46D = (
     (
@@ -52,43 +48,12 @@ def libpq(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class Server:
-    def __init__(self, stack: ExitStack) -> None:
-        url = configured_url()
-        if url is None:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-bench-")))
-            pg = start_server(folder / "pgdata", delete_on_exit=True)
-            stack.callback(pg.cleanup)
-            url = server_url(pg)
-        self.url = url
-        self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        stack.callback(self.admin.dispose)
-        self.created: list[str] = []
-        stack.callback(self.drop_all)
-
-    def create(self, template: str = "template0") -> URL:
-        name = f"outbound_bench_{uuid.uuid4().hex[:8]}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        self.created.append(name)
-        return self.url.set(database=name)
-
-    def drop_all(self) -> None:
-        with self.admin.connect() as conn:
-            for name in reversed(self.created):
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def build_46b(server: Server, rows: int) -> URL:
-    url = server.create()
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        create_host_standins(conn)
-        conn.execute(text("INSERT INTO business (id) SELECT generate_series(1, 100)"))
-        conn.execute(text("INSERT INTO leads (id) SELECT generate_series(1, 10000)"))
-    engine.dispose()
+    url = server.create_with_host_tables()
     command.upgrade(alembic_config(url), "46b")
     with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("INSERT INTO business (id) SELECT generate_series(1, 100)")
+        conn.execute("INSERT INTO leads (id) SELECT generate_series(1, 10000)")
         conn.execute("INSERT INTO outbound_call_runs (business_id) SELECT 1 + i % 100 FROM generate_series(1, 100) i")
         conn.execute(
             "INSERT INTO outbound_call_jobs (run_id, lead_id, status, call_sid, twilio_call_sid, created_at) "
