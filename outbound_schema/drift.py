@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Protocol, TypeVar
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -37,7 +38,6 @@ from outbound_schema.catalog import (
     ColumnInfo,
     ConstraintInfo,
     IndexInfo,
-    SequenceInfo,
     Snapshot,
     TableInfo,
     snapshot,
@@ -154,12 +154,27 @@ def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
     """One verdict per expected object, then one per extra object on our tables."""
     live = set(found.tables)
     yield from _compare_tables(expected, found)
-    yield from _compare_constraints(
-        {k: v for k, v in expected.constraints.items() if v.table in live}, found.constraints
+    yield from _compare_named(
+        "constraint",
+        {k: v for k, v in expected.constraints.items() if v.table in live},
+        found.constraints,
+        _constraint_shape,
     )
-    yield from _compare_indexes({k: v for k, v in expected.indexes.items() if v.table in live}, found.indexes)
-    yield from _compare_sequences(
-        {k: v for k, v in expected.sequences.items() if v.owned_by.split(".")[0] in live}, found.sequences
+    yield from _compare_named(
+        "index",
+        {k: v for k, v in expected.indexes.items() if v.table in live},
+        found.indexes,
+        _index_shape,
+        # Indexes that enforce a constraint (primary keys, unique constraints) are reported as constraints.
+        reportable=lambda index: index.constraint is None,
+        valid=lambda index: index.valid,
+    )
+    yield from _compare_named(
+        "sequence",
+        {k: v for k, v in expected.sequences.items() if v.owned_by.split(".")[0] in live},
+        found.sequences,
+        lambda sequence: sequence,
+        renames=False,
     )
 
 
@@ -184,57 +199,43 @@ def _compare_tables(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
                 yield Verdict("column", f"{name}.{extra.name}", "extra", found=extra.describe())
 
 
-def _compare_constraints(expected: dict[str, ConstraintInfo], found: dict[str, ConstraintInfo]) -> Iterator[Verdict]:
-    extras = {name: c for name, c in found.items() if name not in expected}
+class _Described(Protocol):
+    def describe(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_Described)
+
+
+def _compare_named(
+    kind: str,
+    expected: Mapping[str, _T],
+    found: Mapping[str, _T],
+    shape: Callable[[_T], object],
+    *,
+    renames: bool = True,
+    reportable: Callable[[_T], bool] = lambda _: True,
+    valid: Callable[[_T], bool] = lambda _: True,
+) -> Iterator[Verdict]:
+    """Missing, renamed (same shape under another name), different, invalid or ok; then the extras."""
+    extras = {name: obj for name, obj in found.items() if name not in expected and reportable(obj)}
     for name, want in expected.items():
         have = found.get(name)
         if have is None:
-            twin = next((n for n, c in extras.items() if _constraint_shape(c) == _constraint_shape(want)), None)
+            twin = (
+                next((n for n, o in extras.items() if shape(o) == shape(want) and valid(o)), None) if renames else None
+            )
             if twin is not None:
-                yield Verdict("constraint", name, "renamed", want.describe(), f"{twin}: {extras.pop(twin).describe()}")
+                yield Verdict(kind, name, "renamed", want.describe(), f"{twin}: {extras.pop(twin).describe()}")
             else:
-                yield Verdict("constraint", name, "missing", want.describe())
-        elif _constraint_shape(have) != _constraint_shape(want):
-            yield Verdict("constraint", name, "different", want.describe(), have.describe())
+                yield Verdict(kind, name, "missing", want.describe())
+        elif shape(have) != shape(want):
+            yield Verdict(kind, name, "different", want.describe(), have.describe())
+        elif not valid(have):
+            yield Verdict(kind, name, "invalid", want.describe(), have.describe())
         else:
-            yield Verdict("constraint", name, "ok", found=have.describe())
+            yield Verdict(kind, name, "ok", found=have.describe())
     for name, extra in extras.items():
-        yield Verdict("constraint", name, "extra", found=extra.describe())
-
-
-def _compare_sequences(expected: dict[str, SequenceInfo], found: dict[str, SequenceInfo]) -> Iterator[Verdict]:
-    for name, want in expected.items():
-        have = found.get(name)
-        if have is None:
-            yield Verdict("sequence", name, "missing", want.describe())
-        elif have != want:
-            yield Verdict("sequence", name, "different", want.describe(), have.describe())
-        else:
-            yield Verdict("sequence", name, "ok", found=have.describe())
-    for name, extra in found.items():
-        if name not in expected:
-            yield Verdict("sequence", name, "extra", found=extra.describe())
-
-
-def _compare_indexes(expected: dict[str, IndexInfo], found: dict[str, IndexInfo]) -> Iterator[Verdict]:
-    # Indexes that enforce a constraint (primary keys, unique constraints) are reported as constraints.
-    extras = {name: i for name, i in found.items() if name not in expected and i.constraint is None}
-    for name, want in expected.items():
-        have = found.get(name)
-        if have is None:
-            twin = next((n for n, i in extras.items() if _index_shape(i) == _index_shape(want) and i.valid), None)
-            if twin is not None:
-                yield Verdict("index", name, "renamed", want.describe(), f"{twin}: {extras.pop(twin).describe()}")
-            else:
-                yield Verdict("index", name, "missing", want.describe())
-        elif _index_shape(have) != _index_shape(want):
-            yield Verdict("index", name, "different", want.describe(), have.describe())
-        elif not have.valid:
-            yield Verdict("index", name, "invalid", want.describe(), have.describe())
-        else:
-            yield Verdict("index", name, "ok", found=have.describe())
-    for name, extra in extras.items():
-        yield Verdict("index", name, "extra", found=extra.describe())
+        yield Verdict(kind, name, "extra", found=extra.describe())
 
 
 def _order_key(revision: str) -> tuple[int, str] | None:
