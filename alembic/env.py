@@ -5,25 +5,28 @@ Where the database is, in order: a connection or engine handed over in
 a URL handed over by our command line, ``-x url=...``, ``sqlalchemy.url``,
 ``DATABASE_URL``; with none of these, online commands use the embedded
 PostgreSQL (see ``outbound_schema.embedded``).
+
+Every run goes through ``outbound_schema.environment.run_migrations``: the
+migration lock, and the safety layer under each revision's ``op.*`` calls.
 """
 
 from __future__ import annotations
 
+import re
 from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
 from alembic.operations.ops import MigrationScript
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.engine import URL, make_url
 
-from outbound_schema.catalog import OUR_TABLES
-from outbound_schema.config import LIMITS_ATTRIBUTE, LOCK_WAIT_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
+from outbound_schema.config import METADATA_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
 from outbound_schema.database import configured_url, connect
-from outbound_schema.ddl import Limits, resolve_limits
 from outbound_schema.embedded import default_database_url
-from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
-from outbound_schema.models import metadata
+from outbound_schema.environment import run_migrations
+from outbound_schema.expected import ExpectedSchemas
+from outbound_schema.revisions import next_revision_id
 
 config = context.config
 
@@ -31,23 +34,46 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+def target_metadata() -> MetaData:
+    handed = config.attributes.get(METADATA_ATTRIBUTE)
+    if isinstance(handed, MetaData):
+        return handed
+    from outbound_schema.models import metadata
+
+    return metadata
+
+
+def our_tables() -> set[str]:
+    """The tables autogenerate compares: the models', and every table a revision of ours leaves."""
+    return set(target_metadata().tables) | set(ExpectedSchemas(context.script).tables())
+
+
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Compare only our two tables: never the host's, never the version table."""
+    """Compare only our tables: never the host's, never the version table."""
     if type_ == "table":
-        return name in OUR_TABLES
+        return name in our_tables()
     return True
 
 
-def skip_empty_autogenerate(_context: object, _revision: object, directives: list[MigrationScript]) -> None:
-    """``alembic revision --autogenerate`` with nothing to do writes no empty revision file."""
-    if getattr(config.cmd_opts, "autogenerate", False) and directives and directives[0].upgrade_ops_list[0].is_empty():
+_RANDOM_ID = re.compile(r"^[0-9a-f]{12}$")  # Alembic's own, when no --rev-id is given
+
+
+def revision_directives(_context: object, _revision: object, directives: list[MigrationScript]) -> None:
+    """New revisions get the project's ids (47a after 46d); autogenerate with nothing to do writes no file."""
+    if not directives:
+        return
+    script = directives[0]
+    if getattr(config.cmd_opts, "autogenerate", False) and script.upgrade_ops_list[0].is_empty():
         directives[:] = []
         print("No changes in schema detected; no revision file generated.")
+        return
+    if script.rev_id and _RANDOM_ID.match(script.rev_id) and not getattr(config.cmd_opts, "rev_id", None):
+        script.rev_id = next_revision_id(context.script.get_heads()) or script.rev_id
 
 
 def configure(**options: Any) -> None:
     context.configure(
-        target_metadata=metadata,
+        target_metadata=target_metadata(),
         version_table=VERSION_TABLE,
         # Each revision commits on its own: index builds run CONCURRENTLY,
         # outside a transaction, between them.
@@ -55,7 +81,7 @@ def configure(**options: Any) -> None:
         include_name=include_name,
         compare_type=True,
         compare_server_default=True,
-        process_revision_directives=skip_empty_autogenerate,
+        process_revision_directives=revision_directives,
         **options,
     )
 
@@ -73,48 +99,40 @@ def explicit_url() -> URL | None:
     return configured_url()
 
 
+def writing_a_revision_by_hand() -> bool:
+    """`alembic revision` without --autogenerate: only the revision id is needed, never a database."""
+    command = getattr(config.cmd_opts, "cmd", (None,))[0]
+    return getattr(command, "__name__", "") == "revision" and not getattr(config.cmd_opts, "autogenerate", False)
+
+
 def run_migrations_offline() -> None:
     # Offline only the dialect matters: no server is contacted.
     url = explicit_url() or make_url("postgresql+psycopg://")
     configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_with(connection: Connection) -> None:
-    configure(connection=connection)
-    wait = config.attributes.get(LOCK_WAIT_ATTRIBUTE)
-    if wait is None:
-        wait = context.get_x_argument(as_dictionary=True).get("lock_wait")
-    # Rolling deploys start several upgrades at once: one migrates, the others
-    # wait here, then find nothing left to do.
-    with (
-        migration_lock(connection, lock_wait_seconds(wait)),
-        abort_if_client_dies(connection),
-        context.begin_transaction(),
-    ):
-        context.run_migrations()
+    run_migrations(context)
 
 
 def run_migrations_online() -> None:
     handed = config.attributes.get("connection")
     if isinstance(handed, Connection):
-        run_with(handed)
+        configure(connection=handed)
+        run_migrations(context)
         return
     if isinstance(handed, Engine):
         with handed.connect() as connection:
-            run_with(connection)
+            configure(connection=connection)
+            run_migrations(context)
         return
     url = explicit_url() or default_database_url()
     with connect(url) as connection:
-        run_with(connection)
+        configure(connection=connection)
+        run_migrations(context)
 
 
-# DDL timeouts and retries: from our command line, else -x, else the environment.
-if not isinstance(config.attributes.get(LIMITS_ATTRIBUTE), Limits):
-    config.attributes[LIMITS_ATTRIBUTE] = resolve_limits({}, context.get_x_argument(as_dictionary=True))
-
-if context.is_offline_mode():
+if writing_a_revision_by_hand():
+    configure(dialect_name="postgresql", as_sql=True)
+    context.run_migrations()
+elif context.is_offline_mode():
     run_migrations_offline()
 else:
     run_migrations_online()

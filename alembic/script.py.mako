@@ -5,23 +5,22 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 Frozen once released: fixes go forward in a new revision. Never import the
-ORM models here; declare the step as data (see outbound_schema.steps).
+ORM models here. After writing it, regenerate the expected schema with
+`outbound-schema snapshot` and review its diff (README: "Changing the schema").
 """
 
-from outbound_schema import steps
-from outbound_schema.steps import Step
+import sqlalchemy as sa
+from alembic import op
 ${imports if imports else ""}
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 
-STEP = Step(revision=${repr(up_revision)})
-
 
 def upgrade() -> None:
-    steps.upgrade(STEP)
+    ${upgrades if upgrades else "pass"}
 
 
 def downgrade() -> None:
-    steps.downgrade(STEP)
+    ${downgrades if downgrades else "pass"}

@@ -1,10 +1,12 @@
 """Benchmark: `outbound-schema check` against `alembic check`, on the same database at head.
 
-    python bench/drift_check.py [--runs 30]
+    python bench/drift_check.py [--runs 15]
 
 Uses DATABASE_URL's server if set (it creates and drops a scratch database
-there), else an embedded PostgreSQL in a temporary folder (see scratch.py). Both checks run
-in-process, warm, on the same database; the figures are per check.
+there), else an embedded PostgreSQL in a temporary folder (see scratch.py).
+Each check runs as its command, a new process each time, CLI start-up
+included, the two interleaved so that a busy moment of the machine weighs on
+both alike. Also prints each one's in-process time, warm, without start-up.
 """
 
 from __future__ import annotations
@@ -14,21 +16,45 @@ import io
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 from alembic import command
 from alembic.script import ScriptDirectory
 from scratch import Server
+from sqlalchemy.engine import URL
 
 from outbound_schema import drift
 from outbound_schema.config import alembic_config
 from outbound_schema.database import connect, mask
 
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    fn()  # warm: imports, caches, first connection
+
+def commands(url: URL) -> dict[str, list[str]]:
+    plain = url.render_as_string(hide_password=False)
+    return {
+        "outbound-schema check": [str(BIN / "outbound-schema"), "check", "--database-url", plain],
+        "alembic check": [str(BIN / "alembic"), "-x", f"url={plain}", "check"],
+    }
+
+
+def wall(argv: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": ""})
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed: {done.stdout}{done.stderr}")
+    return took
+
+
+def warm(fn: Callable[[], object], runs: int) -> list[float]:
+    fn()  # imports, caches, first connection
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -39,12 +65,20 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     logging.disable(logging.INFO)
     with ExitStack() as stack:
         url = Server(stack).create_with_host_tables()
         command.upgrade(alembic_config(url), "head")
+        argvs = commands(url)
+        cold: dict[str, list[float]] = {name: [] for name in argvs}
+        for argv in argvs.values():
+            wall(argv)  # the first run of each fills the OS caches
+        for _ in range(args.runs):
+            for name, argv in argvs.items():
+                cold[name].append(wall(argv))
+
         config = alembic_config(url)
         script = ScriptDirectory.from_config(config)
 
@@ -54,21 +88,25 @@ def main() -> None:
             assert not report.drift, report.to_text()
 
         config.stdout = io.StringIO()  # "No new upgrade operations detected.", once per run
+        in_process = {
+            "outbound-schema check": warm(ours, args.runs),
+            "alembic check": warm(lambda: command.check(config), args.runs),
+        }
 
-        def alembic_check() -> None:
-            command.check(config)
-
-        ours_s = timed(ours, args.runs)
-        alembic_s = timed(alembic_check, args.runs)
-    ours_med, alembic_med = statistics.median(ours_s), statistics.median(alembic_s)
-    print(f"database: fresh, at head ({os.cpu_count()} cores); {args.runs} warm runs each, in-process")
-    print(f"outbound-schema check  median {ours_med * 1000:7.1f} ms   p90 {_p90(ours_s) * 1000:7.1f} ms")
-    print(f"alembic check          median {alembic_med * 1000:7.1f} ms   p90 {_p90(alembic_s) * 1000:7.1f} ms")
-    print(f"ratio: alembic check / outbound-schema check = {alembic_med / ours_med:.1f}x")
-
-
-def _p90(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=10)[-1]
+    print(f"database: fresh, at head ({os.cpu_count()} cores); {args.runs} runs each")
+    print(f"{'':22} {'command, median':>16} {'p90':>9} {'in-process, median':>19}")
+    for name in argvs:
+        median, p90 = statistics.median(cold[name]), statistics.quantiles(cold[name], n=10)[-1]
+        print(
+            f"{name:22} {median * 1000:13.0f} ms {p90 * 1000:6.0f} ms "
+            f"{statistics.median(in_process[name]) * 1000:16.1f} ms"
+        )
+    ours_med, theirs_med = (statistics.median(cold[name]) for name in argvs)
+    ours_warm, theirs_warm = (statistics.median(in_process[name]) for name in argvs)
+    print(
+        f"ratio outbound-schema check / alembic check: command {ours_med / theirs_med:.2f}x, "
+        f"in-process {ours_warm / theirs_warm:.2f}x (under 1 is faster)"
+    )
 
 
 if __name__ == "__main__":

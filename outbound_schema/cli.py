@@ -1,4 +1,4 @@
-"""The ``outbound-schema`` command line: upgrade, downgrade, status and check."""
+"""The ``outbound-schema`` command line: upgrade, downgrade, status, check and snapshot."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from outbound_schema.database import configured_url, connect, mask
 from outbound_schema.ddl import resolve_limits
 from outbound_schema.embedded import default_database_url
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas
 from outbound_schema.locking import lock_wait_seconds
-from outbound_schema.steps import StepReport, applied_revisions, assess, steps_of
+from outbound_schema.revisions import applied_revisions
+from outbound_schema.takeover import RevisionReport, assess
 
 _VERDICTS = {
     "applied": "applied",
@@ -29,6 +31,7 @@ _VERDICTS = {
     "partial": "partly present: upgrade will complete it",
     "missing": "missing: upgrade will apply it",
     "conflicting": "CONFLICTING: upgrade will refuse until this is resolved",
+    "unknown": f"not compared: no expected-schema file (run `{SNAPSHOT_COMMAND}`); upgrade will apply it",
 }
 
 
@@ -90,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
         help="compare the live schema with the revisions: exit 0 match, 1 drift, 2 could not check",
     )
     check.add_argument("--format", choices=("text", "json"), default="text")
+
+    snapshot = sub.add_parser(
+        "snapshot",
+        parents=[url_option],
+        help="regenerate the expected-schema files (schema/<revision>.sql) from the revisions",
+        description="Run the revisions one by one in a scratch database (on the URL's server, else on an embedded "
+        "PostgreSQL) and write the catalog each leaves to schema/<revision>.sql, beside versions/.",
+    )
+    snapshot.add_argument("--check", action="store_true", help="change nothing; exit 1 if any file is stale or missing")
     return parser
 
 
@@ -125,9 +137,10 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
         if version_table != VERSION_TABLE:  # a host's table also records the host's own heads
             current &= known
         unknown = current - known
-        reports: list[StepReport] = []
+        reports: list[RevisionReport] = []
         if not unknown:
-            reports = assess(connection, steps_of(script), applied_revisions(script, current))
+            expected = ExpectedSchemas(script)
+            reports = assess(connection, expected, expected.managed(), applied_revisions(script, current))
     print(f"database: {mask(url)}")
     print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {version_table} table): untracked'}")
     print(f"head:     {', '.join(script.get_heads())}")
@@ -164,6 +177,23 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.drift else 0
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    """Exit 0 when the files are (now) up to date; with --check, 1 when any is stale."""
+    from outbound_schema.snapshot import regenerate
+
+    outcome = regenerate(configured_url(args.database_url), check_only=args.check)
+    verb = "stale" if args.check else "written"
+    for path in outcome.written:
+        print(f"{verb}: {path}")
+    for path in outcome.removed:
+        print(f"{'no revision for' if args.check else 'removed'}: {path}")
+    if args.check and outcome.stale:
+        print(f"The expected-schema files are out of date: run `{SNAPSHOT_COMMAND}` and commit the result.")
+        return 1
+    print(f"{len(outcome.unchanged)} file(s) up to date{'' if args.check else f', {len(outcome.written)} written'}")
+    return 0
+
+
 def _database_refused(exc: DBAPIError) -> str:
     detail = " ".join(str(exc.orig).split())
     return (
@@ -183,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             return _status(_existing_url(args), version_table=args.version_table, gate=args.check)
+        if args.command == "snapshot":
+            return _snapshot(args)
         lock_wait = lock_wait_seconds(args.lock_wait)
         explicit = {
             "lock_timeout_ms": args.lock_timeout,

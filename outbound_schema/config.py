@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic.config import Config
@@ -14,14 +15,28 @@ VERSION_TABLE = "outbound_schema_version"
 #: Keys in ``Config.attributes`` under which callers hand env.py a URL and a lock wait (seconds).
 URL_ATTRIBUTE = "outbound_schema.url"
 LOCK_WAIT_ATTRIBUTE = "outbound_schema.lock_wait"
-#: Key under which env.py (or our command line) hands the steps their DDL limits.
+#: Key under which env.py (or our command line) hands the safety layer its DDL limits.
 LIMITS_ATTRIBUTE = "outbound_schema.limits"
+#: Keys under which ``outbound-schema snapshot`` hands over the catalogs it has just generated, and turns
+#: off the comparison of a scratch database with the (possibly stale) files before each revision.
+EXPECTED_ATTRIBUTE = "outbound_schema.expected"
+PREFLIGHT_ATTRIBUTE = "outbound_schema.preflight"
+#: Key under which a caller hands env.py the metadata autogenerate compares with (default: our models').
+METADATA_ATTRIBUTE = "outbound_schema.target_metadata"
+#: Another folder of migrations (env.py, versions/, schema/) to use instead of the installed one.
+SCRIPT_LOCATION_ENV_VAR = "OUTBOUND_SCHEMA_SCRIPT_LOCATION"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def script_location() -> Path:
-    """The folder holding env.py and versions/: shipped inside the wheel, or the repository's."""
+    """The folder holding env.py, versions/ and schema/: shipped inside the wheel, or the repository's.
+
+    OUTBOUND_SCHEMA_SCRIPT_LOCATION names another (a copy with a revision under trial, say).
+    """
+    override = os.environ.get(SCRIPT_LOCATION_ENV_VAR)
+    if override:
+        return Path(override).resolve()
     for candidate in (_PACKAGE_DIR / "_alembic", _PACKAGE_DIR.parent / "alembic"):
         if (candidate / "env.py").is_file():
             return candidate

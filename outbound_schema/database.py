@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, create_engine
@@ -98,14 +98,14 @@ def connect(url: URL) -> Iterator[Connection]:
         engine.dispose()
 
 
-def require_host_tables(connection: Connection) -> None:
+def require_host_tables(connection: Connection, tables: Sequence[str] = HOST_TABLES) -> None:
     """Refuse to go on when a host table our foreign keys need is absent."""
-    present = existing_relations(connection, HOST_TABLES, kinds="rp")  # tables, partitioned tables
-    missing = [name for name in HOST_TABLES if name not in present]
+    present = existing_relations(connection, tables, kinds="rp")  # tables, partitioned tables
+    missing = [name for name in tables if name not in present]
     if missing:
         raise OutboundSchemaError(
             f"The database lacks the host application's table(s) {', '.join(missing)}, which "
-            "outbound_call_runs and outbound_call_jobs reference by foreign key. Nothing was "
+            "our tables reference by foreign key. Nothing was "
             "changed. Create them first, normally by running the host application's own "
             "migrations against this database, then run the upgrade again; outbound-schema "
             "never creates the host's tables itself."

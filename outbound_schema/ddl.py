@@ -14,6 +14,7 @@ statement timeout: waiting costs the workers nothing.
 
 Online and offline (``--sql``) scripts run the same statements; offline there
 is no retry, but every statement can be run again (``IF NOT EXISTS``).
+``outbound_schema.safety`` decides which statements each operation needs.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from alembic import op
-from sqlalchemy import text
+from sqlalchemy import Executable, text
 from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.errors import OutboundSchemaError
@@ -112,83 +112,113 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
 
 
-def _lock_holders(tables: Sequence[str]) -> str:
-    # Who, not what: other sessions' SQL may carry personal data.
-    rows = op.get_bind().execute(
-        text(
-            "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, l.mode "
-            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY("
-            "SELECT to_regclass(t) FROM unnest(CAST(:tables AS text[])) AS t) ORDER BY a.pid"
-        ),
-        {"tables": list(tables)},
-    )
-    found = [
-        f"pid {pid} (user {user}, application {app or '-'}, {state}, holding {mode})"
-        for pid, user, app, state, mode in rows
-    ]
-    return ", ".join(found) if found else "none any more"
+@dataclass(frozen=True)
+class Call:
+    """A statement executed by a call of its own (Alembic's executor, with the statement's parameters)."""
+
+    run: Callable[[], object]
 
 
-def run_in_transaction(statements: Sequence[str], limits: Limits, *, label: str, tables: Sequence[str]) -> None:
-    """Run ``statements`` in one short transaction under the limits, retrying lock timeouts."""
-    settings = [
-        f"SET LOCAL lock_timeout = '{limits.lock_timeout_ms}ms'",
-        f"SET LOCAL statement_timeout = '{limits.statement_timeout_ms}ms'",
-    ]
-    if op.get_context().as_sql:
-        for statement in ("BEGIN", *settings, *statements, "COMMIT"):
-            op.execute(statement)
-        return
-    attempts = limits.lock_retries + 1
-    for attempt in range(1, attempts + 1):
-        try:
+Statement = str | Executable | Call
+
+
+class DDLRunner:
+    """Runs DDL statements for a migration under ``limits``, through ``execute`` (Alembic's own executor).
+
+    Online the statements reach the server; offline (``as_sql``) they are written
+    to the script, with the same transactions and settings around them.
+    """
+
+    def __init__(self, execute: Callable[[Statement], Any], limits: Limits, *, as_sql: bool) -> None:
+        self.execute = execute
+        self.limits = limits
+        self.as_sql = as_sql
+
+    def in_transaction(
+        self, statements: Sequence[Statement], *, label: str, tables: Sequence[str], waits_harmlessly: bool = False
+    ) -> None:
+        """Run ``statements`` in one short transaction under the limits, retrying lock timeouts.
+
+        ``waits_harmlessly``: the statements take only locks that never block reads
+        and writes (VALIDATE CONSTRAINT), so they wait up to the statement timeout.
+        """
+        limits = self.limits
+        lock_timeout = limits.statement_timeout_ms if waits_harmlessly else limits.lock_timeout_ms
+        settings = [
+            f"SET LOCAL lock_timeout = '{lock_timeout}ms'",
+            f"SET LOCAL statement_timeout = '{limits.statement_timeout_ms}ms'",
+        ]
+        if self.as_sql:
             for statement in ("BEGIN", *settings, *statements, "COMMIT"):
-                op.execute(statement)
+                self.execute(statement)
             return
+        attempts = limits.lock_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                for statement in ("BEGIN", *settings, *statements, "COMMIT"):
+                    self.execute(statement)
+                return
+            except DBAPIError as exc:
+                self.execute("ROLLBACK")
+                if _sqlstate(exc) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
+                    raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
+                if _sqlstate(exc) == QUERY_CANCELED:
+                    raise _statement_timeout(label, limits) from None
+                if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                    raise
+                if attempt == attempts:
+                    raise OutboundSchemaError(
+                        f"{label}: the lock it needs on {', '.join(tables)} was not granted within "
+                        f"{lock_timeout} ms in {attempts} attempts, so it gave up rather than make the "
+                        f"dialer's workers queue behind it; nothing of this change was applied. Sessions holding "
+                        f"locks there now: {self._lock_holders(tables)}. Run the upgrade again when they are done "
+                        "(changes already applied are kept), or allow more with --lock-timeout / --lock-retries."
+                    ) from None
+                delay = min(limits.first_backoff_s * 2 ** (attempt - 1), limits.max_backoff_s)
+                delay *= random.uniform(0.8, 1.2)  # deploys retrying in step would collide again
+                log.warning(
+                    "%s: lock not granted within %d ms (attempt %d of %d); retrying in %.1f s",
+                    label,
+                    lock_timeout,
+                    attempt,
+                    attempts,
+                    delay,
+                )
+                time.sleep(delay)
+
+    def outside(self, statement: Statement, *, label: str) -> None:
+        """Run a statement that cannot run in a transaction (CONCURRENTLY) under the statement timeout.
+
+        Its lock never blocks reads or writes, so it may wait as long as the statement may run.
+        """
+        timeout = f"'{self.limits.statement_timeout_ms}ms'"
+        self.execute(f"SET lock_timeout = {timeout}")
+        self.execute(f"SET statement_timeout = {timeout}")
+        try:
+            self.execute(statement)
         except DBAPIError as exc:
-            op.execute("ROLLBACK")
-            if _sqlstate(exc) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
-                raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
-            if _sqlstate(exc) == QUERY_CANCELED:
-                raise _statement_timeout(label, limits) from None
-            if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
-                raise
-            if attempt == attempts:
-                raise OutboundSchemaError(
-                    f"{label}: the lock it needs on {', '.join(tables)} was not granted within "
-                    f"{limits.lock_timeout_ms} ms in {attempts} attempts, so it gave up rather than make the "
-                    f"dialer's workers queue behind it; nothing of this change was applied. Sessions holding "
-                    f"locks there now: {_lock_holders(tables)}. Run the upgrade again when they are done "
-                    "(steps already applied are kept), or allow more with --lock-timeout / --lock-retries."
-                ) from None
-            delay = min(limits.first_backoff_s * 2 ** (attempt - 1), limits.max_backoff_s)
-            delay *= random.uniform(0.8, 1.2)  # deploys retrying in step would collide again
-            log.warning(
-                "%s: lock not granted within %d ms (attempt %d of %d); retrying in %.1f s",
-                label,
-                limits.lock_timeout_ms,
-                attempt,
-                attempts,
-                delay,
-            )
-            time.sleep(delay)
+            if _sqlstate(exc) in (QUERY_CANCELED, LOCK_NOT_AVAILABLE):
+                raise _statement_timeout(label, self.limits) from None
+            raise
+        finally:
+            self.execute("RESET lock_timeout")
+            self.execute("RESET statement_timeout")
 
-
-def run_concurrently(statement: str, limits: Limits, *, label: str) -> None:
-    """Run a CONCURRENTLY statement outside any transaction, under the statement timeout."""
-    timeout = f"'{limits.statement_timeout_ms}ms'"
-    op.execute(f"SET lock_timeout = {timeout}")
-    op.execute(f"SET statement_timeout = {timeout}")
-    try:
-        op.execute(statement)
-    except DBAPIError as exc:
-        if _sqlstate(exc) in (QUERY_CANCELED, LOCK_NOT_AVAILABLE):
-            raise _statement_timeout(label, limits) from None
-        raise
-    finally:
-        op.execute("RESET lock_timeout")
-        op.execute("RESET statement_timeout")
+    def _lock_holders(self, tables: Sequence[str]) -> str:
+        # Who, not what: other sessions' SQL may carry personal data.
+        rows = self.execute(
+            text(
+                "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, l.mode "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY("
+                "SELECT to_regclass(quote_ident(t)) FROM unnest(CAST(:tables AS text[])) AS t) ORDER BY a.pid"
+            ).bindparams(tables=list(tables))
+        )
+        found = [
+            f"pid {pid} (user {user}, application {app or '-'}, {state}, holding {mode})"
+            for pid, user, app, state, mode in rows
+        ]
+        return ", ".join(found) if found else "none any more"
 
 
 def _statement_timeout(label: str, limits: Limits) -> OutboundSchemaError:

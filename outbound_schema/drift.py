@@ -1,18 +1,23 @@
-"""The schema-drift check: a live database against what the revisions and models say.
+"""The schema-drift check: a live database against the expected schema of its revision.
 
 Reads PostgreSQL's catalog once (a handful of queries) and compares every
-object of our two tables with the state the revisions build at head, which the
-test suite proves equal to the models. Besides what Alembic's autogenerate
-compares (columns, types, nullability, server defaults, indexes, foreign keys)
-it catches what autogenerate misses: an index redefined under the same name,
-an INVALID index, a constraint or index under another name, extra columns,
-indexes and constraints, and where the version table stands.
+object of our tables with the committed expected-schema file
+(``outbound_schema.expected``) of the revision the database is at (of head
+when it is untracked, or at a revision this library does not know). The test
+suite proves head's file equal to the models, so a green check means the
+database holds what the code expects. Besides what Alembic's autogenerate
+compares (columns, types, nullability, server defaults, indexes, foreign
+keys) it catches what autogenerate misses: an index redefined under the same
+name, an INVALID index, a constraint or index under another name, extra
+tables, columns, indexes and constraints, table options (unlogged, storage
+parameters, row security), column collations, sequence options, and where the
+version table stands.
 
 The JSON report (``--format json``) has this shape, stable within ``format`` 1::
 
     {"format": 1, "status": "ok" | "drift" | "error", "database": "<masked URL>",
      "revision": {"state": "at_head" | "behind" | "ahead" | "unknown" | "untracked",
-                  "current": ["46d"], "head": "46d", "pending": []},
+                  "current": ["46d"], "head": "46d", "pending": [], "compared_with": "46d"},
      "objects": [{"kind": "table" | "column" | "constraint" | "index" | "sequence" | "revision",
                   "name": "...", "verdict": "ok" | "missing" | "different" | "extra" | "invalid" | "renamed"
                   | "behind" | "ahead" | "unknown" | "untracked",
@@ -25,8 +30,7 @@ On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, TypeVar
 
@@ -34,19 +38,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from outbound_schema.catalog import (
-    ColumnInfo,
-    ConstraintInfo,
-    IndexInfo,
-    Snapshot,
-    TableInfo,
-    snapshot,
-)
+from outbound_schema.catalog import ConstraintInfo, IndexInfo, Snapshot, snapshot
 from outbound_schema.config import VERSION_TABLE
-from outbound_schema.steps import Step, applied_revisions, steps_of
+from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas
+from outbound_schema.revisions import applied_revisions, order_key
 
 FORMAT_VERSION = 1
-_REVISION_ID = re.compile(r"^(\d+)([a-z]*)$")
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,7 @@ class RevisionState:
     current: list[str]
     head: str
     pending: list[str] = field(default_factory=list)
+    compared_with: str = ""  # the revision whose expected schema the objects were compared with
 
 
 @dataclass
@@ -114,40 +113,13 @@ class Report:
 
     def to_text(self) -> str:
         lines = [f"database: {self.database}", *(v.line() for v in self.objects)]
+        compared = self.revision.compared_with
+        against = f"revision {compared}{' (head)' if compared == self.revision.head else ''}"
         if self.drift:
-            lines.append(f"DRIFT: {len(self.drift)} of {len(self.objects)} objects differ from the revisions at head")
+            lines.append(f"DRIFT: {len(self.drift)} of {len(self.objects)} objects differ from {against}")
         else:
-            lines.append(f"OK: all {len(self.objects)} objects match the revisions at head")
+            lines.append(f"OK: all {len(self.objects)} objects match {against}")
         return "\n".join(lines)
-
-
-def expected_snapshot(steps: Iterable[Step]) -> Snapshot:
-    """The catalog the revisions build, as :func:`catalog.snapshot` would read it."""
-    columns: dict[str, list[ColumnInfo]] = {}
-    snap = Snapshot()
-    for step in steps:
-        for table in step.tables:
-            columns[table.name] = [c.expected(table.name) for c in table.columns]
-            for constraint in table.constraints():
-                snap.constraints[constraint.name] = constraint
-            for column in table.columns:
-                if (sequence := column.sequence(table.name)) is not None:
-                    snap.sequences[sequence.name] = sequence
-        for add in step.add_columns:
-            columns[add.table].append(add.column.expected(add.table))
-        for index in step.indexes:
-            snap.indexes[index.name] = index.expected()
-    for name, cols in columns.items():
-        snap.tables[name] = TableInfo(name, tuple(cols))
-    return snap
-
-
-def _index_shape(index: IndexInfo) -> tuple[object, ...]:
-    return (index.table, index.unique, index.using)
-
-
-def _constraint_shape(constraint: ConstraintInfo) -> tuple[str, str, str]:
-    return (constraint.table, constraint.kind, constraint.definition)
 
 
 def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
@@ -158,20 +130,21 @@ def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
         "constraint",
         {k: v for k, v in expected.constraints.items() if v.table in live},
         found.constraints,
-        _constraint_shape,
+        ConstraintInfo.shape,
+        valid=lambda constraint: constraint.validated,
     )
     yield from _compare_named(
         "index",
         {k: v for k, v in expected.indexes.items() if v.table in live},
         found.indexes,
-        _index_shape,
+        IndexInfo.shape,
         # Indexes that enforce a constraint (primary keys, unique constraints) are reported as constraints.
         reportable=lambda index: index.constraint is None,
         valid=lambda index: index.valid,
     )
     yield from _compare_named(
         "sequence",
-        {k: v for k, v in expected.sequences.items() if v.owned_by.split(".")[0] in live},
+        {k: v for k, v in expected.sequences.items() if not v.owned_by or v.owned_by.split(".")[0] in live},
         found.sequences,
         lambda sequence: sequence,
         renames=False,
@@ -182,9 +155,12 @@ def _compare_tables(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
     for name, table in expected.tables.items():
         live = found.tables.get(name)
         if live is None:
-            yield Verdict("table", name, "missing", "created by the revisions")
+            yield Verdict("table", name, "missing", table.describe())
             continue
-        yield Verdict("table", name, "ok", found="present")
+        if live.settings() != table.settings():
+            yield Verdict("table", name, "different", table.describe(), live.describe())
+        else:
+            yield Verdict("table", name, "ok", found=live.describe())
         for column in table.columns:
             qualified = f"{name}.{column.name}"
             have = live.column(column.name)
@@ -197,6 +173,9 @@ def _compare_tables(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
         for extra in live.columns:
             if table.column(extra.name) is None:
                 yield Verdict("column", f"{name}.{extra.name}", "extra", found=extra.describe())
+    for name, live in found.tables.items():
+        if name not in expected.tables:
+            yield Verdict("table", name, "extra", found=live.describe())
 
 
 class _Described(Protocol):
@@ -238,11 +217,6 @@ def _compare_named(
         yield Verdict(kind, name, "extra", found=extra.describe())
 
 
-def _order_key(revision: str) -> tuple[int, str] | None:
-    match = _REVISION_ID.match(revision)
-    return (int(match.group(1)), match.group(2)) if match else None
-
-
 def revision_state(
     connection: Connection, script: ScriptDirectory, version_table: str = VERSION_TABLE
 ) -> RevisionState:
@@ -254,18 +228,19 @@ def revision_state(
     if version_table != VERSION_TABLE:
         # A host's version table also records the host's own heads: only ours count.
         current = [rev for rev in current if rev in known]
+    ours = [rev.revision for rev in ExpectedSchemas(script).managed()]
     if not current:
-        pending = [step.revision for step in steps_of(script)]
-        return RevisionState("untracked", current, head, pending)
+        return RevisionState("untracked", current, head, ours, head)
     unknown = [rev for rev in current if rev not in known]
     if unknown:
-        keys = [_order_key(rev) for rev in unknown]
-        head_key = _order_key(head)
+        keys = [order_key(rev) for rev in unknown]
+        head_key = order_key(head)
         ahead = head_key is not None and all(k is not None and k > head_key for k in keys)
-        return RevisionState("ahead" if ahead else "unknown", current, head)
+        return RevisionState("ahead" if ahead else "unknown", current, head, [], head)
     applied = applied_revisions(script, current)
-    pending = [step.revision for step in steps_of(script) if step.revision not in applied]
-    return RevisionState("behind" if pending else "at_head", current, head, pending)
+    pending = [rev for rev in ours if rev not in applied]
+    compared = current[0] if len(current) == 1 else head
+    return RevisionState("behind" if pending else "at_head", current, head, pending, compared)
 
 
 def _revision_verdict(state: RevisionState, version_table: str) -> Verdict:
@@ -283,11 +258,18 @@ def _revision_verdict(state: RevisionState, version_table: str) -> Verdict:
 
 
 def check(connection: Connection, script: ScriptDirectory, database: str, version_table: str = VERSION_TABLE) -> Report:
-    """Compare the database behind ``connection`` with the revisions at head; changes nothing."""
-    steps = steps_of(script)
-    tables = list(dict.fromkeys(t for step in steps for t in step.touched_tables()))
-    found = snapshot(connection, tables)
-    objects = list(compare(expected_snapshot(steps), found))
+    """Compare the database behind ``connection`` with the expected schema of its revision; changes nothing."""
+    expected = ExpectedSchemas(script)
     state = revision_state(connection, script, version_table)
+    want = expected.at(state.compared_with)
+    if want is None:
+        raise OutboundSchemaError(
+            f"There is no expected-schema file for revision {state.compared_with}, so the database cannot be "
+            f"compared with it. Generate it with `{SNAPSHOT_COMMAND}` (from the repository that holds the "
+            "revisions) and commit it.",
+            exit_code=2,
+        )
+    found = snapshot(connection, expected.tables())
+    objects = list(compare(want, found))
     objects.append(_revision_verdict(state, version_table))
     return Report(database, state, objects)

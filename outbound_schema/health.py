@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from outbound_schema.config import VERSION_TABLE, alembic_config
-from outbound_schema.steps import applied_revisions
+from outbound_schema.revisions import applied_revisions
 
 
 @contextmanager

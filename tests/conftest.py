@@ -2,7 +2,10 @@
 
 Databases are copied with ``CREATE DATABASE ... TEMPLATE`` from templates
 prepared once per session: ``host`` (the host application's stand-in tables
-only) and ``head`` (host tables plus our schema migrated to head).
+only) and ``head`` (host tables plus our schema migrated to head). ``head`` is
+built the way ``outbound-schema snapshot`` builds the expected-schema files,
+one revision at a time, and the catalogs it passes through are kept: the
+committed files must equal them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
-from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
@@ -20,12 +23,14 @@ from outbound_schema.catalog import Snapshot
 from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.embedded import create_host_standins
+from outbound_schema.snapshot import generate
 from tests.helpers import catalog
 from tests.legacy import REVISIONS, apply_legacy
 from tests.provision import Server, provision
 
 TEMPLATE_HOST = "outbound_tmpl_host"
 TEMPLATE_HEAD = "outbound_tmpl_head"
+TEMPLATE_LEGACY = "outbound_tmpl_legacy"  # at 46d, the last legacy revision, whatever comes after it
 
 
 class Databases:
@@ -35,6 +40,7 @@ class Databases:
         self.server = server
         self.admin = admin
         self.created: list[str] = []
+        self.generated: dict[str, Snapshot] = {}  # the catalog after each revision, as built for the template
 
     def url(self, name: str) -> URL:
         return self.server.url.set(database=name)
@@ -73,7 +79,7 @@ def pg_server(record_testsuite_property: Callable[[str, object], None]) -> Itera
 def databases(pg_server: Server) -> Iterator[Databases]:
     admin = create_engine(pg_server.url, isolation_level="AUTOCOMMIT")
     dbs = Databases(pg_server, admin)
-    for name in (TEMPLATE_HEAD, TEMPLATE_HOST):
+    for name in (TEMPLATE_LEGACY, TEMPLATE_HEAD, TEMPLATE_HOST):
         dbs.drop(name)
     host = dbs.create(name=TEMPLATE_HOST)
     engine = create_engine(host)
@@ -81,13 +87,24 @@ def databases(pg_server: Server) -> Iterator[Databases]:
         create_host_standins(conn)
     engine.dispose()
     head = dbs.create(template=TEMPLATE_HOST, name=TEMPLATE_HEAD)
-    command.upgrade(alembic_config(head), "head")
+
+    def keep_legacy_head(revision: str) -> None:
+        if revision == REVISIONS[-1]:
+            dbs.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY)
+
+    dbs.generated = generate(ScriptDirectory.from_config(alembic_config()), head, keep_legacy_head)
     try:
         yield dbs
     finally:
         for name in reversed(dbs.created):
             dbs.drop(name)
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def generated_catalogs(databases: Databases) -> dict[str, Snapshot]:
+    """The catalog after each revision, base to head, as ``outbound-schema snapshot`` generates it here."""
+    return databases.generated
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +142,14 @@ def host_db(databases: Databases) -> Iterator[URL]:
 def head_db(databases: Databases) -> Iterator[URL]:
     """A database migrated to head."""
     url = databases.create(TEMPLATE_HEAD)
+    yield url
+    databases.drop(str(url.database))
+
+
+@pytest.fixture
+def legacy_head_db(databases: Databases) -> Iterator[URL]:
+    """A database migrated to 46d, the last legacy revision, whatever revisions come after it."""
+    url = databases.create(TEMPLATE_LEGACY)
     yield url
     databases.drop(str(url.database))
 

@@ -3,28 +3,93 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.catalog import Snapshot, snapshot
-from outbound_schema.config import VERSION_TABLE
+from outbound_schema.config import SCRIPT_LOCATION_ENV_VAR, VERSION_TABLE, alembic_config
 from outbound_schema.database import engine_for
+from outbound_schema.expected import ExpectedSchemas, render
+from outbound_schema.revisions import next_revision_id
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+MIGRATIONS = REPO / "alembic"
+
+
+def script(location: Path = MIGRATIONS) -> ScriptDirectory:
+    return ScriptDirectory(str(location))
+
+
+HEAD: str = script().get_current_head() or ""
+#: Every revision of ours, base to head: the legacy six, then whatever came after them.
+ALL_REVISIONS: tuple[str, ...] = tuple(rev.revision for rev in ExpectedSchemas(script()).managed())
+
+
+@cache
+def our_tables(location: Path = MIGRATIONS) -> tuple[str, ...]:
+    return tuple(ExpectedSchemas(script(location)).tables())
+
+
+def expected_text(revision: str, location: Path = MIGRATIONS) -> str:
+    """The committed expected-schema file of ``revision``."""
+    return (location / "schema" / f"{revision}.sql").read_text()
+
+
+def catalog_text(url: URL, revision: str, location: Path = MIGRATIONS) -> str:
+    """The live catalog of our tables, written as the expected-schema file of ``revision`` would be."""
+    with connected(url) as conn:
+        return render(snapshot(conn, our_tables(location)), revision)
+
+
+def copy_migrations(dest: Path) -> Path:
+    """A copy of the migrations (env.py, versions/, schema/) to try a revision in."""
+    shutil.copytree(MIGRATIONS, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def put_on_top(location: Path, source: str, slug: str) -> str:
+    """Add the revision ``source`` on top of head in ``location``, with the next id; returns the id."""
+    heads = script(location).get_heads()
+    revision = next_revision_id(heads)
+    assert revision is not None
+    source = re.sub(r"(?m)^revision = .*$", f"revision = {revision!r}", source)
+    source = re.sub(r"(?m)^down_revision = .*$", f"down_revision = {heads[0]!r}", source)
+    (location / "versions" / f"{revision}_{slug}.py").write_text(source)
+    return revision
+
+
+def config_for(url: URL | None, location: Path) -> Config:
+    config = alembic_config(url)
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def in_location(location: Path) -> dict[str, str]:
+    """The environment that points our command line at ``location``'s migrations."""
+    return {SCRIPT_LOCATION_ENV_VAR: str(location)}
 
 
 def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
     """Run a command with a clean environment: no DATABASE_URL unless given."""
-    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "OUTBOUND_SCHEMA_EMBEDDED_DIR"}}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "OUTBOUND_SCHEMA_EMBEDDED_DIR", SCRIPT_LOCATION_ENV_VAR}
+    }
     return subprocess.run(args, cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=300)
 
 
@@ -50,7 +115,7 @@ def connected(url: URL) -> Iterator[Connection]:
 
 def catalog(url: URL) -> Snapshot:
     with connected(url) as conn:
-        return snapshot(conn)
+        return snapshot(conn, our_tables())
 
 
 def version(url: URL) -> list[str] | None:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import snapshot
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.database import engine_for
-from tests.helpers import BIN, cli, connected, plain, run, tables
+from tests.helpers import ALL_REVISIONS, BIN, HEAD, cli, connected, plain, run, tables
 
 PASSWORD = "s3cret-pw"
 
@@ -21,22 +21,22 @@ def test_upgrade_and_status_from_any_directory(host_db: URL, tmp_path: Path, sch
     url = plain(host_db.set(drivername=scheme))
     before = cli("status", cwd=tmp_path, DATABASE_URL=url)
     assert before.returncode == 0, before.stderr
-    assert "upgrade would process 40a -> 40b -> 46a -> 46b -> 46c -> 46d" in before.stdout
+    assert f"upgrade would process {' -> '.join(ALL_REVISIONS)}" in before.stdout
 
     done = cli("upgrade", cwd=tmp_path, DATABASE_URL=url)
     assert done.returncode == 0, done.stderr
-    assert "Running upgrade 46c -> 46d" in done.stderr
+    assert f"-> {HEAD}, " in done.stderr
     assert {"outbound_call_runs", "outbound_call_jobs", VERSION_TABLE} <= tables(host_db)
 
     after = cli("status", "--database-url", url, cwd=tmp_path)
     assert after.returncode == 0, after.stderr
-    assert "version:  46d" in after.stdout and "at head" in after.stdout
+    assert f"version:  {HEAD}" in after.stdout and "at head" in after.stdout
 
 
 def test_upgrade_to_a_revision_then_on(host_db: URL) -> None:
     assert cli("upgrade", "46a", "--database-url", plain(host_db)).returncode == 0
     status = cli("status", "--database-url", plain(host_db))
-    assert "version:  46a" in status.stdout and "process 46b -> 46c -> 46d" in status.stdout
+    assert "version:  46a" in status.stdout and f"process {' -> '.join(ALL_REVISIONS[3:])}" in status.stdout
     assert cli("upgrade", "--database-url", plain(host_db)).returncode == 0
     assert "at head" in cli("status", "--database-url", plain(host_db)).stdout
 
@@ -61,7 +61,7 @@ def test_alembic_cli_reports_missing_host_tables_as_one_paragraph(empty_db: URL)
     done = run(str(BIN / "alembic"), "upgrade", "head", DATABASE_URL=plain(empty_db))
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    assert "FAILED: The database lacks the host application's table(s) business, leads" in output
+    assert "FAILED: The database lacks the host application's table(s) business, call_log, leads," in output
     assert "Traceback" not in output
     assert tables(empty_db) == set()
 
@@ -84,7 +84,7 @@ def test_offline_script_needs_no_server(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert done.stdout.count("CREATE TABLE IF NOT EXISTS outbound_call") == 2
         assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_outbound_call_jobs_status_twilio_sid" in done.stdout
-        assert f"UPDATE {VERSION_TABLE} SET version_num='46d'" in done.stdout
+        assert f"UPDATE {VERSION_TABLE} SET version_num='{HEAD}'" in done.stdout
         assert "embedded" not in done.stderr
     assert not (tmp_path / ".outbound-schema").exists()
 

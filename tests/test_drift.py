@@ -10,7 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
-from tests.helpers import BIN, REPO, cli, connected, plain, run
+from outbound_schema.revisions import next_revision_id
+from tests.helpers import BIN, HEAD, REPO, cli, connected, plain, run
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
@@ -37,13 +38,19 @@ def test_a_database_at_head_has_no_drift(head_db: URL) -> None:
         "✅ index idx_outbound_call_jobs_status_twilio_sid: btree on outbound_call_jobs (status, twilio_call_sid)"
         in lines
     )
-    assert "✅ revision outbound_schema_version: 46d (head)" in lines
+    assert f"✅ revision outbound_schema_version: {HEAD} (head)" in lines
     assert not [line for line in lines if line.startswith("❌")]
 
     code, report = check_json(head_db)
     assert code == 0
     assert report["format"] == 1 and report["status"] == "ok"
-    assert report["revision"] == {"state": "at_head", "current": ["46d"], "head": "46d", "pending": []}
+    assert report["revision"] == {
+        "state": "at_head",
+        "current": [HEAD],
+        "head": HEAD,
+        "pending": [],
+        "compared_with": HEAD,
+    }
     objects = report["objects"]
     assert isinstance(objects, list) and all(o["verdict"] == "ok" for o in objects)
     assert {o["kind"] for o in objects} == {"table", "column", "constraint", "index", "sequence", "revision"}
@@ -220,7 +227,12 @@ DRIFT = {
         "extra",
     ),
     "behind head": ([f"UPDATE {VERSION_TABLE} SET version_num = '46b'"], "revision", VERSION_TABLE, "behind"),
-    "ahead of head": ([f"UPDATE {VERSION_TABLE} SET version_num = '47a'"], "revision", VERSION_TABLE, "ahead"),
+    "ahead of head": (
+        [f"UPDATE {VERSION_TABLE} SET version_num = '{next_revision_id([HEAD])}'"],
+        "revision",
+        VERSION_TABLE,
+        "ahead",
+    ),
     "unknown revision": (
         [f"UPDATE {VERSION_TABLE} SET version_num = 'ae1027a6acf'"],
         "revision",

@@ -7,7 +7,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema import is_at_head
 from outbound_schema.database import engine_for
-from tests.helpers import BIN, REPO, cli, connected, plain, run, tables
+from tests.helpers import BIN, HEAD, REPO, cli, connected, plain, run, tables
 
 HOST = REPO / "tests" / "host_project"
 
@@ -29,7 +29,7 @@ def test_two_histories_two_version_tables(empty_db: URL) -> None:
     assert done.returncode == 0, done.stderr
 
     assert versions(empty_db, "alembic_version") == {"h2"}
-    assert versions(empty_db, "outbound_schema_version") == {"46d"}
+    assert versions(empty_db, "outbound_schema_version") == {HEAD}
     assert "h2 (head)" in host_alembic("alembic.ini", empty_db, "current")
     assert cli("check", DATABASE_URL=plain(empty_db)).returncode == 0
     # Each history moves on its own.
@@ -45,7 +45,7 @@ def test_two_histories_two_version_tables(empty_db: URL) -> None:
 
 def test_one_history_with_our_branch(empty_db: URL) -> None:
     heads = host_alembic("alembic_shared.ini", empty_db, "heads")
-    assert "h2 (host) (head)" in heads and "46d (outbound_schema) (head)" in heads
+    assert "h2 (host) (head)" in heads and f"{HEAD} (outbound_schema) (head)" in heads
 
     # On an empty database ours must wait for the host's tables: it refuses, changing nothing.
     first = run(
@@ -63,7 +63,7 @@ def test_one_history_with_our_branch(empty_db: URL) -> None:
     host_alembic("alembic_shared.ini", empty_db, "upgrade", "host@head")
     host_alembic("alembic_shared.ini", empty_db, "upgrade", "heads")
 
-    assert versions(empty_db, "alembic_version") == {"h2", "46d"}
+    assert versions(empty_db, "alembic_version") == {"h2", HEAD}
     assert "outbound_schema_version" not in tables(empty_db)
     engine = engine_for(empty_db)
     try:
@@ -77,7 +77,7 @@ def test_one_history_with_our_branch(empty_db: URL) -> None:
     host_alembic("alembic_shared.ini", empty_db, "downgrade", "outbound_schema@46b")
     assert versions(empty_db, "alembic_version") == {"h2", "46b"}
     host_alembic("alembic_shared.ini", empty_db, "upgrade", "heads")
-    assert versions(empty_db, "alembic_version") == {"h2", "46d"}
+    assert versions(empty_db, "alembic_version") == {"h2", HEAD}
 
 
 def test_status_check_exit_codes(host_db: URL, tmp_path: object) -> None:

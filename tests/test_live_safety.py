@@ -18,7 +18,7 @@ from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.locking import LOCK_KEY
-from tests.helpers import BIN, backends, catalog, cli, connected, plain, run_script, version
+from tests.helpers import BIN, HEAD, backends, catalog, cli, connected, plain, run_script, version
 
 
 def hold_table_lock(url: URL, table: str) -> tuple[threading.Event, threading.Thread]:
@@ -82,7 +82,7 @@ def test_a_lock_released_during_the_retries_lets_the_upgrade_finish(head_db: URL
     holder.join()
     _, rest = deploy.communicate(timeout=120)
     assert deploy.returncode == 0, rest
-    assert version(head_db) == ["46d"]
+    assert version(head_db) == [HEAD]
 
 
 def test_workers_keep_writing_while_ddl_waits(head_db: URL) -> None:
@@ -117,8 +117,8 @@ def test_workers_keep_writing_while_ddl_waits(head_db: URL) -> None:
     assert backends(head_db, "state = 'active' AND wait_event_type = 'Lock'") == 0
 
 
-def test_downgrade_refuses_to_drop_data(head_db: URL) -> None:
-    with connected(head_db) as conn:
+def test_downgrade_refuses_to_drop_data(legacy_head_db: URL) -> None:
+    with connected(legacy_head_db) as conn:
         conn.execute(text("INSERT INTO business (id) VALUES (1); INSERT INTO leads (id) VALUES (1)"))
         run_id = conn.scalar(text("INSERT INTO outbound_call_runs (business_id) VALUES (1) RETURNING id"))
         conn.execute(
@@ -126,30 +126,30 @@ def test_downgrade_refuses_to_drop_data(head_db: URL) -> None:
             {"r": run_id},
         )
         conn.commit()
-    before = catalog(head_db)
+    before = catalog(legacy_head_db)
 
-    refused = cli("downgrade", "46b", DATABASE_URL=plain(head_db))
+    refused = cli("downgrade", "46b", DATABASE_URL=plain(legacy_head_db))
     assert refused.returncode == 1
-    assert "Downgrading 46c would destroy data (column outbound_call_jobs.dial_lock_token holds values)" in (
-        " ".join(refused.stderr.split())
-    )
-    assert "--allow-data-loss" in refused.stderr
-    # 46d only held an index: it was reverted; 46c was not.
-    assert version(head_db) == ["46c"]
-    assert catalog(head_db).tables == before.tables
+    message = " ".join(refused.stderr.split())
+    assert "Downgrading 46c would destroy data (column outbound_call_jobs.dial_lock_token holds values)" in message
+    assert "nothing was reverted" in message and "--allow-data-loss" in message
+    # Refused before anything of the run changed: not even 46d's index was dropped.
+    assert version(legacy_head_db) == ["46d"]
+    assert catalog(legacy_head_db) == before
 
-    # Empty columns go without asking; a table with rows does not.
-    assert cli("downgrade", "46a", "--allow-data-loss", DATABASE_URL=plain(head_db)).returncode == 0
-    refused_table = cli("downgrade", "base", DATABASE_URL=plain(head_db))
+    # Columns without values go without asking; a table with rows does not.
+    assert cli("downgrade", "46c", DATABASE_URL=plain(legacy_head_db)).returncode == 0
+    assert cli("downgrade", "46a", "--allow-data-loss", DATABASE_URL=plain(legacy_head_db)).returncode == 0
+    refused_table = cli("downgrade", "base", DATABASE_URL=plain(legacy_head_db))
     assert refused_table.returncode == 1 and "table outbound_call_jobs holds rows" in refused_table.stderr
-    assert version(head_db) == ["40b"]
-    allowed = cli("downgrade", "base", "--allow-data-loss", DATABASE_URL=plain(head_db))
+    assert version(legacy_head_db) == ["46a"]
+    allowed = cli("downgrade", "base", "--allow-data-loss", DATABASE_URL=plain(legacy_head_db))
     assert allowed.returncode == 0, allowed.stderr
-    assert catalog(head_db).tables == {}
+    assert catalog(legacy_head_db).tables == {}
 
 
-def test_offline_downgrade_script_guards_data(head_db: URL) -> None:
-    with connected(head_db) as conn:
+def test_offline_downgrade_script_guards_data(legacy_head_db: URL) -> None:
+    with connected(legacy_head_db) as conn:
         conn.execute(text("INSERT INTO business (id) VALUES (1); INSERT INTO leads (id) VALUES (1)"))
         conn.execute(text("INSERT INTO outbound_call_runs (id, business_id) VALUES (1, 1)"))
         conn.execute(text("INSERT INTO outbound_call_jobs (run_id, lead_id, dial_lock_token) VALUES (1, 1, 'w1')"))
@@ -157,14 +157,14 @@ def test_offline_downgrade_script_guards_data(head_db: URL) -> None:
     guarded = cli("downgrade", "46d:46b", "--sql")
     assert guarded.returncode == 0, guarded.stderr
     with pytest.raises(DBAPIError, match="Downgrading 46c would destroy data"):
-        run_script(head_db, guarded.stdout)
-    assert "dial_lock_token" in {c.name for c in catalog(head_db).tables["outbound_call_jobs"].columns}
+        run_script(legacy_head_db, guarded.stdout)
+    assert "dial_lock_token" in {c.name for c in catalog(legacy_head_db).tables["outbound_call_jobs"].columns}
 
     allowed = cli("downgrade", "46d:46b", "--sql", "--allow-data-loss")
     assert "RAISE" not in allowed.stdout
-    run_script(head_db, allowed.stdout)
-    assert "dial_lock_token" not in {c.name for c in catalog(head_db).tables["outbound_call_jobs"].columns}
-    assert version(head_db) == ["46b"]
+    run_script(legacy_head_db, allowed.stdout)
+    assert "dial_lock_token" not in {c.name for c in catalog(legacy_head_db).tables["outbound_call_jobs"].columns}
+    assert version(legacy_head_db) == ["46b"]
 
 
 def test_lock_wait_zero_gives_up_at_once(head_db: URL) -> None:
@@ -201,4 +201,4 @@ def test_a_connection_inside_a_transaction_is_refused(head_db: URL) -> None:
                 command.downgrade(config, "46c")
     finally:
         engine.dispose()
-    assert version(head_db) == ["46d"]
+    assert version(head_db) == [HEAD]

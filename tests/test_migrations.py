@@ -1,75 +1,103 @@
-"""Our revisions build exactly what the old script built, step by step, up and down."""
+"""The revisions, the committed expected-schema files and the models agree, on a real server.
+
+Every revision's file equals the catalog the revisions build (the files are
+fresh); the legacy six's files equal what the old script's SQL builds; head's
+file equals what the models' ``create_all`` builds; and upgrading and
+downgrading to each revision, online or through the offline script, lands on
+that revision's file.
+"""
 
 from __future__ import annotations
 
+import difflib
 import subprocess
 import sys
 
 import pytest
 from alembic import command
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import alembic_config
-from outbound_schema.models import HOST_TABLES, metadata
-from tests.helpers import REPO, catalog, run_script, version
+from outbound_schema.expected import SNAPSHOT_COMMAND, render
+from outbound_schema.models import metadata
+from tests.helpers import (
+    ALL_REVISIONS,
+    HEAD,
+    MIGRATIONS,
+    REPO,
+    catalog_text,
+    expected_text,
+    our_tables,
+    run_script,
+    script,
+    version,
+)
 from tests.legacy import REVISIONS
 
 
-def test_revision_chain_is_linear_and_named_as_the_legacy_steps() -> None:
-    script = ScriptDirectory.from_config(alembic_config())
-    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
-    assert chain == list(REVISIONS)
-    assert script.get_heads() == ["46d"]
-    assert all(len(rev.nextrev) <= 1 for rev in script.walk_revisions())
+def test_the_legacy_revisions_start_a_linear_history() -> None:
+    chain = [rev.revision for rev in reversed(list(script().walk_revisions()))]
+    assert chain == list(ALL_REVISIONS)
+    assert chain[: len(REVISIONS)] == list(REVISIONS)
+    assert script().get_heads() == [HEAD]
+    assert all(len(rev.nextrev) <= 1 for rev in script().walk_revisions())
 
 
-def test_head_catalog_is_exactly_the_legacy_catalog(head_db: URL, legacy_catalogs: dict[str, Snapshot]) -> None:
-    built = catalog(head_db)
-    assert built == legacy_catalogs["46d"]
-    # The names production has, spelled out, so a regression reads plainly.
-    assert {"outbound_call_runs_pkey", "outbound_call_jobs_run_id_fkey"} <= set(built.constraints)
-    assert set(built.sequences) == {"outbound_call_runs_id_seq", "outbound_call_jobs_id_seq"}
-    assert len(built.indexes) == 12
-    assert version(head_db) == ["46d"]
+def test_the_expected_schema_files_are_fresh(generated_catalogs: dict[str, Snapshot]) -> None:
+    """Regenerated from the revisions on this server, every file comes out as committed."""
+    stale = []
+    for revision in ALL_REVISIONS:
+        path = MIGRATIONS / "schema" / f"{revision}.sql"
+        fresh = render(generated_catalogs[revision], revision)
+        if not path.is_file() or path.read_text() != fresh:
+            old = path.read_text().splitlines(keepends=True) if path.is_file() else []
+            stale.append(f"{path.name}:\n" + "".join(difflib.unified_diff(old, fresh.splitlines(keepends=True))))
+    extra = sorted(p.name for p in (MIGRATIONS / "schema").glob("*.sql") if p.stem not in ALL_REVISIONS)
+    assert not stale and not extra, (
+        f"The expected-schema files are stale: run `{SNAPSHOT_COMMAND}` and commit the result.\n"
+        + "\n".join(stale)
+        + (f"\nFiles of no revision: {', '.join(extra)}" if extra else "")
+    )
 
 
-@pytest.mark.parametrize("target", REVISIONS)
-def test_each_revision_matches_the_legacy_step(host_db: URL, target: str, legacy_catalogs: dict[str, Snapshot]) -> None:
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_the_legacy_files_hold_what_the_old_script_built(revision: str, legacy_catalogs: dict[str, Snapshot]) -> None:
+    assert render(legacy_catalogs[revision], revision) == expected_text(revision)
+
+
+def test_the_models_build_heads_file(host_engine: Engine) -> None:
+    """The models alone, through create_all, give head's catalog: names, order, defaults."""
+    with host_engine.begin() as conn:
+        metadata.create_all(conn)
+        assert render(snapshot(conn, our_tables()), HEAD) == expected_text(HEAD)
+
+
+def test_a_database_at_head_holds_heads_file(head_db: URL) -> None:
+    assert catalog_text(head_db, HEAD) == expected_text(HEAD)
+    assert version(head_db) == [HEAD]
+
+
+@pytest.mark.parametrize("target", ALL_REVISIONS)
+def test_each_revision_lands_on_its_file(host_db: URL, target: str) -> None:
     command.upgrade(alembic_config(host_db), target)
-    assert catalog(host_db) == legacy_catalogs[target]
+    assert catalog_text(host_db, target) == expected_text(target)
     assert version(host_db) == [target]
 
 
-@pytest.mark.parametrize("target", ["base", *REVISIONS[:-1]])
-def test_each_downgrade_returns_to_the_previous_step(
-    head_db: URL, target: str, legacy_catalogs: dict[str, Snapshot]
-) -> None:
+@pytest.mark.parametrize("target", ["base", *ALL_REVISIONS[:-1]])
+def test_each_downgrade_returns_to_the_previous_file(head_db: URL, target: str) -> None:
     command.downgrade(alembic_config(head_db), target)
-    assert catalog(head_db) == legacy_catalogs[target]
-    assert version(head_db) == ([] if target == "base" else [target])
-    # Up again from there lands on exactly the head catalog.
+    if target == "base":
+        assert catalog_text(head_db, target) == render(Snapshot(), target)
+        assert version(head_db) == []
+    else:
+        assert catalog_text(head_db, target) == expected_text(target)
+        assert version(head_db) == [target]
+    # Up again from there lands on exactly head's file.
     command.upgrade(alembic_config(head_db), "head")
-    assert catalog(head_db) == legacy_catalogs["46d"]
-
-
-def test_downgrade_to_base_leaves_host_tables_alone(head_engine: Engine, head_db: URL) -> None:
-    with head_engine.begin() as conn:
-        conn.execute(text("INSERT INTO business DEFAULT VALUES"))
-    command.downgrade(alembic_config(head_db), "base")
-    with head_engine.connect() as conn:
-        assert conn.scalar(text("SELECT count(*) FROM business")) == 1
-        present = {t for t in HOST_TABLES if conn.scalar(text("SELECT to_regclass(:t)"), {"t": t})}
-    assert present == set(HOST_TABLES)
-
-
-def test_models_build_exactly_the_legacy_catalog(host_engine: Engine, legacy_catalogs: dict[str, Snapshot]) -> None:
-    """The models alone, through create_all, give production's catalog: names, order, defaults."""
-    with host_engine.begin() as conn:
-        metadata.create_all(conn)
-        assert snapshot(conn) == legacy_catalogs["46d"]
+    assert catalog_text(head_db, HEAD) == expected_text(HEAD)
 
 
 def offline_sql(*args: str) -> str:
@@ -83,19 +111,19 @@ def offline_sql(*args: str) -> str:
     return done.stdout
 
 
-def test_offline_script_builds_the_same_catalog(host_db: URL, legacy_catalogs: dict[str, Snapshot]) -> None:
+def test_the_offline_script_lands_on_heads_file(host_db: URL) -> None:
     run_script(host_db, offline_sql("head"))
-    assert catalog(host_db) == legacy_catalogs["46d"]
-    assert version(host_db) == ["46d"]
+    assert catalog_text(host_db, HEAD) == expected_text(HEAD)
+    assert version(host_db) == [HEAD]
 
 
-def test_offline_script_from_a_revision(host_db: URL, legacy_catalogs: dict[str, Snapshot]) -> None:
+def test_the_offline_script_from_a_revision(host_db: URL) -> None:
     command.upgrade(alembic_config(host_db), "46b")
     sql = offline_sql("46b:head")
     assert "CREATE TABLE IF NOT EXISTS outbound_call_runs" not in sql
     run_script(host_db, sql)
-    assert catalog(host_db) == legacy_catalogs["46d"]
-    assert version(host_db) == ["46d"]
+    assert catalog_text(host_db, HEAD) == expected_text(HEAD)
+    assert version(host_db) == [HEAD]
 
 
 def test_revisions_never_import_the_orm_models() -> None:

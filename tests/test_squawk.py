@@ -6,8 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import BIN, REPO, cli
-from tests.legacy import REVISIONS
+from tests.helpers import ALL_REVISIONS, BIN, REPO, cli
 
 
 def squawk(sql: str) -> subprocess.CompletedProcess[str]:
@@ -19,11 +18,10 @@ def squawk(sql: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("start", ["base", *REVISIONS[:-1]])
+@pytest.mark.parametrize("start", ["base", *ALL_REVISIONS[:-1]])
 def test_offline_upgrade_script_passes_squawk(start: str) -> None:
     script = cli("upgrade", "head" if start == "base" else f"{start}:head", "--sql")
     assert script.returncode == 0, script.stderr
-    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_outbound_call_jobs_status_twilio_sid" in script.stdout
     linted = squawk(script.stdout)
     assert linted.returncode == 0, linted.stdout + linted.stderr
 

@@ -3,23 +3,18 @@
 Legacy migration 46b. Frozen: fixes go forward in a new revision.
 """
 
-from outbound_schema import steps
-from outbound_schema.steps import AddColumn, Column, Step
+import sqlalchemy as sa
+from alembic import op
 
 revision = "46b"
 down_revision = "46a"
 branch_labels = None
 depends_on = None
 
-STEP = Step(
-    revision="46b",
-    add_columns=(AddColumn("outbound_call_jobs", Column("dial_started_at", "timestamp without time zone")),),
-)
-
 
 def upgrade() -> None:
-    steps.upgrade(STEP)
+    op.add_column("outbound_call_jobs", sa.Column("dial_started_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    steps.downgrade(STEP)
+    op.drop_column("outbound_call_jobs", "dial_started_at")

@@ -3,24 +3,20 @@
 Legacy migration 46c. Frozen: fixes go forward in a new revision.
 """
 
-from outbound_schema import steps
-from outbound_schema.steps import AddColumn, Column, Index, Step
+import sqlalchemy as sa
+from alembic import op
 
 revision = "46c"
 down_revision = "46b"
 branch_labels = None
 depends_on = None
 
-STEP = Step(
-    revision="46c",
-    add_columns=(AddColumn("outbound_call_jobs", Column("dial_lock_token", "character varying(64)")),),
-    indexes=(Index("idx_outbound_call_jobs_lock_token", "outbound_call_jobs", ("dial_lock_token",)),),
-)
-
 
 def upgrade() -> None:
-    steps.upgrade(STEP)
+    op.add_column("outbound_call_jobs", sa.Column("dial_lock_token", sa.String(length=64), nullable=True))
+    op.create_index("idx_outbound_call_jobs_lock_token", "outbound_call_jobs", ["dial_lock_token"])
 
 
 def downgrade() -> None:
-    steps.downgrade(STEP)
+    op.drop_index("idx_outbound_call_jobs_lock_token", table_name="outbound_call_jobs")
+    op.drop_column("outbound_call_jobs", "dial_lock_token")

@@ -3,23 +3,17 @@
 Legacy migration 46d. Frozen: fixes go forward in a new revision.
 """
 
-from outbound_schema import steps
-from outbound_schema.steps import Index, Step
+from alembic import op
 
 revision = "46d"
 down_revision = "46c"
 branch_labels = None
 depends_on = None
 
-STEP = Step(
-    revision="46d",
-    indexes=(Index("idx_outbound_call_jobs_status_twilio_sid", "outbound_call_jobs", ("status", "twilio_call_sid")),),
-)
-
 
 def upgrade() -> None:
-    steps.upgrade(STEP)
+    op.create_index("idx_outbound_call_jobs_status_twilio_sid", "outbound_call_jobs", ["status", "twilio_call_sid"])
 
 
 def downgrade() -> None:
-    steps.downgrade(STEP)
+    op.drop_index("idx_outbound_call_jobs_status_twilio_sid", table_name="outbound_call_jobs")

@@ -1,0 +1,59 @@
+"""Running a migration with outbound-schema's guarantees, from any Alembic ``env.py``.
+
+Our own ``env.py`` calls :func:`run_migrations`; so does a host application's
+whose Alembic history includes our revisions as a branch::
+
+    context.configure(connection=connection, transaction_per_migration=True)
+    run_migrations(context)
+
+It puts the safety layer (``outbound_schema.safety``) into the run and, online,
+takes the migration lock for it (``outbound_schema.locking``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from outbound_schema.config import EXPECTED_ATTRIBUTE, LIMITS_ATTRIBUTE, LOCK_WAIT_ATTRIBUTE, PREFLIGHT_ATTRIBUTE
+from outbound_schema.ddl import Limits, resolve_limits
+from outbound_schema.expected import ExpectedSchemas
+from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
+from outbound_schema.safety import install
+
+
+def limits(context: Any) -> Limits:
+    """The DDL limits of this run: handed over by our command line, else ``-x``, else the environment."""
+    handed = context.config.attributes.get(LIMITS_ATTRIBUTE)
+    if isinstance(handed, Limits):
+        return handed
+    return resolve_limits({}, context.get_x_argument(as_dictionary=True))
+
+
+def run_migrations(context: Any, *, lock_wait: float | str | None = None) -> None:
+    """Run the migrations ``context`` (``alembic.context``, configured) was set up for, safely.
+
+    Online, the run holds the migration lock: one process migrates a database at a
+    time; the others wait up to ``lock_wait`` seconds (default: ``-x lock_wait=``,
+    else OUTBOUND_SCHEMA_LOCK_WAIT, else 600), then find nothing left to do.
+    """
+    config = context.config
+    migration_context = context.get_context()
+    expected = ExpectedSchemas(context.script, config.attributes.get(EXPECTED_ATTRIBUTE))
+    install(migration_context, limits(context), expected, preflight=config.attributes.get(PREFLIGHT_ATTRIBUTE, True))
+    if context.is_offline_mode():
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    if lock_wait is None:
+        lock_wait = config.attributes.get(LOCK_WAIT_ATTRIBUTE)
+    if lock_wait is None:
+        lock_wait = context.get_x_argument(as_dictionary=True).get("lock_wait")
+    connection = migration_context.connection
+    # Rolling deploys start several upgrades at once: one migrates, the others
+    # wait here, then find nothing left to do.
+    with (
+        migration_lock(connection, lock_wait_seconds(lock_wait)),
+        abort_if_client_dies(connection),
+        context.begin_transaction(),
+    ):
+        context.run_migrations()

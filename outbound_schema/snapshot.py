@@ -1,0 +1,145 @@
+"""``outbound-schema snapshot``: regenerate the expected-schema files from the revisions.
+
+The revisions run, one at a time from base to head, in a scratch database (on
+the server of the configured URL, or on an embedded server of its own); after
+each, the catalog of every table but the host application's stand-ins and the
+version table is written to that revision's file. Nothing else is read, so the
+files are the same whichever supported PostgreSQL version generates them (the
+test suite regenerates them on 15, 16 and 18 and compares).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from outbound_schema.catalog import HOST_TABLES, Snapshot, snapshot, tables_in_current_schema
+from outbound_schema.config import EXPECTED_ATTRIBUTE, PREFLIGHT_ATTRIBUTE, VERSION_TABLE, alembic_config
+from outbound_schema.database import connect, mask
+from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.expected import SCHEMA_FOLDER, ExpectedSchemas, file_for, render, schema_dir
+
+
+@contextmanager
+def scratch_database(server: URL | None) -> Iterator[URL]:
+    """A new, empty database holding the host tables' stand-ins; dropped afterwards.
+
+    On ``server``'s PostgreSQL (its role must be allowed to create databases), else on
+    an embedded server in a temporary folder.
+    """
+    from outbound_schema.embedded import create_host_standins, server_url, start_server
+
+    with tempfile.TemporaryDirectory(prefix="outbound-schema-snapshot-") as folder:
+        embedded = None
+        if server is None:
+            embedded = start_server(Path(folder) / "pgdata", delete_on_exit=True)
+            server = server_url(embedded)
+        name = f"outbound_schema_snapshot_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+            except DBAPIError as exc:
+                raise OutboundSchemaError(
+                    f"Could not create a scratch database on {mask(server)} to generate the expected schema in "
+                    f"({' '.join(str(exc.orig).split())}). Use a role that may create databases, or unset "
+                    "DATABASE_URL to use an embedded PostgreSQL.",
+                    exit_code=2,
+                ) from None
+            url = server.set(database=name)
+            engine = create_engine(url)
+            with engine.begin() as conn:
+                create_host_standins(conn)
+            engine.dispose()
+            yield url
+        finally:
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            finally:
+                admin.dispose()
+                if embedded is not None:
+                    embedded.cleanup()
+
+
+def generate(
+    script: ScriptDirectory, scratch: URL, after_each: Callable[[str], object] = lambda _revision: None
+) -> dict[str, Snapshot]:
+    """The catalog after each of our revisions, base to head, built in the empty database ``scratch``.
+
+    ``after_each(revision)`` is called with no connection open to ``scratch``.
+    """
+    expected = ExpectedSchemas(script)
+    revisions = expected.managed()
+    # Planning a revision reads the catalog it starts from: the one just generated, never a stale file.
+    fresh: dict[str, Snapshot | None] = {rev.revision: None for rev in revisions}
+    for rev in revisions:
+        config = alembic_config(scratch)
+        config.set_main_option("script_location", script.dir)
+        config.attributes[EXPECTED_ATTRIBUTE] = fresh
+        config.attributes[PREFLIGHT_ATTRIBUTE] = False
+        command.upgrade(config, rev.revision)
+        with connect(scratch) as conn:
+            fresh[rev.revision] = snapshot(
+                conn, tables_in_current_schema(conn, excluding=[*HOST_TABLES, VERSION_TABLE])
+            )
+        after_each(rev.revision)
+    return {name: snap for name, snap in fresh.items() if snap is not None}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    written: list[Path]
+    unchanged: list[Path]
+    removed: list[Path]
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.written or self.removed)
+
+
+def write(script: ScriptDirectory, catalogs: dict[str, Snapshot], *, check_only: bool = False) -> Outcome:
+    """Write each revision's file (or, with ``check_only``, only say which would change)."""
+    revisions = ExpectedSchemas(script).managed()
+    written, unchanged = [], []
+    for rev in revisions:
+        path = file_for(rev)
+        new = render(catalogs[rev.revision], rev.revision)
+        old = path.read_text(encoding="utf-8") if path.is_file() else None
+        if old == new:
+            unchanged.append(path)
+            continue
+        written.append(path)
+        if not check_only:
+            path.write_text(new, encoding="utf-8")
+    folders = {schema_dir(rev) for rev in revisions}
+    known = {file_for(rev) for rev in revisions}
+    removed = sorted(p for folder in folders for p in folder.glob("*.sql") if p not in known)
+    if not check_only:
+        for path in removed:
+            path.unlink()
+    return Outcome(written, unchanged, removed)
+
+
+def regenerate(server: URL | None, *, check_only: bool = False) -> Outcome:
+    """The whole command: scratch database, every revision, the files."""
+    script = ScriptDirectory.from_config(alembic_config())
+    if not ExpectedSchemas(script).managed():
+        raise OutboundSchemaError(
+            f"No revision keeps expected-schema files: {Path(script.dir) / SCHEMA_FOLDER} is missing. Create that "
+            "folder beside versions/ and run the command again."
+        )
+    with scratch_database(server) as scratch:
+        catalogs = generate(script, scratch)
+    return write(script, catalogs, check_only=check_only)

@@ -1,0 +1,296 @@
+"""Where a database stands on each revision, and what a run checks before it changes anything.
+
+Production databases were built by the old script and hold any prefix of its
+work; a database may also hold part of a revision whose run was interrupted.
+Each revision's change is what differs between its expected-schema file and
+the one before it (``outbound_schema.expected``): the objects it adds, changes
+and removes. Compared with the live catalog, each of those objects is
+
+- ``present``: as the revision leaves it (or as a later revision of the run does);
+- ``missing``: as the revision finds it, so the revision will make the change;
+- ``invalid``: an index left INVALID by an interrupted concurrent build, to be rebuilt;
+- ``conflict``: something else under our name, which no revision would repair.
+
+A revision is then ``applied`` (the version table says so), ``present`` (found
+complete: recorded without changes), ``missing``, ``partial`` (completed by the
+run) or ``conflicting`` (the run is refused before anything changes). This works
+for any revision however it is written: the legacy six and ordinary ``op.*`` ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from alembic.script import Script
+from sqlalchemy import Connection, text
+
+from outbound_schema.catalog import Snapshot, existing_relations, quote, snapshot
+from outbound_schema.database import require_host_tables
+from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas, object_names
+
+if TYPE_CHECKING:
+    from outbound_schema.safety import RunPlan, SafeImpl
+
+log = logging.getLogger("outbound_schema.migrate")
+
+ObjectState = Literal["present", "missing", "invalid", "conflict"]
+RevisionState = Literal["applied", "present", "partial", "missing", "conflicting", "unknown"]
+
+
+@dataclass(frozen=True)
+class CatalogObject:
+    """One object of the expected or live catalog, comparable by what it is."""
+
+    kind: str  # table, column, constraint, index, sequence
+    name: str
+    table: str
+    value: object
+    text: str
+    valid: bool = True
+
+
+def catalog_objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
+    found: dict[tuple[str, str], CatalogObject] = {}
+    for table in snap.tables.values():
+        found["table", table.name] = CatalogObject("table", table.name, table.name, table.settings(), table.describe())
+        for column in table.columns:
+            name = f"{table.name}.{column.name}"
+            value: object = (column.type, column.nullable, column.default, column.collation)
+            found["column", name] = CatalogObject("column", name, table.name, value, column.describe())
+    for constraint in snap.constraints.values():
+        # Added NOT VALID and not yet validated (a run stopped between the two): the same constraint, unfinished.
+        value = (constraint.kind, constraint.definition.removesuffix(" NOT VALID"))
+        found["constraint", constraint.name] = CatalogObject(
+            "constraint", constraint.name, constraint.table, value, constraint.describe(), constraint.validated
+        )
+    for index in snap.indexes.values():
+        if index.constraint is None:  # the constraint's own index is the constraint
+            found["index", index.name] = CatalogObject(
+                "index", index.name, index.table, index.shape(), index.describe(), index.valid
+            )
+    for seq in snap.sequences.values():
+        value = (seq.type, seq.start, seq.increment, seq.owned_by, seq.minimum, seq.maximum, seq.cache, seq.cycle)
+        owner = seq.owned_by.split(".")[0] if seq.owned_by else ""
+        found["sequence", seq.name] = CatalogObject("sequence", seq.name, owner, value, seq.describe())
+    return found
+
+
+def _same(a: CatalogObject | None, b: CatalogObject | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a.table, a.value) == (b.table, b.value)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One object a revision adds, changes or removes, and what the database holds under its name."""
+
+    revision: str
+    kind: str
+    name: str
+    state: ObjectState
+    expected: CatalogObject | None  # as the revision leaves it (None: removed)
+    before: CatalogObject | None  # as the revision finds it (None: added)
+    found: str | None = None  # what the database holds, described, for conflicts
+
+    def describe(self) -> str:
+        what = f"{self.kind} {self.name}"
+        if self.state == "present":
+            return f"{what} present" if self.expected else f"{what} already removed"
+        if self.state == "invalid":
+            return f"{what} INVALID, to be rebuilt" if self.kind == "index" else f"{what} NOT VALID, to be validated"
+        if self.state == "missing":
+            if self.before is None:
+                return f"{what} missing"
+            if self.expected is None:
+                return f"{what} present, to be removed"
+            return f"{what} to be changed from {self.before.text} to {self.expected.text}"
+        expected = self.expected.text if self.expected else "absent"
+        return f"{what}: expected {expected}; found {self.found or 'nothing'}"
+
+
+@dataclass(frozen=True)
+class RevisionReport:
+    """Where the database stands on one revision, object by object."""
+
+    revision: str
+    findings: tuple[Finding, ...] = ()
+    applied: bool = False
+    known: bool = True  # False when the revision's expected-schema file is missing
+
+    @property
+    def state(self) -> RevisionState:
+        states = {f.state for f in self.findings}
+        if "conflict" in states:
+            return "conflicting"
+        if self.applied:
+            return "applied"
+        if not self.known:
+            return "unknown"
+        if states <= {"present"} and self.findings:
+            return "present"
+        if states <= {"missing"}:
+            return "missing"
+        return "partial"
+
+    def conflicts(self) -> list[Finding]:
+        return [f for f in self.findings if f.state == "conflict"]
+
+
+def assess(
+    connection: Connection, expected: ExpectedSchemas, revisions: Sequence[Script], applied: Collection[str] = ()
+) -> list[RevisionReport]:
+    """Where the database stands on each of ``revisions`` (in order); reads the catalog, changes nothing."""
+    files = {rev.revision: expected.at(rev.revision) for rev in revisions}
+    live = catalog_objects(snapshot(connection, expected.tables()))
+    names = {name for snap in files.values() if snap is not None for name in object_names(snap)}
+    taken = existing_relations(connection, sorted(names))
+    reports: list[RevisionReport] = []
+    for position, rev in enumerate(revisions):
+        after, before = files[rev.revision], expected.before(rev)
+        if rev.revision in applied:
+            reports.append(RevisionReport(rev.revision, applied=True))
+        elif after is None or before is None:
+            reports.append(RevisionReport(rev.revision, known=False))
+        else:
+            later = [catalog_objects(s) for r in revisions[position + 1 :] if (s := files[r.revision]) is not None]
+            findings = _findings(rev.revision, catalog_objects(before), catalog_objects(after), later, live, taken)
+            reports.append(RevisionReport(rev.revision, tuple(findings)))
+    return reports
+
+
+def _findings(
+    revision: str,
+    before: dict[tuple[str, str], CatalogObject],
+    after: dict[tuple[str, str], CatalogObject],
+    later: list[dict[tuple[str, str], CatalogObject]],
+    live: dict[tuple[str, str], CatalogObject],
+    taken: set[str],
+) -> list[Finding]:
+    changed = [key for key in dict.fromkeys([*before, *after]) if not _same(before.get(key), after.get(key))]
+    findings: list[Finding] = []
+    for key in changed:
+        want, had, have = after.get(key), before.get(key), live.get(key)
+        state: ObjectState
+        found = have.text if have else None
+        if _same(have, want) and (have is None or have.valid):
+            state = "present"
+        elif _same(have, had) and (have is None or have.valid):
+            state = "missing"
+            if have is None and key[0] != "column" and key[1] in taken:
+                state, found = "conflict", "another relation of that name, not one of our tables' own"
+        elif any(_same(have, objects.get(key)) for objects in later) and (have is None or have.valid):
+            state = "present"  # a later revision of the run left it so
+        elif have is not None and want is not None and not have.valid and have.value == want.value:
+            state = "invalid"
+        else:
+            state = "conflict"
+        findings.append(Finding(revision, key[0], key[1], state, want, had, found))
+    return _tables_created_whole(revision, findings, after, before, live)
+
+
+def _tables_created_whole(
+    revision: str,
+    findings: list[Finding],
+    after: dict[tuple[str, str], CatalogObject],
+    before: dict[tuple[str, str], CatalogObject],
+    live: dict[tuple[str, str], CatalogObject],
+) -> list[Finding]:
+    """A table the revision creates and the database already has must be whole: it is not created again.
+
+    Its indexes are the exception: each is built on its own, so a missing one is completed.
+    """
+    created = {name for kind, name in after if kind == "table" and ("table", name) not in before}
+    existing = {name for name in created if ("table", name) in live}
+    result: list[Finding] = []
+    for finding in findings:
+        obj = finding.expected
+        if obj is not None and obj.table in existing and finding.kind != "index" and finding.state == "missing":
+            found = f"nothing: table {obj.table} exists without it, and {revision} creates that table whole"
+            finding = Finding(revision, finding.kind, finding.name, "conflict", obj, finding.before, found)
+        result.append(finding)
+    for table in sorted(existing):
+        want = [name.split(".", 1)[1] for kind, name in after if kind == "column" and name.startswith(f"{table}.")]
+        have = [name.split(".", 1)[1] for kind, name in live if kind == "column" and name.startswith(f"{table}.")]
+        if [c for c in have if c in want] != want:
+            obj = after["table", table]
+            found = f"columns in the order ({', '.join(have)}), where {revision} creates ({', '.join(want)})"
+            result.append(Finding(revision, "table", table, "conflict", obj, None, found))
+    return result
+
+
+def refuse_conflicts(reports: Iterable[RevisionReport]) -> None:
+    conflicts = [f for report in reports if report.state == "conflicting" for f in report.conflicts()]
+    if conflicts:
+        details = "; ".join(f"[{f.revision}] {f.describe()}" for f in conflicts)
+        raise OutboundSchemaError(
+            "The database holds objects under outbound-schema's names whose definitions differ from "
+            f"what the migrations create, so the upgrade was refused and nothing was changed: {details}. "
+            "Find out where they came from (a hand-made change, another tool), then alter or drop them "
+            "so that they match or are absent, and run the upgrade again; 'outbound-schema status' "
+            "shows every revision's state without changing anything."
+        )
+
+
+def refuse_data_loss(connection: Connection, drops: Iterable[tuple[str, Sequence[tuple[str, str | None]]]]) -> None:
+    """Before a downgrade changes anything: refuse if any of its drops would destroy data."""
+    for revision, items in drops:
+        for table, column in items:
+            if not existing_relations(connection, [table], kinds="rp"):
+                continue
+            if column is not None:
+                present = connection.scalar(
+                    text(
+                        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                        "AND attname = :c AND attnum > 0 AND NOT attisdropped)"
+                    ),
+                    {"t": quote(table), "c": column},
+                )
+                if not present:
+                    continue
+            where = f" WHERE {quote(column)} IS NOT NULL" if column else ""
+            if connection.scalar(text(f"SELECT EXISTS (SELECT FROM {quote(table)}{where})")):
+                what = f"column {table}.{column} holds values" if column else f"table {table} holds rows"
+                raise OutboundSchemaError(
+                    f"Downgrading {revision} would destroy data ({what}), so the downgrade was refused and "
+                    "nothing was reverted. Back the data up first, then downgrade again with --allow-data-loss "
+                    "(or -x allow_data_loss=true)."
+                )
+
+
+def prepare(impl: SafeImpl, plan: RunPlan) -> None:
+    """Before the first change of a run: plan every revision, refuse what must be refused."""
+    from outbound_schema.safety import host_tables, plan_revisions
+
+    steps = [s for s in plan.steps if s.revision.revision in plan.managed]
+    refusals, plan.drops = plan_revisions(impl, steps)
+    if refusals:
+        raise OutboundSchemaError("\n\n".join([*refusals, "Nothing was changed."]))
+    connection = impl.migration_context.connection
+    if impl.as_sql or connection is None:
+        return  # offline there is no catalog to read; every statement can run again
+    upgrades = [s for s in steps if s.is_upgrade]
+    if upgrades:
+        require_host_tables(connection, host_tables(impl, upgrades))
+        if impl.preflight and impl.expected is not None:
+            for rev in (s.revision for s in upgrades):
+                if impl.expected.at(rev.revision) is None:
+                    log.warning(
+                        "%s has no expected-schema file yet, so the database is not compared with it before the "
+                        "upgrade; generate it with `%s`",
+                        rev.revision,
+                        SNAPSHOT_COMMAND,
+                    )
+            reports = assess(connection, impl.expected, [s.revision for s in upgrades])
+            refuse_conflicts(reports)
+            plan.states = {report.revision: report.state for report in reports}
+    downgrades = [s for s in steps if not s.is_upgrade]
+    if downgrades and not impl.limits.allow_data_loss:
+        refuse_data_loss(
+            connection, [(s.revision.revision, plan.drops.get(s.revision.revision, [])) for s in downgrades]
+        )
+    connection.commit()  # no transaction stays open: concurrent index builds wait for open transactions

@@ -1,0 +1,251 @@
+"""The safety layer under ordinary ``op.*`` revisions: what it refuses, what it makes safe, the opt-out.
+
+Each case is a revision put on top of head in a copy of the migrations and run
+against a database at head holding rows. A refused revision changes nothing,
+online or offline, however many safe operations come before the refused one;
+an allowed one applies, and its effects are read back from the catalog.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from outbound_schema.errors import OutboundSchemaError
+from tests.helpers import (
+    HEAD,
+    catalog,
+    catalog_text,
+    cli,
+    config_for,
+    connected,
+    copy_migrations,
+    expected_text,
+    file_nodes,
+    in_location,
+    plain,
+    put_on_top,
+    version,
+)
+
+JOBS = "outbound_call_jobs"
+
+REVISION = '''"""A revision under test."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "next"
+down_revision = "head"
+branch_labels = None
+depends_on = None
+{allow}
+
+def upgrade() -> None:
+{body}
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def revision_on_top(tmp_path: Path, body: str, allow: str = "") -> tuple[Path, str]:
+    location = tmp_path / "alembic"
+    if not location.exists():
+        copy_migrations(location)
+    indented = "\n".join(f"    {line}" for line in body.strip().splitlines())
+    revision = put_on_top(location, REVISION.format(body=indented, allow=allow), "under_test")
+    return location, revision
+
+
+@pytest.fixture
+def busy_db(head_db: URL) -> URL:
+    """A database at head whose tables hold rows."""
+    with connected(head_db) as conn:
+        conn.execute(text("INSERT INTO business (id) VALUES (1); INSERT INTO leads (id) VALUES (1)"))
+        conn.execute(text("INSERT INTO outbound_call_runs (id, business_id) VALUES (1, 1)"))
+        conn.execute(
+            text(
+                f"INSERT INTO {JOBS} (run_id, lead_id, status, call_sid) SELECT 1, 1, 'queued', 'CA' || i "
+                "FROM generate_series(1, 50) AS i"
+            )
+        )
+        conn.commit()
+    return head_db
+
+
+REFUSED = {
+    "a volatile default": (
+        'op.add_column("outbound_call_jobs", sa.Column("token", sa.Text(), '
+        'server_default=sa.text("gen_random_uuid()::text")))',
+        "add_column outbound_call_jobs.token",
+        "volatile default",
+    ),
+    "NOT NULL without a default": (
+        'op.add_column("outbound_call_jobs", sa.Column("priority", sa.Integer(), nullable=False))',
+        "add_column outbound_call_jobs.priority",
+        "give it a constant server_default",
+    ),
+    "a rewriting type change": (
+        'op.alter_column("outbound_call_jobs", "lead_id", type_=sa.BigInteger(), existing_type=sa.Integer())',
+        "alter_column_type outbound_call_jobs.lead_id",
+        "from INTEGER to BIGINT",
+    ),
+    "a type change of unstated origin": (
+        'op.alter_column("outbound_call_jobs", "run_id", type_=sa.BigInteger())',
+        "alter_column_type outbound_call_jobs.run_id",
+        "from integer to BIGINT",
+    ),
+    "SET NOT NULL without a validated CHECK": (
+        'op.alter_column("outbound_call_jobs", "status", nullable=False, existing_type=sa.String(32))',
+        "set_not_null outbound_call_jobs.status",
+        "op.create_check_constraint('outbound_call_jobs_status_not_null'",
+    ),
+    "a plain UNIQUE constraint": (
+        'op.create_unique_constraint("outbound_call_jobs_call_sid_key", "outbound_call_jobs", ["call_sid"])',
+        "create_unique_constraint outbound_call_jobs.outbound_call_jobs_call_sid_key",
+        "op.create_index('outbound_call_jobs_call_sid_key', 'outbound_call_jobs', ['call_sid'], unique=True)",
+    ),
+    "dropping a column, after a safe change": (
+        'op.add_column("outbound_call_jobs", sa.Column("note", sa.Text()))\n'
+        'op.drop_column("outbound_call_jobs", "call_sid")',
+        "drop_column outbound_call_jobs.call_sid",
+        "release a version that no longer uses it",
+    ),
+    "renaming a column": (
+        'op.alter_column("outbound_call_jobs", "call_sid", new_column_name="provider_sid")',
+        "rename_column outbound_call_jobs.call_sid",
+        "add the new column, write both",
+    ),
+    "dropping a table": (
+        'op.drop_table("outbound_call_runs")',
+        "drop_table outbound_call_runs",
+        "expand/contract",
+    ),
+    "renaming a table": (
+        'op.rename_table("outbound_call_jobs", "call_jobs")',
+        "rename_table outbound_call_jobs",
+        "create the new table",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_unsafe_operations_are_refused_before_anything_changes(busy_db: URL, tmp_path: Path, case: str) -> None:
+    body, key, alternative = REFUSED[case]
+    location, revision = revision_on_top(tmp_path, body)
+    before, nodes = catalog(busy_db), file_nodes(busy_db)
+
+    with pytest.raises(OutboundSchemaError) as refused:
+        command.upgrade(config_for(busy_db, location), "head")
+
+    message = str(refused.value)
+    assert message.startswith(f"{revision}: op.") and "\n" not in message.split("\n\n")[0]
+    assert alternative in message
+    assert f'allow_unsafe = {{"{key}": "<why it is safe>"}}' in message
+    assert message.endswith("Nothing was changed.")
+    assert catalog(busy_db) == before and file_nodes(busy_db) == nodes
+    assert version(busy_db) == [HEAD]
+
+    # Offline alike: no script is written.
+    offline = config_for(None, location)
+    offline.output_buffer = io.StringIO()
+    with pytest.raises(OutboundSchemaError, match=key.split()[0]):
+        command.upgrade(offline, f"{HEAD}:head", sql=True)
+
+
+def test_the_command_line_says_it_in_one_paragraph_and_exits_1(busy_db: URL, tmp_path: Path) -> None:
+    location, _ = revision_on_top(tmp_path, REFUSED["dropping a column, after a safe change"][0])
+    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    error = done.stderr[done.stderr.index("outbound-schema: error:") :]
+    assert error.strip().count("\n\n") == 1  # the refusal, then "Nothing was changed."
+    assert "note" not in {c.name for c in catalog(busy_db).tables[JOBS].columns}
+
+
+def test_a_refusal_in_a_later_revision_stops_the_earlier_ones_too(busy_db: URL, tmp_path: Path) -> None:
+    location, _ = revision_on_top(tmp_path, 'op.add_column("outbound_call_jobs", sa.Column("note", sa.Text()))')
+    revision_on_top(tmp_path, 'op.drop_column("outbound_call_jobs", "call_sid")')
+    with pytest.raises(OutboundSchemaError, match=r"drop_column outbound_call_jobs\.call_sid"):
+        command.upgrade(config_for(busy_db, location), "head")
+    assert version(busy_db) == [HEAD]
+    assert catalog_text(busy_db, HEAD) == expected_text(HEAD)
+
+
+def test_the_opt_out_allows_exactly_what_it_names(busy_db: URL, tmp_path: Path) -> None:
+    allow = '\nallow_unsafe = {"drop_column outbound_call_jobs.call_sid": "no release maps call_sid since 2.3"}\n'
+    location, revision = revision_on_top(tmp_path, 'op.drop_column("outbound_call_jobs", "call_sid")', allow)
+
+    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"{revision}: drop_column outbound_call_jobs.call_sid, refused by default, allowed by the revision: "
+        "no release maps call_sid since 2.3" in done.stderr
+    )
+    assert "call_sid" not in {c.name for c in catalog(busy_db).tables[JOBS].columns}
+    assert version(busy_db) == [revision]
+
+
+def test_an_opt_out_is_a_reason_not_a_flag(busy_db: URL, tmp_path: Path) -> None:
+    allow = '\nallow_unsafe = {"drop_column outbound_call_jobs.call_sid": ""}\n'
+    location, _ = revision_on_top(tmp_path, 'op.drop_column("outbound_call_jobs", "call_sid")', allow)
+    with pytest.raises(OutboundSchemaError, match="to the reason it is safe, a non-empty string"):
+        command.upgrade(config_for(busy_db, location), "head")
+    assert version(busy_db) == [HEAD]
+
+
+def test_safe_forms_go_through_without_rewriting_or_an_opt_out(busy_db: URL, tmp_path: Path) -> None:
+    """A wider varchar, NOT NULL through a validated CHECK, a foreign key and a CHECK on a table with rows,
+    and anything on a table the revision creates."""
+    location, revision = revision_on_top(
+        tmp_path,
+        """
+op.alter_column("outbound_call_jobs", "call_sid", type_=sa.String(128), existing_type=sa.String(64))
+op.create_check_constraint("outbound_call_jobs_status_not_null", "outbound_call_jobs", "status IS NOT NULL")
+op.alter_column("outbound_call_jobs", "status", nullable=False, existing_type=sa.String(32))
+op.add_column("outbound_call_jobs", sa.Column("retry_of", sa.Integer(), nullable=True))
+op.create_foreign_key("outbound_call_jobs_retry_of_fkey", "outbound_call_jobs", "outbound_call_jobs",
+                      ["retry_of"], ["id"])
+op.create_table("outbound_call_notes", sa.Column("id", sa.Integer(), primary_key=True), sa.Column("body", sa.Text()))
+op.create_unique_constraint("outbound_call_notes_body_key", "outbound_call_notes", ["body"])
+op.add_column("outbound_call_notes",
+              sa.Column("created_at", sa.DateTime(), server_default=sa.text("clock_timestamp()")))
+""",
+    )
+    nodes = file_nodes(busy_db)
+
+    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+
+    assert done.returncode == 0, done.stderr
+    assert f"{revision}: created index" not in done.stderr or "concurrently" in done.stderr
+    assert file_nodes(busy_db) == nodes, "a table was rewritten"
+    live = catalog(busy_db)
+    jobs = live.tables[JOBS]
+    assert (jobs.column("call_sid") or jobs.columns[0]).type == "character varying(128)"
+    assert (jobs.column("status") or jobs.columns[0]).nullable is False
+    constraints = {name: c.definition for name, c in live.constraints.items()}
+    assert not any(d.endswith("NOT VALID") for d in constraints.values()), "every constraint validated"
+    assert constraints["outbound_call_jobs_retry_of_fkey"] == "FOREIGN KEY (retry_of) REFERENCES outbound_call_jobs(id)"
+    with connected(busy_db) as conn:
+        assert conn.scalar(text("SELECT to_regclass('outbound_call_notes_body_key') IS NOT NULL"))
+    assert version(busy_db) == [revision]
+
+
+def test_a_check_the_rows_break_stops_with_the_constraint_not_valid(busy_db: URL, tmp_path: Path) -> None:
+    """Added NOT VALID (new rows are checked at once), its validation fails on old rows: a clear error."""
+    location, _ = revision_on_top(
+        tmp_path, 'op.create_check_constraint("outbound_call_jobs_no_sid", "outbound_call_jobs", "call_sid IS NULL")'
+    )
+    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "outbound_call_jobs_no_sid" in done.stderr
+    assert catalog(busy_db).constraints["outbound_call_jobs_no_sid"].definition.endswith("NOT VALID")
+    assert version(busy_db) == [HEAD]
