@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from outbound_schema.config import VERSION_TABLE, alembic_config
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.health import current_revisions, head_revision, is_at_head
+from outbound_schema.health import current_revisions, head_revision, is_at_head, is_migrated
 
 if TYPE_CHECKING:
     from outbound_schema.models import Base, OutboundCallJob, OutboundCallRun, metadata
@@ -32,6 +32,7 @@ __all__ = [
     "current_revisions",
     "head_revision",
     "is_at_head",
+    "is_migrated",
     "metadata",
 ]
 

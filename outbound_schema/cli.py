@@ -14,11 +14,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from outbound_schema import drift, embedded
+from outbound_schema import drift
 from outbound_schema.config import LIMITS_ATTRIBUTE, VERSION_TABLE, alembic_config
 from outbound_schema.database import configured_url, connect, mask
 from outbound_schema.ddl import resolve_limits
-from outbound_schema.embedded import default_database_url
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas
 from outbound_schema.locking import lock_wait_seconds
@@ -108,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
     url = configured_url(args.database_url)
     if url is None and not offline:
+        from outbound_schema.embedded import default_database_url  # the models, the server wheel: only now
+
         url = default_database_url()
     return url
 
@@ -117,6 +118,8 @@ def _existing_url(args: argparse.Namespace) -> URL:
     url = configured_url(args.database_url)
     if url is not None:
         return url
+    from outbound_schema import embedded
+
     if not (embedded.data_dir() / "PG_VERSION").is_file():
         raise OutboundSchemaError(
             f"No database URL is configured, so there is nothing to {args.command}. Set DATABASE_URL or pass "

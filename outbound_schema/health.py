@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from outbound_schema.config import VERSION_TABLE, alembic_config
-from outbound_schema.revisions import applied_revisions
+from outbound_schema.revisions import applied_revisions, order_key
 
 
 @contextmanager
@@ -47,8 +47,31 @@ def is_at_head(bind: Engine | Connection, *, version_table: str = VERSION_TABLE)
     ``version_table`` is ours by default; pass the host's (``"alembic_version"``)
     when our revisions run inside the host's own Alembic history. A revision this
     installed version does not know (a newer release migrated the database) is not
-    head as far as it can tell: compare ``current_revisions()`` yourself if older
-    code may run against a newer schema.
+    its head: gate a service's start-up on :func:`is_migrated` instead, which
+    accepts it.
     """
     script = _script()
     return script.get_current_head() in applied_revisions(script, current_revisions(bind, version_table=version_table))
+
+
+def is_migrated(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> bool:
+    """Whether the database holds everything this installed version's models need: its head revision,
+    or a newer one that a later release of outbound-schema applied.
+
+    This is the start-up gate for rolling deploys: while a new release rolls out,
+    instances of the previous one keep starting against the database its
+    migration has moved on. That is safe because revisions only add to the schema
+    in the same release; dropping or renaming something is refused unless a
+    revision allows it explicitly, once no running release maps it (see the
+    README's "Changing the schema"). A newer revision is recognised by its id
+    (``47a`` comes after ``46d``): revisions are numbered in order.
+    """
+    script = _script()
+    head = script.get_current_head()
+    current = current_revisions(bind, version_table=version_table)
+    if head in applied_revisions(script, current):
+        return True
+    known = {rev.revision for rev in script.walk_revisions()}
+    head_key = order_key(head or "")
+    newer = [order_key(rev) for rev in current - known]
+    return head_key is not None and any(key is not None and key > head_key for key in newer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from outbound_schema import is_at_head
+from outbound_schema import is_at_head, is_migrated
 from outbound_schema.database import engine_for
 from tests.helpers import BIN, HEAD, REPO, cli, connected, plain, run, tables
 
@@ -93,11 +93,11 @@ def test_status_check_exit_codes(host_db: URL, tmp_path: object) -> None:
 def test_is_at_head_follows_the_database(host_db: URL) -> None:
     engine = engine_for(host_db)
     try:
-        assert not is_at_head(engine)
+        assert not is_at_head(engine) and not is_migrated(engine)
         assert cli("upgrade", "46c", DATABASE_URL=plain(host_db)).returncode == 0
         with engine.connect() as conn:
-            assert not is_at_head(conn)
+            assert not is_at_head(conn) and not is_migrated(conn)
         assert cli("upgrade", DATABASE_URL=plain(host_db)).returncode == 0
-        assert is_at_head(engine)
+        assert is_at_head(engine) and is_migrated(engine)
     finally:
         engine.dispose()

@@ -27,7 +27,9 @@ from alembic.config import CommandLine, Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL
 
+from outbound_schema import is_at_head, is_migrated
 from outbound_schema.config import METADATA_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
+from outbound_schema.database import engine_for
 from outbound_schema.revisions import next_revision_id
 from outbound_schema.snapshot import generate, write
 from tests.conftest import TEMPLATE_HEAD, TEMPLATE_HOST, Databases
@@ -353,3 +355,43 @@ def test_a_revision_written_by_hand_gets_the_next_id(tmp_path: Path) -> None:
     source = (location / "versions" / f"{new_id}_by_hand.py").read_text()
     assert f'revision = "{new_id}"' in source and f'down_revision = "{HEAD}"' in source
     assert "from alembic import op" in source and "import sqlalchemy as sa" in source
+
+
+def test_the_previous_release_still_starts_on_a_migrated_database(next_db: URL, head_db: URL) -> None:
+    """This installed version's head is the example's parent: a database at the example holds all it needs."""
+    engine = engine_for(next_db)
+    try:
+        assert is_migrated(engine) and not is_at_head(engine)
+    finally:
+        engine.dispose()
+    engine = engine_for(head_db)
+    try:
+        assert is_migrated(engine) and is_at_head(engine)
+    finally:
+        engine.dispose()
+
+
+def test_snapshot_writes_what_is_stale_and_check_says_so(nxt: Next, databases: Databases, tmp_path: Path) -> None:
+    location = tmp_path / "alembic"
+    shutil.copytree(nxt.location, location)
+    mine = Next(location, nxt.revision)
+    path, orphan = location / "schema" / f"{nxt.revision}.sql", location / "schema" / "99z.sql"
+    good = path.read_text()
+    path.unlink()
+    orphan.write_text("-- a file of no revision\n")
+    server = databases.server.url
+
+    stale = mine.cli(server, "snapshot", "--check")
+    assert stale.returncode == 1
+    assert f"stale: {path}" in stale.stdout and f"no revision for: {orphan}" in stale.stdout
+    assert "run `outbound-schema snapshot`" in stale.stdout
+    assert not path.exists() and orphan.exists()
+
+    done = mine.cli(server, "snapshot")
+    assert done.returncode == 0, done.stderr
+    assert f"written: {path}" in done.stdout and f"removed: {orphan}" in done.stdout
+    assert path.read_text() == good and not orphan.exists()
+
+    fresh = mine.cli(None, "snapshot", "--check")  # on an embedded server of its own
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert fresh.stdout.strip().endswith("file(s) up to date")
