@@ -188,7 +188,8 @@ _COLUMNS = text(
 
 _INDEXES = text(
     """
-    SELECT i.relname, t.relname, ix.indisunique, split_part(pg_get_indexdef(ix.indexrelid), ' USING ', 2),
+    SELECT i.relname, t.relname, ix.indisunique,
+           substr(pg_get_indexdef(ix.indexrelid), strpos(pg_get_indexdef(ix.indexrelid), ' USING ') + 7),
            ix.indisvalid,
            (SELECT conname FROM pg_constraint WHERE conindid = ix.indexrelid AND conrelid = ix.indrelid LIMIT 1)
     FROM pg_index ix

@@ -19,6 +19,7 @@ is no retry, but every statement can be run again (``IF NOT EXISTS``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -158,8 +159,10 @@ class DDLRunner:
                 for statement in ("BEGIN", *settings, *statements, "COMMIT"):
                     self.execute(statement)
                 return
-            except DBAPIError as exc:
-                self.execute("ROLLBACK")
+            except BaseException as exc:
+                self._rollback()
+                if not isinstance(exc, DBAPIError):
+                    raise  # Ctrl-C, a bug: nothing of this transaction stays
                 if _sqlstate(exc) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
                     raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
                 if _sqlstate(exc) == QUERY_CANCELED:
@@ -186,12 +189,21 @@ class DDLRunner:
                 )
                 time.sleep(delay)
 
+    def _rollback(self) -> None:
+        with contextlib.suppress(DBAPIError):  # the connection is gone, and the transaction with it
+            self.execute("ROLLBACK")
+
     def outside(self, statement: Statement, *, label: str) -> None:
         """Run a statement that cannot run in a transaction (CONCURRENTLY) under the statement timeout.
 
         Its lock never blocks reads or writes, so it may wait as long as the statement may run.
+        The session's own settings are put back afterwards (a host's connection goes back as it came).
         """
         timeout = f"'{self.limits.statement_timeout_ms}ms'"
+        saved = {"lock_timeout": "DEFAULT", "statement_timeout": "DEFAULT"}
+        if not self.as_sql:
+            for name in saved:
+                saved[name] = f"'{self.execute(text(f'SHOW {name}')).scalar()}'"
         self.execute(f"SET lock_timeout = {timeout}")
         self.execute(f"SET statement_timeout = {timeout}")
         try:
@@ -201,8 +213,8 @@ class DDLRunner:
                 raise _statement_timeout(label, self.limits) from None
             raise
         finally:
-            self.execute("RESET lock_timeout")
-            self.execute("RESET statement_timeout")
+            for name, value in saved.items():
+                self.execute(f"SET {name} = {value}")
 
     def _lock_holders(self, tables: Sequence[str]) -> str:
         # Who, not what: other sessions' SQL may carry personal data.

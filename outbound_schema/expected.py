@@ -37,6 +37,8 @@ from outbound_schema.catalog import (
 )
 
 SCHEMA_FOLDER = "schema"
+#: The branch label of our first revision, which Alembic extends to every revision after it.
+BRANCH_LABEL = "outbound_schema"
 SNAPSHOT_COMMAND = "outbound-schema snapshot"
 
 _HEADER = (
@@ -210,17 +212,20 @@ def _options(raw: str | None) -> tuple[str, ...]:
 
 
 def schema_dir(revision: Script) -> Path:
-    """The folder holding the expected-schema files of ``revision``'s script directory."""
-    return Path(revision.path).resolve().parent.parent / SCHEMA_FOLDER
+    """The folder holding the expected-schema files of ``revision``: ``schema/`` beside the ``versions/``
+    folder the revision is in (or above it, for nested version folders)."""
+    path = Path(revision.path).resolve()
+    versions = next((folder for folder in path.parents if folder.name == "versions"), path.parent)
+    return versions.parent / SCHEMA_FOLDER
 
 
 def is_managed(revision: Script) -> bool:
-    """Whether outbound-schema owns ``revision``: its script directory keeps expected-schema files.
+    """Whether outbound-schema owns ``revision``: it is on our branch (label ``outbound_schema``).
 
     A host application's own revisions, in a history that includes ours, are not:
     they run as plain Alembic runs them.
     """
-    return schema_dir(revision).is_dir()
+    return BRANCH_LABEL in revision.branch_labels
 
 
 def file_for(revision: Script) -> Path:

@@ -46,7 +46,7 @@ from alembic.ddl.postgresql import PostgresqlColumnType, PostgresqlImpl
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
-from sqlalchemy import CheckConstraint, Column, Computed, Identity, TextClause, text
+from sqlalchemy import CheckConstraint, Computed, Identity, TextClause, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.exc import DBAPIError
@@ -96,7 +96,12 @@ VOLATILE_FUNCTIONS = frozenset(
 )
 
 _VIOLATIONS = {"23514", "23503", "23502"}  # check, foreign key, not null
-_CONCURRENT_SQL = re.compile(r"\bCONCURRENTLY\b|^\s*VACUUM\b", re.IGNORECASE)
+_OUTSIDE_TRANSACTIONS = re.compile(
+    r"(CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY|REINDEX\s+(\(.*?\)\s*)?\w+\s+CONCURRENTLY"
+    r"|REFRESH\s+MATERIALIZED\s+VIEW\s+CONCURRENTLY|VACUUM)\b",
+    re.IGNORECASE,
+)
+_LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)*", re.DOTALL)
 _NOT_NULL_CHECK = re.compile(r'^[\s(]*"?(\w+)"?\s+IS\s+NOT\s+NULL[\s)]*$', re.IGNORECASE)
 
 
@@ -165,6 +170,10 @@ class Rules:
     used: set[str] = field(default_factory=set)
     drops: list[tuple[str, str | None]] = field(default_factory=list)
 
+    def forbid(self, message: str) -> None:
+        """A refusal no opt-out lifts: the revision must be written otherwise."""
+        self.refusals.append(f"{self.revision}: {message}")
+
     def refuse(self, key: str, message: str) -> None:
         if key in self.allowed:
             self.used.add(key)
@@ -176,9 +185,11 @@ class Rules:
         )
 
     def existing_table(self, table: str) -> bool:
+        """Whether ``table`` may hold rows: it is not one this revision created (under any name since)."""
         return table not in self.new_tables
 
-    def existing_column(self, table: str, column: str) -> bool:
+    def mapped_column(self, table: str, column: str) -> bool:
+        """Whether the previous release may use ``column``: it is not one this revision added."""
         return table not in self.new_tables and f"{table}.{column}" not in self.new_columns
 
     def check(self, construct: Any) -> None:
@@ -187,7 +198,7 @@ class Rules:
             self.new_tables.add(table.name)
             self.new_columns.update(f"{table.name}.{c.name}" for c in table.columns)
         elif isinstance(construct, base.AddColumn):
-            self._add_column(construct.table_name, construct.column)
+            self._add_column(construct)
         elif isinstance(construct, base.DropColumn):
             self._drop(construct.table_name, construct.column.name)
         elif isinstance(construct, DropTable):
@@ -203,7 +214,8 @@ class Rules:
                     "Safe alternative (expand/contract): create the new table, write to both from a release, "
                     "copy the rows, move reads, and drop the old table in a later revision.",
                 )
-            self.new_tables.add(str(construct.new_table_name))
+            if not self.existing_table(construct.table_name):
+                self.new_tables.add(str(construct.new_table_name))
         elif isinstance(construct, base.ColumnType | PostgresqlColumnType):
             self._change_type(construct)
         elif isinstance(construct, base.ColumnNullable) and not construct.nullable:
@@ -211,11 +223,21 @@ class Rules:
         elif isinstance(construct, AddConstraint):
             self._add_constraint(construct.element)
 
-    def _add_column(self, table: str, column: Column[Any]) -> None:
+    def _add_column(self, construct: base.AddColumn) -> None:
+        table, column = construct.table_name, construct.column
         self.new_columns.add(f"{table}.{column.name}")
         if not self.existing_table(table):
             return
         target = f"{table}.{column.name}"
+        if construct.inline_primary_key or construct.inline_references:
+            key = "primary key" if construct.inline_primary_key else "foreign key"
+            self.forbid(
+                f"op.add_column adds {target} with its {key} "
+                "inline, which builds or checks it under an ACCESS EXCLUSIVE lock on a table that holds rows. Add "
+                "the column alone, then op.create_foreign_key (added NOT VALID and validated without blocking "
+                "writes) or op.create_index(..., unique=True)."
+            )
+            return
         default = column.server_default
         if column.identity is not None or isinstance(default, Identity | Computed) or column.computed is not None:
             self.refuse(
@@ -228,7 +250,7 @@ class Rules:
             return
         if default is not None:
             expression = _sql(default.arg) if not isinstance(default.arg, str) else default.arg  # type: ignore[attr-defined]
-            called = {name.lower() for name in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", expression)}
+            called = {name.lower() for name in re.findall(r'"?([A-Za-z_][A-Za-z0-9_]*)"?\s*\(', expression)}
             if called & VOLATILE_FUNCTIONS:
                 self.refuse(
                     f"add_column {target}",
@@ -254,7 +276,7 @@ class Rules:
         if not self.upgrading:
             self.drops.append((table, column))
             return
-        existed = self.existing_column(table, column) if column else self.existing_table(table)
+        existed = self.mapped_column(table, column) if column else self.existing_table(table)
         if not existed:
             return
         what = f"column {target}" if column else f"table {table}"
@@ -268,7 +290,7 @@ class Rules:
 
     def _rename_column(self, construct: base.ColumnName) -> None:
         table, old, new = construct.table_name, construct.column_name, construct.newname
-        if self.upgrading and self.existing_column(table, old):
+        if self.upgrading and self.mapped_column(table, old):
             self.refuse(
                 f"rename_column {table}.{old}",
                 f"op.alter_column renames {table}.{old} to {new}, and services still running the previous "
@@ -280,10 +302,13 @@ class Rules:
 
     def _change_type(self, construct: base.ColumnType | PostgresqlColumnType) -> None:
         table, column = construct.table_name, construct.column_name
-        if not self.existing_column(table, column):
+        if not self.existing_table(table):
             return
         new = _sql(construct.type_)
-        old = _sql(construct.existing_type) if construct.existing_type is not None else self._before_type(table, column)
+        # What the committed files say the column is wins over what the revision says it was.
+        old = self._before_column(table, column, "type")
+        if old is None and construct.existing_type is not None:
+            old = _sql(construct.existing_type)
         using = getattr(construct, "using", None)
         if old is not None and not rewrites(old, new) and using is None:
             return
@@ -297,14 +322,16 @@ class Rules:
             "move reads to it, then drop the old column in a later revision.",
         )
 
-    def _before_type(self, table: str, column: str) -> str | None:
+    def _before_column(self, table: str, column: str, attribute: str) -> Any:
         info = self.before.tables.get(table) if self.before is not None else None
         found = info.column(column) if info is not None else None
-        return found.type if found is not None else None
+        return getattr(found, attribute) if found is not None else None
 
     def _set_not_null(self, table: str, column: str) -> None:
-        if not self.existing_column(table, column) or f"{table}.{column}" in self.not_null_checks:
+        if not self.existing_table(table) or f"{table}.{column}" in self.not_null_checks:
             return
+        if self._before_column(table, column, "nullable") is False:
+            return  # NOT NULL already: nothing to scan for
         if self.before is not None and any(
             c.table == table
             and c.kind == "c"
@@ -330,11 +357,11 @@ class Rules:
             if column is not None:
                 self.not_null_checks.add(f"{table}.{column}")
         if constraint.name is None:
-            self.refuse(
-                f"create_constraint {table}",
+            self.forbid(
                 f"a {type(constraint).__name__} on {table} has no name, so it cannot be validated separately, "
-                "found again when the revision is rerun, or dropped by a downgrade. Give it an explicit name.",
+                "found again when the revision is rerun, or dropped by a downgrade. Give it an explicit name."
             )
+            return
         if not isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint | ExcludeConstraint):
             return
         if not self.existing_table(table):
@@ -354,6 +381,26 @@ class Rules:
             f"{table} ADD CONSTRAINT {constraint.name} "
             f"{'PRIMARY KEY' if operation == 'create_primary_key' else 'UNIQUE'} USING INDEX {constraint.name}').",
         )
+
+
+def runs_outside_transactions(sql: str) -> bool:
+    """Whether a statement of ``op.execute`` cannot run in a transaction block (by its leading words)."""
+    return bool(_OUTSIDE_TRANSACTIONS.match(_LEADING_COMMENTS.sub("", sql, count=1)))
+
+
+def literal(value: str) -> str:
+    """``value`` as an SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def raise_format(message: str) -> str:
+    """``message`` as the format string of PL/pgSQL's RAISE, where % stands for an argument."""
+    return literal(message.replace("%", "%%"))
+
+
+def sql_text(statement: str) -> TextClause:
+    """A statement this layer writes, as text: its colons are SQL's, never bind parameters."""
+    return text(statement.replace(":", "\\:"))
 
 
 def _not_null_column(expression: str) -> str | None:
@@ -449,18 +496,16 @@ class SafeImpl(PostgresqlImpl):
         self.runner = DDLRunner(self._raw_exec, limits, as_sql=self.as_sql)
         self.created_tables: set[str] = set()
         self.executed = 0
-        self._raw_depth = 0
         self._offline_block: ExitStack | None = None
         self._guarded: set[str] = set()
 
     # Routing.
 
     def _raw_exec(self, statement: Statement) -> Any:
-        self._raw_depth += 1
-        try:
-            return statement.run() if isinstance(statement, Call) else super()._exec(statement)
-        finally:
-            self._raw_depth -= 1
+        """Alembic's own executor, past the rules: for the statements this layer decided on."""
+        if isinstance(statement, Call):
+            return statement.run()
+        return super()._exec(sql_text(statement) if isinstance(statement, str) else statement)
 
     def _exec(
         self,
@@ -472,7 +517,7 @@ class SafeImpl(PostgresqlImpl):
         if isinstance(construct, str):
             construct = text(construct)
         rules = self.rules
-        if self._raw_depth or rules is None or _is_version_table(construct, self.migration_context.version_table):
+        if rules is None or _is_version_table(construct, self.migration_context.version_table):
             self._close_offline_block()
             return super()._exec(construct, execution_options, multiparams, params)
         rules.check(construct)
@@ -480,7 +525,8 @@ class SafeImpl(PostgresqlImpl):
             return None
         if rules.refusals:
             raise OutboundSchemaError(rules.refusals[0] + " Nothing of this operation was changed.")
-        self._guard_revision(rules)
+        if self.as_sql:
+            self._guard_revision(rules)
 
         call = Call(lambda: super(SafeImpl, self)._exec(construct, execution_options, multiparams, params))
 
@@ -494,7 +540,7 @@ class SafeImpl(PostgresqlImpl):
         produce = context._migrations_fn
         if produce is None or self.planning:
             return
-        steps = list(produce(context.get_current_heads(), context))
+        steps = list(produce(() if context.purge else context.get_current_heads(), context))
         revision_steps = [s for s in steps if isinstance(s, RevisionStep)]
         self.plan = RunPlan(revision_steps, {s.revision.revision for s in revision_steps if is_managed(s.revision)})
         if self.plan.managed:
@@ -536,6 +582,30 @@ class SafeImpl(PostgresqlImpl):
             log.info("%s: found complete, recorded as applied without changes", rules.revision)
         elif state == "partial":
             log.info("%s: found in part, completed", rules.revision)
+
+    def create_table(self, table: Any, **kw: Any) -> None:
+        """As Alembic's, but what the table's events create (a PostgreSQL ENUM type) is created only if absent."""
+        if self.rules is None or self.planning:
+            return super().create_table(table, **kw)
+        table.dispatch.before_create(table, self.connection, checkfirst=True, _ddl_runner=self)
+        self._exec(CreateTable(table, **kw))
+        table.dispatch.after_create(table, self.connection, checkfirst=True, _ddl_runner=self)
+        for index in table.indexes:
+            self._exec(CreateIndex(index))
+        if self.dialect.supports_comments and not self.dialect.inline_comments:
+            if table.comment is not None:
+                self.create_table_comment(table)
+            for column in table.columns:
+                if column.comment is not None:
+                    self.create_column_comment(column)
+
+    def drop_table(self, table: Any, **kw: Any) -> None:
+        """As Alembic's, but what the table's events drop (a PostgreSQL ENUM type) is dropped only if present."""
+        if self.rules is None or self.planning:
+            return super().drop_table(table, **kw)
+        table.dispatch.before_drop(table, self.connection, checkfirst=True, _ddl_runner=self)
+        self._exec(DropTable(table, **kw))
+        table.dispatch.after_drop(table, self.connection, checkfirst=True, _ddl_runner=self)
 
     # Transactions.
 
@@ -627,7 +697,7 @@ class SafeImpl(PostgresqlImpl):
                     str(construct.new_table_name), schema
                 ):
                     return None
-            elif isinstance(construct, TextClause) and _CONCURRENT_SQL.search(construct.text):
+            elif isinstance(construct, TextClause) and runs_outside_transactions(construct.text):
                 return self._outside(construct, label)
             self.runner.in_transaction([call], label=label, tables=tables)
             self.executed += 1
@@ -656,11 +726,14 @@ class SafeImpl(PostgresqlImpl):
         qualified = _qualified(name, schema)
         if self.as_sql:
             # Nothing can be rebuilt conditionally offline: stop the script rather than keep an INVALID index.
+            message = (
+                f"index {name} is INVALID, left by an interrupted build: run DROP INDEX CONCURRENTLY {qualified}; "
+                "then run this script again"
+            )
             self.runner.execute(
-                "DO $$ BEGIN IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass("
-                f"'{qualified}') AND NOT indisvalid) THEN RAISE EXCEPTION 'index {name} is INVALID, left by an "
-                f"interrupted build: run DROP INDEX CONCURRENTLY {qualified}; then run this script again'; "
-                "END IF; END $$"
+                "DO $outbound$ BEGIN IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass("
+                f"{literal(qualified)}) AND NOT indisvalid) THEN RAISE EXCEPTION {raise_format(message)}; "
+                "END IF; END $outbound$"
             )
         else:
             valid = self._scalar(
@@ -711,10 +784,10 @@ class SafeImpl(PostgresqlImpl):
             statement: Statement = construct
             if self.as_sql:
                 # The script can run again: the constraint is added only where it is absent.
-                statement = text(
+                statement = (
                     "DO $outbound$ BEGIN IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = "
-                    f"to_regclass('{qualified_table}') AND conname = '{name}') THEN {_sql(construct)}; "
-                    "END IF; END $outbound$".replace(":", "\\:")
+                    f"to_regclass({literal(qualified_table)}) AND conname = {literal(name)}) THEN "
+                    f"{_sql(construct)}; END IF; END $outbound$"
                 )
             self.runner.in_transaction([statement], label=label, tables=tables)
             self.executed += 1
@@ -776,29 +849,35 @@ def _describe(construct: Any) -> str:
     return "execute" if isinstance(construct, TextClause) else type(construct).__name__
 
 
-def data_guard(revision: str, table: str, column: str | None, *, lock: bool) -> str:
+def data_guard(revision: str, table: str, column: str | None, *, lock: bool, before_run: bool = False) -> str:
     """A statement that raises when dropping ``table`` (or its ``column``) would destroy data.
 
     With ``lock`` it first takes the lock the drop will take, so that no row can
-    arrive between the check and the drop.
+    arrive between the check and the drop. ``before_run``: the check runs before
+    anything of the downgrade, so its refusal says nothing was reverted.
     """
     what = f"column {table}.{column} holds values" if column else f"table {table} holds rows"
     exists = f"SELECT EXISTS (SELECT FROM {quote(table)}{f' WHERE {quote(column)} IS NOT NULL' if column else ''})"
-    present = f"to_regclass('{quote(table)}') IS NOT NULL"
+    present = f"to_regclass({literal(quote(table))}) IS NOT NULL"
     if column:
         present += (
-            f" AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{quote(table)}')"
-            f" AND attname = '{column}' AND NOT attisdropped)"
+            f" AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass({literal(quote(table))})"
+            f" AND attname = {literal(column)} AND attnum > 0 AND NOT attisdropped)"
         )
-    message = (
-        f"Downgrading {revision} would destroy data ({what}), so it was refused and nothing of {revision} "
-        "was reverted; revisions above it were reverted only where they held no data. Back the data up first, "
-        "then downgrade again with --allow-data-loss (or -x allow_data_loss=true)."
+    reverted = (
+        "the downgrade was refused and nothing was reverted"
+        if before_run
+        else f"it was refused and nothing of {revision} was reverted; revisions above it were reverted only "
+        "where they held no data"
     )
-    lock_sql = f"EXECUTE 'LOCK TABLE {quote(table)} IN ACCESS EXCLUSIVE MODE'; " if lock else ""
+    message = (
+        f"Downgrading {revision} would destroy data ({what}), so {reverted}. Back the data up first, then "
+        "downgrade again with --allow-data-loss (or -x allow_data_loss=true)."
+    )
+    lock_sql = f"EXECUTE {literal(f'LOCK TABLE {quote(table)} IN ACCESS EXCLUSIVE MODE')}; " if lock else ""
     return (
-        f"DO $$ DECLARE found boolean; BEGIN IF {present} THEN {lock_sql}EXECUTE '{exists}' INTO found; "
-        f"IF found THEN RAISE EXCEPTION '{message}'; END IF; END IF; END $$"
+        f"DO $outbound$ DECLARE found boolean; BEGIN IF {present} THEN {lock_sql}EXECUTE {literal(exists)} "
+        f"INTO found; IF found THEN RAISE EXCEPTION {raise_format(message)}; END IF; END IF; END $outbound$"
     )
 
 
@@ -835,29 +914,38 @@ def plan_revisions(
     refusals: list[str] = []
     drops: dict[str, list[tuple[str, str | None]]] = {}
     running = getattr(op_module, "_proxy", None)
+    recorder = Operations(planner_context)
+    recorder._install_proxy()  # `op` in the revisions is the recorder's while they are planned
     try:
-        with Operations.context(planner_context):
-            for step in steps:
-                rules = planner.rules = impl.rules_for(step)
-                try:
-                    step.migration_fn()
-                except OutboundSchemaError:
-                    raise
-                except Exception as exc:  # a revision that needs a live database to plan
-                    log.debug("%s could not be planned offline (%s); it is checked as it runs", rules.revision, exc)
-                refusals += rules.refusals
-                drops[rules.revision] = rules.drops
-                for key in sorted(rules.used):
-                    log.warning(
-                        "%s: %s, refused by default, allowed by the revision: %s",
-                        rules.revision,
-                        key,
-                        rules.allowed[key],
-                    )
-                for unused in sorted(set(rules.allowed) - rules.used):
-                    log.warning("%s: allow_unsafe names %r, which no operation of it needs", rules.revision, unused)
+        for step in steps:
+            rules = planner.rules = impl.rules_for(step)
+            try:
+                step.migration_fn()
+            except OutboundSchemaError:
+                raise
+            except Exception as exc:  # a revision that needs a live database to plan
+                log.warning(
+                    "%s could not be planned before the run (%s: %s): its operations are checked as they "
+                    "run, so a refusal would stop it after the changes before it. Revisions should run "
+                    "offline (--sql) too.",
+                    rules.revision,
+                    type(exc).__name__,
+                    exc,
+                )
+            refusals += rules.refusals
+            drops[rules.revision] = rules.drops
+            for key in sorted(rules.used):
+                log.warning(
+                    "%s: %s, refused by default, allowed by the revision: %s",
+                    rules.revision,
+                    key,
+                    rules.allowed[key],
+                )
+            for unused in sorted(set(rules.allowed) - rules.used):
+                log.warning("%s: allow_unsafe names %r, which no operation of it needs", rules.revision, unused)
     finally:
         planner.rules = None
+        recorder._remove_proxy()
         if running is not None:
             running._install_proxy()
     return refusals, drops

@@ -24,11 +24,14 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+import psycopg
 from alembic.script import Script
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
-from outbound_schema.catalog import Snapshot, existing_relations, quote, snapshot
+from outbound_schema.catalog import Snapshot, existing_relations, snapshot
 from outbound_schema.database import require_host_tables
+from outbound_schema.ddl import RAISE_EXCEPTION
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas, object_names
 
@@ -238,28 +241,17 @@ def refuse_conflicts(reports: Iterable[RevisionReport]) -> None:
 
 def refuse_data_loss(connection: Connection, drops: Iterable[tuple[str, Sequence[tuple[str, str | None]]]]) -> None:
     """Before a downgrade changes anything: refuse if any of its drops would destroy data."""
+    from outbound_schema.safety import data_guard, sql_text
+
     for revision, items in drops:
         for table, column in items:
-            if not existing_relations(connection, [table], kinds="rp"):
-                continue
-            if column is not None:
-                present = connection.scalar(
-                    text(
-                        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(:t) "
-                        "AND attname = :c AND attnum > 0 AND NOT attisdropped)"
-                    ),
-                    {"t": quote(table), "c": column},
-                )
-                if not present:
-                    continue
-            where = f" WHERE {quote(column)} IS NOT NULL" if column else ""
-            if connection.scalar(text(f"SELECT EXISTS (SELECT FROM {quote(table)}{where})")):
-                what = f"column {table}.{column} holds values" if column else f"table {table} holds rows"
-                raise OutboundSchemaError(
-                    f"Downgrading {revision} would destroy data ({what}), so the downgrade was refused and "
-                    "nothing was reverted. Back the data up first, then downgrade again with --allow-data-loss "
-                    "(or -x allow_data_loss=true)."
-                )
+            try:
+                connection.execute(sql_text(data_guard(revision, table, column, lock=False, before_run=True)))
+            except DBAPIError as exc:
+                connection.rollback()
+                if getattr(exc.orig, "sqlstate", None) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
+                    raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
+                raise
 
 
 def prepare(impl: SafeImpl, plan: RunPlan) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.safety import runs_outside_transactions
 from tests.helpers import (
     HEAD,
     catalog,
@@ -95,7 +96,7 @@ REFUSED = {
     "a rewriting type change": (
         'op.alter_column("outbound_call_jobs", "lead_id", type_=sa.BigInteger(), existing_type=sa.Integer())',
         "alter_column_type outbound_call_jobs.lead_id",
-        "from INTEGER to BIGINT",
+        "from integer to BIGINT",
     ),
     "a type change of unstated origin": (
         'op.alter_column("outbound_call_jobs", "run_id", type_=sa.BigInteger())',
@@ -106,6 +107,23 @@ REFUSED = {
         'op.alter_column("outbound_call_jobs", "status", nullable=False, existing_type=sa.String(32))',
         "set_not_null outbound_call_jobs.status",
         "op.create_check_constraint('outbound_call_jobs_status_not_null'",
+    ),
+    "SET NOT NULL on a column added just before": (
+        'op.add_column("outbound_call_jobs", sa.Column("n", sa.Integer(), server_default="0"))\n'
+        'op.alter_column("outbound_call_jobs", "n", nullable=False)',
+        "set_not_null outbound_call_jobs.n",
+        "op.create_check_constraint('outbound_call_jobs_n_not_null'",
+    ),
+    "a rewriting type change of a column added just before": (
+        'op.add_column("outbound_call_jobs", sa.Column("n", sa.Integer(), server_default="0"))\n'
+        'op.alter_column("outbound_call_jobs", "n", type_=sa.BigInteger())',
+        "alter_column_type outbound_call_jobs.n",
+        "from a type this revision does not state",
+    ),
+    "a type change whose stated origin is not the column's": (
+        'op.alter_column("outbound_call_jobs", "lead_id", type_=sa.Numeric(12, 2), existing_type=sa.Numeric(10, 2))',
+        "alter_column_type outbound_call_jobs.lead_id",
+        "from integer to NUMERIC(12, 2)",
     ),
     "a plain UNIQUE constraint": (
         'op.create_unique_constraint("outbound_call_jobs_call_sid_key", "outbound_call_jobs", ["call_sid"])',
@@ -249,3 +267,54 @@ def test_a_check_the_rows_break_stops_with_the_constraint_not_valid(busy_db: URL
     assert "outbound_call_jobs_no_sid" in done.stderr
     assert catalog(busy_db).constraints["outbound_call_jobs_no_sid"].definition.endswith("NOT VALID")
     assert version(busy_db) == [HEAD]
+
+
+def test_an_unnamed_constraint_is_refused_whatever_the_revision_allows(busy_db: URL, tmp_path: Path) -> None:
+    allow = '\nallow_unsafe = {"create_constraint outbound_call_jobs": "we know"}\n'
+    location, _ = revision_on_top(
+        tmp_path, 'op.create_foreign_key(None, "outbound_call_jobs", "leads", ["lead_id"], ["id"])', allow
+    )
+    with pytest.raises(OutboundSchemaError, match="has no name") as refused:
+        command.upgrade(config_for(busy_db, location), "head")
+    assert "allow_unsafe" not in str(refused.value)
+    assert version(busy_db) == [HEAD]
+
+
+def test_not_null_on_a_column_already_not_null_is_no_scan(busy_db: URL, tmp_path: Path) -> None:
+    location, revision = revision_on_top(
+        tmp_path, 'op.alter_column("outbound_call_jobs", "run_id", nullable=False, server_default="1")'
+    )
+    command.upgrade(config_for(busy_db, location), "head")
+    assert version(busy_db) == [revision]
+
+
+def test_a_table_with_an_enum_is_created_again_after_a_crash(busy_db: URL, tmp_path: Path) -> None:
+    """The type its events create survives a crash before the table: the rerun keeps it instead of failing."""
+    location, revision = revision_on_top(
+        tmp_path,
+        'op.create_table("outbound_call_moods", sa.Column("id", sa.Integer(), primary_key=True),\n'
+        '                sa.Column("mood", sa.Enum("calm", "busy", name="outbound_call_mood")))',
+    )
+    with connected(busy_db) as conn:
+        conn.execute(text("CREATE TYPE outbound_call_mood AS ENUM ('calm', 'busy')"))
+        conn.commit()
+    command.upgrade(config_for(busy_db, location), "head")
+    assert version(busy_db) == [revision]
+    with connected(busy_db) as conn:
+        assert conn.scalar(text("SELECT to_regclass('outbound_call_moods') IS NOT NULL"))
+
+
+@pytest.mark.parametrize(
+    ("sql", "outside"),
+    [
+        ("CREATE INDEX CONCURRENTLY ix ON t (c)", True),
+        ("  -- the queued jobs\ncreate unique index concurrently ix ON t (c)", True),
+        ("/* no lock */ DROP INDEX CONCURRENTLY IF EXISTS ix", True),
+        ("REINDEX (VERBOSE) INDEX CONCURRENTLY ix", True),
+        ("VACUUM ANALYZE outbound_call_jobs", True),
+        ("UPDATE outbound_call_jobs SET error_message = 'retried concurrently'", False),
+        ("ALTER TABLE t ADD COLUMN c int -- built concurrently later", False),
+    ],
+)
+def test_only_statements_that_must_run_outside_a_transaction_do(sql: str, outside: bool) -> None:
+    assert runs_outside_transactions(sql) is outside
