@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -83,14 +84,40 @@ def in_location(location: Path) -> dict[str, str]:
     return {SCRIPT_LOCATION_ENV_VAR: str(location)}
 
 
-def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a command with a clean environment: no DATABASE_URL unless given."""
+def _environment(**env: str) -> dict[str, str]:
+    """This process's environment without the variables that point our commands somewhere, plus ``env``."""
     base = {
         k: v
         for k, v in os.environ.items()
         if k not in {"DATABASE_URL", "OUTBOUND_SCHEMA_EMBEDDED_DIR", SCRIPT_LOCATION_ENV_VAR}
     }
-    return subprocess.run(args, cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=300)
+    return {**base, **env}
+
+
+def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command with a clean environment: no DATABASE_URL unless given."""
+    return subprocess.run(args, cwd=cwd, env=_environment(**env), capture_output=True, text=True, timeout=300)
+
+
+def cli_here(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Our command line run in this process: the arguments, environment, output and exit code of the
+    console script, without starting a Python. Tests of the console script itself use :func:`cli`."""
+    from outbound_schema.cli import main
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(_environment(**env))
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:

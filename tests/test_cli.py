@@ -154,3 +154,11 @@ def test_options_in_the_url_are_kept(host_db: URL) -> None:
     with connected(host_db) as conn:
         placed = set(conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'dialer'")))
     assert {"outbound_call_runs", "outbound_call_jobs", VERSION_TABLE} <= placed
+
+
+def test_snapshot_needs_no_server(tmp_path: Path) -> None:
+    """With no URL, `outbound-schema snapshot` runs the revisions on an embedded server of its own."""
+    done = cli("snapshot", "--check", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("file(s) up to date")
+    assert not (tmp_path / ".outbound-schema").exists()

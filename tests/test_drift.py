@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.revisions import next_revision_id
-from tests.helpers import BIN, HEAD, REPO, cli, connected, plain, run
+from tests.helpers import BIN, HEAD, REPO, cli, cli_here, connected, plain, run
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
@@ -25,12 +25,12 @@ def inject(url: URL, *statements: str) -> None:
 
 
 def check_json(url: URL) -> tuple[int, dict[str, object]]:
-    done = cli("check", "--format", "json", DATABASE_URL=plain(url))
+    done = cli_here("check", "--format", "json", DATABASE_URL=plain(url))
     return done.returncode, json.loads(done.stdout)
 
 
 def test_a_database_at_head_has_no_drift(head_db: URL) -> None:
-    done = cli("check", DATABASE_URL=plain(head_db))
+    done = cli_here("check", DATABASE_URL=plain(head_db))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[-1].startswith("OK: all ")
@@ -255,7 +255,7 @@ def test_each_class_of_drift_is_detected_and_named(head_db: URL, case: str) -> N
     assert {"kind": kind, "name": name, "verdict": verdict} in [
         {k: o[k] for k in ("kind", "name", "verdict")} for o in drifted
     ], drifted
-    text_report = cli("check", DATABASE_URL=plain(head_db))
+    text_report = cli_here("check", DATABASE_URL=plain(head_db))
     assert text_report.returncode == 1
     assert any(line.startswith(f"❌ {kind} {name}") for line in text_report.stdout.splitlines())
     assert text_report.stdout.splitlines()[-1].startswith("DRIFT: ")
@@ -291,7 +291,7 @@ def test_host_and_foreign_tables_are_never_reported(head_db: URL) -> None:
 
 def test_could_not_check_exits_2(head_db: URL) -> None:
     for url in ("postgresql://u:pw@127.0.0.1:1/db", "mysql://u:pw@host/db"):
-        done = cli("check", "--format", "json", DATABASE_URL=url)
+        done = cli_here("check", "--format", "json", DATABASE_URL=url)
         assert done.returncode == 2
         assert json.loads(done.stdout)["status"] == "error"
         assert "could not check" in done.stderr and ":pw@" not in done.stderr
@@ -314,10 +314,10 @@ def test_no_permission_exits_2(head_db: URL) -> None:
     )
     try:
         reader = plain(head_db.set(username="outbound_reader", password="reader-pw"))
-        done = cli("check", DATABASE_URL=reader)
+        done = cli_here("check", DATABASE_URL=reader)
         assert done.returncode == 2
         assert "permission denied" in done.stderr and "SELECT privilege" in done.stderr
-        status = cli("status", "--check", DATABASE_URL=reader)
+        status = cli_here("status", "--check", DATABASE_URL=reader)
         assert status.returncode == 2 and "permission denied" in status.stderr
         assert "Traceback" not in status.stderr
     finally:

@@ -7,7 +7,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema import is_at_head, is_migrated
 from outbound_schema.database import engine_for
-from tests.helpers import BIN, HEAD, REPO, cli, connected, plain, run, tables
+from tests.helpers import BIN, HEAD, REPO, cli_here, connected, plain, run, tables
 
 HOST = REPO / "tests" / "host_project"
 
@@ -25,16 +25,16 @@ def versions(url: URL, table: str) -> set[str]:
 
 def test_two_histories_two_version_tables(empty_db: URL) -> None:
     host_alembic("alembic.ini", empty_db, "upgrade", "head")
-    done = cli("upgrade", DATABASE_URL=plain(empty_db))
+    done = cli_here("upgrade", DATABASE_URL=plain(empty_db))
     assert done.returncode == 0, done.stderr
 
     assert versions(empty_db, "alembic_version") == {"h2"}
     assert versions(empty_db, "outbound_schema_version") == {HEAD}
     assert "h2 (head)" in host_alembic("alembic.ini", empty_db, "current")
-    assert cli("check", DATABASE_URL=plain(empty_db)).returncode == 0
+    assert cli_here("check", DATABASE_URL=plain(empty_db)).returncode == 0
     # Each history moves on its own.
     host_alembic("alembic.ini", empty_db, "downgrade", "h1")
-    assert cli("status", "--check", DATABASE_URL=plain(empty_db)).returncode == 0
+    assert cli_here("status", "--check", DATABASE_URL=plain(empty_db)).returncode == 0
     host_alembic("alembic.ini", empty_db, "upgrade", "head")
     engine = engine_for(empty_db)
     try:
@@ -71,7 +71,7 @@ def test_one_history_with_our_branch(empty_db: URL) -> None:
         assert not is_at_head(engine)
     finally:
         engine.dispose()
-    check = cli("check", "--version-table", "alembic_version", DATABASE_URL=plain(empty_db))
+    check = cli_here("check", "--version-table", "alembic_version", DATABASE_URL=plain(empty_db))
     assert check.returncode == 0, check.stdout
     # The host's later upgrades and our downgrades move independently.
     host_alembic("alembic_shared.ini", empty_db, "downgrade", "outbound_schema@46b")
@@ -81,23 +81,23 @@ def test_one_history_with_our_branch(empty_db: URL) -> None:
 
 
 def test_status_check_exit_codes(host_db: URL, tmp_path: object) -> None:
-    assert cli("status", "--check", DATABASE_URL=plain(host_db)).returncode == 1
-    assert cli("upgrade", "46b", DATABASE_URL=plain(host_db)).returncode == 0
-    assert cli("status", "--check", DATABASE_URL=plain(host_db)).returncode == 1
-    assert cli("upgrade", DATABASE_URL=plain(host_db)).returncode == 0
-    assert cli("status", "--check", DATABASE_URL=plain(host_db)).returncode == 0
-    assert cli("status", "--check", DATABASE_URL="postgresql://u:p@127.0.0.1:1/x").returncode == 2
-    assert cli("status", "--check", DATABASE_URL="mysql://u:p@h/x").returncode == 2
+    assert cli_here("status", "--check", DATABASE_URL=plain(host_db)).returncode == 1
+    assert cli_here("upgrade", "46b", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli_here("status", "--check", DATABASE_URL=plain(host_db)).returncode == 1
+    assert cli_here("upgrade", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli_here("status", "--check", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli_here("status", "--check", DATABASE_URL="postgresql://u:p@127.0.0.1:1/x").returncode == 2
+    assert cli_here("status", "--check", DATABASE_URL="mysql://u:p@h/x").returncode == 2
 
 
 def test_is_at_head_follows_the_database(host_db: URL) -> None:
     engine = engine_for(host_db)
     try:
         assert not is_at_head(engine) and not is_migrated(engine)
-        assert cli("upgrade", "46c", DATABASE_URL=plain(host_db)).returncode == 0
+        assert cli_here("upgrade", "46c", DATABASE_URL=plain(host_db)).returncode == 0
         with engine.connect() as conn:
             assert not is_at_head(conn) and not is_migrated(conn)
-        assert cli("upgrade", DATABASE_URL=plain(host_db)).returncode == 0
+        assert cli_here("upgrade", DATABASE_URL=plain(host_db)).returncode == 0
         assert is_at_head(engine) and is_migrated(engine)
     finally:
         engine.dispose()

@@ -18,7 +18,7 @@ from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.locking import LOCK_KEY
-from tests.helpers import BIN, HEAD, backends, catalog, cli, connected, plain, run_script, version
+from tests.helpers import BIN, HEAD, backends, catalog, cli_here, connected, plain, run_script, version
 
 
 def hold_table_lock(url: URL, table: str) -> tuple[threading.Event, threading.Thread]:
@@ -41,11 +41,11 @@ def hold_table_lock(url: URL, table: str) -> tuple[threading.Event, threading.Th
 
 
 def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL) -> None:
-    assert cli("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
+    assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
     stop, holder = hold_table_lock(head_db, "outbound_call_jobs")
     try:
         started = time.monotonic()
-        done = cli("upgrade", "--lock-timeout", "50ms", "--lock-retries", "2", DATABASE_URL=plain(head_db))
+        done = cli_here("upgrade", "--lock-timeout", "50ms", "--lock-retries", "2", DATABASE_URL=plain(head_db))
         elapsed = time.monotonic() - started
     finally:
         stop.set()
@@ -66,7 +66,7 @@ def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL) -> None:
 
 
 def test_a_lock_released_during_the_retries_lets_the_upgrade_finish(head_db: URL) -> None:
-    assert cli("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
+    assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
     stop, holder = hold_table_lock(head_db, "outbound_call_jobs")
     deploy = subprocess.Popen(
         [str(BIN / "outbound-schema"), "upgrade", "--lock-timeout", "50ms"],
@@ -87,7 +87,7 @@ def test_a_lock_released_during_the_retries_lets_the_upgrade_finish(head_db: URL
 
 def test_workers_keep_writing_while_ddl_waits(head_db: URL) -> None:
     """While our ALTER waits for its lock, writers queue behind it for at most the lock timeout."""
-    assert cli("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
+    assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
     with connected(head_db) as conn:
         conn.execute(text("INSERT INTO business (id) VALUES (1); INSERT INTO leads (id) VALUES (1)"))
         conn.execute(text("INSERT INTO outbound_call_runs (business_id) VALUES (1)"))
@@ -128,7 +128,7 @@ def test_downgrade_refuses_to_drop_data(legacy_head_db: URL) -> None:
         conn.commit()
     before = catalog(legacy_head_db)
 
-    refused = cli("downgrade", "46b", DATABASE_URL=plain(legacy_head_db))
+    refused = cli_here("downgrade", "46b", DATABASE_URL=plain(legacy_head_db))
     assert refused.returncode == 1
     message = " ".join(refused.stderr.split())
     assert "Downgrading 46c would destroy data (column outbound_call_jobs.dial_lock_token holds values)" in message
@@ -138,12 +138,12 @@ def test_downgrade_refuses_to_drop_data(legacy_head_db: URL) -> None:
     assert catalog(legacy_head_db) == before
 
     # Columns without values go without asking; a table with rows does not.
-    assert cli("downgrade", "46c", DATABASE_URL=plain(legacy_head_db)).returncode == 0
-    assert cli("downgrade", "46a", "--allow-data-loss", DATABASE_URL=plain(legacy_head_db)).returncode == 0
-    refused_table = cli("downgrade", "base", DATABASE_URL=plain(legacy_head_db))
+    assert cli_here("downgrade", "46c", DATABASE_URL=plain(legacy_head_db)).returncode == 0
+    assert cli_here("downgrade", "46a", "--allow-data-loss", DATABASE_URL=plain(legacy_head_db)).returncode == 0
+    refused_table = cli_here("downgrade", "base", DATABASE_URL=plain(legacy_head_db))
     assert refused_table.returncode == 1 and "table outbound_call_jobs holds rows" in refused_table.stderr
     assert version(legacy_head_db) == ["46a"]
-    allowed = cli("downgrade", "base", "--allow-data-loss", DATABASE_URL=plain(legacy_head_db))
+    allowed = cli_here("downgrade", "base", "--allow-data-loss", DATABASE_URL=plain(legacy_head_db))
     assert allowed.returncode == 0, allowed.stderr
     assert catalog(legacy_head_db).tables == {}
 
@@ -154,13 +154,13 @@ def test_offline_downgrade_script_guards_data(legacy_head_db: URL) -> None:
         conn.execute(text("INSERT INTO outbound_call_runs (id, business_id) VALUES (1, 1)"))
         conn.execute(text("INSERT INTO outbound_call_jobs (run_id, lead_id, dial_lock_token) VALUES (1, 1, 'w1')"))
         conn.commit()
-    guarded = cli("downgrade", "46d:46b", "--sql")
+    guarded = cli_here("downgrade", "46d:46b", "--sql")
     assert guarded.returncode == 0, guarded.stderr
     with pytest.raises(DBAPIError, match="Downgrading 46c would destroy data"):
         run_script(legacy_head_db, guarded.stdout)
     assert "dial_lock_token" in {c.name for c in catalog(legacy_head_db).tables["outbound_call_jobs"].columns}
 
-    allowed = cli("downgrade", "46d:46b", "--sql", "--allow-data-loss")
+    allowed = cli_here("downgrade", "46d:46b", "--sql", "--allow-data-loss")
     assert "RAISE" not in allowed.stdout
     run_script(legacy_head_db, allowed.stdout)
     assert "dial_lock_token" not in {c.name for c in catalog(legacy_head_db).tables["outbound_call_jobs"].columns}
@@ -172,7 +172,7 @@ def test_lock_wait_zero_gives_up_at_once(head_db: URL) -> None:
         holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
         holder.commit()
         started = time.monotonic()
-        done = cli("upgrade", "--lock-wait", "0", DATABASE_URL=plain(head_db))
+        done = cli_here("upgrade", "--lock-wait", "0", DATABASE_URL=plain(head_db))
         assert done.returncode == 1 and "for more than 0 s" in done.stderr
         assert time.monotonic() - started < 20
 
@@ -187,7 +187,7 @@ def test_lock_wait_zero_gives_up_at_once(head_db: URL) -> None:
     ],
 )
 def test_bad_limits_are_refused(option: str, value: str, message: str) -> None:
-    done = cli("upgrade", option, value, DATABASE_URL="postgresql://u@127.0.0.1:1/db")
+    done = cli_here("upgrade", option, value, DATABASE_URL="postgresql://u@127.0.0.1:1/db")
     assert done.returncode == 1 and message in done.stderr
 
 

@@ -22,7 +22,7 @@ from tests.helpers import (
     backends,
     catalog,
     catalog_text,
-    cli,
+    cli_here,
     connected,
     expected_text,
     file_nodes,
@@ -39,7 +39,7 @@ def test_takeover_from_every_legacy_prefix(host_db: URL, through: str | None) ->
     legacy_db(host_db, through)
     before, nodes = rows(host_db), file_nodes(host_db)
 
-    done = cli("upgrade", DATABASE_URL=plain(host_db))
+    done = cli_here("upgrade", DATABASE_URL=plain(host_db))
 
     assert done.returncode == 0, done.stderr
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
@@ -53,7 +53,7 @@ def test_takeover_from_every_legacy_prefix(host_db: URL, through: str | None) ->
         assert f"{revision}: created" in done.stderr or f"{revision}: added" in done.stderr
         assert f"{revision}: found complete" not in done.stderr
 
-    again = cli("upgrade", DATABASE_URL=plain(host_db))
+    again = cli_here("upgrade", DATABASE_URL=plain(host_db))
     assert again.returncode == 0 and "Running upgrade" not in again.stderr
 
 
@@ -83,9 +83,9 @@ def test_takeover_completes_a_half_done_step(host_db: URL, case: str) -> None:
     legacy_db(host_db, through, extra_sql=damage)
     before, nodes = rows(host_db), file_nodes(host_db)
 
-    status = cli("status", DATABASE_URL=plain(host_db))
+    status = cli_here("status", DATABASE_URL=plain(host_db))
     assert f"{partial_step}  partly present: upgrade will complete it" in status.stdout
-    done = cli("upgrade", DATABASE_URL=plain(host_db))
+    done = cli_here("upgrade", DATABASE_URL=plain(host_db))
 
     assert done.returncode == 0, done.stderr
     assert f"{partial_step}: found in part, completed" in done.stderr
@@ -155,7 +155,7 @@ def test_conflicting_objects_are_refused_and_nothing_changes(host_db: URL, case:
     legacy_db(host_db, through, extra_sql=sql)
     before_catalog, before_rows = catalog(host_db), rows(host_db)
 
-    done = cli("upgrade", DATABASE_URL=plain(host_db))
+    done = cli_here("upgrade", DATABASE_URL=plain(host_db))
 
     assert done.returncode == 1
     message = " ".join(done.stderr.split())
@@ -166,7 +166,7 @@ def test_conflicting_objects_are_refused_and_nothing_changes(host_db: URL, case:
     assert rows(host_db) == before_rows
     assert version(host_db) is None, "the version table must not be created or advanced"
 
-    status = cli("status", DATABASE_URL=plain(host_db))
+    status = cli_here("status", DATABASE_URL=plain(host_db))
     assert status.returncode == 1
     assert "CONFLICTING" in status.stdout and expected_text[0] in status.stdout
 
@@ -174,12 +174,12 @@ def test_conflicting_objects_are_refused_and_nothing_changes(host_db: URL, case:
 def test_conflict_in_a_later_step_blocks_the_earlier_ones(host_db: URL) -> None:
     """Tracked at 40b, with a wrong 46c column: 46a and 46b must not be applied either."""
     legacy_db(host_db, "40b")
-    assert cli("upgrade", "40b", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli_here("upgrade", "40b", DATABASE_URL=plain(host_db)).returncode == 0
     with connected(host_db) as conn:
         conn.execute(text("ALTER TABLE outbound_call_jobs ADD COLUMN dial_lock_token TEXT"))
         conn.commit()
     before = catalog(host_db)
-    done = cli("upgrade", DATABASE_URL=plain(host_db))
+    done = cli_here("upgrade", DATABASE_URL=plain(host_db))
     assert done.returncode == 1 and "[46c] column outbound_call_jobs.dial_lock_token" in done.stderr
     assert catalog(host_db) == before
     assert version(host_db) == ["40b"]
@@ -187,14 +187,14 @@ def test_conflict_in_a_later_step_blocks_the_earlier_ones(host_db: URL) -> None:
 
 def test_status_shows_each_step_without_changing_anything(host_db: URL) -> None:
     legacy_db(host_db, "46a")
-    assert cli("upgrade", "40b", DATABASE_URL=plain(host_db)).returncode == 0
+    assert cli_here("upgrade", "40b", DATABASE_URL=plain(host_db)).returncode == 0
     with connected(host_db) as conn:
         conn.execute(text("ALTER TABLE outbound_call_jobs ADD COLUMN dial_started_at TIMESTAMP"))
         conn.execute(text("ALTER TABLE outbound_call_jobs ADD COLUMN dial_lock_token VARCHAR(64)"))
         conn.commit()
     before = catalog(host_db)
 
-    status = cli("status", DATABASE_URL=plain(host_db))
+    status = cli_here("status", DATABASE_URL=plain(host_db))
 
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
@@ -272,7 +272,7 @@ def test_lock_wait_expires_with_a_clear_message(host_db: URL) -> None:
     before = catalog(host_db)
     release = hold_migration_lock(host_db)
     try:
-        done = cli("upgrade", "--lock-wait", "1", DATABASE_URL=plain(host_db))
+        done = cli_here("upgrade", "--lock-wait", "1", DATABASE_URL=plain(host_db))
     finally:
         release()
     assert done.returncode == 1
@@ -317,7 +317,7 @@ def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL) -> None:
     assert valid is False, "the kill should have left an INVALID index behind"
     assert version(host_db) == ["46b"]
 
-    done = cli("upgrade", DATABASE_URL=plain(host_db))
+    done = cli_here("upgrade", DATABASE_URL=plain(host_db))
 
     assert done.returncode == 0, done.stderr
     assert "dropped INVALID index idx_outbound_call_jobs_lock_token to rebuild it" in done.stderr
