@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
-#: The tables the legacy script created; later revisions may add others (see ``expected``).
-OUR_TABLES: tuple[str, ...] = ("outbound_call_runs", "outbound_call_jobs")
-
 #: The host application's tables that our foreign keys reference. We never
 #: create, alter, drop or compare them in a real database.
 HOST_TABLES: tuple[str, ...] = ("business", "leads", "call_log", "outbound_lead_lists")
@@ -270,8 +267,11 @@ def tables_in_current_schema(connection: Connection, *, excluding: Sequence[str]
     return list(rows)
 
 
-def snapshot(connection: Connection, tables: Sequence[str] = OUR_TABLES) -> Snapshot:
-    """Read the options, columns, indexes, constraints and sequences of those of ``tables`` that exist."""
+def snapshot(connection: Connection, tables: Sequence[str]) -> Snapshot:
+    """Read the options, columns, indexes, constraints and sequences of those of ``tables`` that exist.
+
+    Our tables are those the expected-schema files name (``ExpectedSchemas.tables()``).
+    """
     oids = table_oids(connection, tables)
     params = {"oids": list(oids.values())}
     columns: dict[str, list[ColumnInfo]] = {name: [] for name in oids}

@@ -233,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging()
     for name in ("alembic", "outbound_schema"):
-        logging.getLogger(name).setLevel(logging.WARNING if args.command in ("status", "check") else logging.INFO)
+        logging.getLogger(name).setLevel(
+            logging.WARNING if args.command in ("status", "check", "snapshot") else logging.INFO
+        )
     if args.command == "check":
         return _check(args)
     try:
