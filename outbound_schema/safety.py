@@ -817,7 +817,8 @@ class SafeImpl(PostgresqlImpl):
         self.executed += 1
 
     def _guard_revision(self, rules: Rules) -> None:
-        """Before a downgrade changes anything of a revision, refuse if any of its drops would destroy data."""
+        """Offline, before a downgrade changes anything of a revision: refuse if any of its drops would destroy
+        data. (Online the whole run was checked before it started; each drop checks again under its lock.)"""
         if rules.upgrading or self.limits.allow_data_loss or rules.revision in self._guarded or self.plan is None:
             return
         self._guarded.add(rules.revision)
