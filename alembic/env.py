@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, make_url
 from outbound_schema.config import METADATA_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
 from outbound_schema.database import configured_url, connect
 from outbound_schema.embedded import default_database_url
-from outbound_schema.environment import run_migrations
+from outbound_schema.environment import alembic_errors, run_migrations
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.revisions import next_revision_id
 
@@ -129,10 +129,11 @@ def run_migrations_online() -> None:
         run_migrations(context)
 
 
-if writing_a_revision_by_hand():
-    configure(dialect_name="postgresql", as_sql=True)
-    context.run_migrations()
-elif context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+with alembic_errors():
+    if writing_a_revision_by_hand():
+        configure(dialect_name="postgresql", as_sql=True)
+        context.run_migrations()
+    elif context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()

@@ -24,13 +24,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from alembic import command
-from alembic.script import ScriptDirectory
 from scratch import Server
 from sqlalchemy.engine import URL
 
-from outbound_schema import drift
-from outbound_schema.config import alembic_config
-from outbound_schema.database import connect, mask
+from outbound_schema import drift, dsn
+from outbound_schema.config import alembic_config, script_location
+from outbound_schema.history import History
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -80,11 +79,12 @@ def main() -> None:
                 cold[name].append(wall(argv))
 
         config = alembic_config(url)
-        script = ScriptDirectory.from_config(config)
+        raw = url.render_as_string(hide_password=False)
 
         def ours() -> None:
-            with connect(url) as conn:
-                report = drift.check(conn, script, mask(url))
+            history = History.read(script_location())
+            with dsn.connect(raw, source="the benchmark") as conn:
+                report = drift.check(conn, history, dsn.mask(raw))
             assert not report.drift, report.to_text()
 
         config.stdout = io.StringIO()  # "No new upgrade operations detected.", once per run

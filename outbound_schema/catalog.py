@@ -3,18 +3,31 @@
 The snapshot is plain data (tuples and dicts of strings), so two databases can
 be compared with ``==`` and a difference printed readably. Definitions come
 from PostgreSQL's own deparsers (``format_type``, ``pg_get_expr``,
-``pg_get_constraintdef``, ``pg_get_indexdef``), so they mean what the server
-means, whatever SQL created the objects. Nothing here names a schema: our
-tables are found through the session's ``search_path``, as every query of the
-dialer finds them.
+``pg_get_constraintdef``, ``pg_get_indexdef``, ``pg_get_triggerdef``,
+``pg_get_ruledef``), so they mean what the server means, whatever SQL created
+the objects. Nothing here names a schema: our tables are found through the
+session's ``search_path``, as every query of the dialer finds them, and only
+objects of those tables are read (never the host application's, never another
+schema's).
+
+The queries run on a SQLAlchemy connection (migrations) or a plain psycopg one
+(``outbound-schema check``, which imports no SQLAlchemy); both hand the SQL to
+psycopg as written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, text
+from outbound_schema.keywords import quote
+
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy import Connection
+
+    Queryable = Connection | psycopg.Connection[tuple[Any, ...]]
 
 #: The host application's tables that our foreign keys reference. We never
 #: create, alter, drop or compare them in a real database.
@@ -26,17 +39,37 @@ class ColumnInfo:
     name: str
     type: str
     nullable: bool
-    default: str | None
+    default: str | None  # for a generated column, its expression
     collation: str | None = None  # only when it differs from the type's default collation
+    identity: str | None = None  # "ALWAYS" or "BY DEFAULT" for an identity column
+    generated: str | None = None  # "STORED" or "VIRTUAL" for a generated column
+    #: Per-column settings that differ from the type's: "STATISTICS 1000", "STORAGE EXTERNAL",
+    #: "COMPRESSION lz4", "(n_distinct=100)", as ``ALTER COLUMN ... SET`` takes them.
+    options: tuple[str, ...] = ()
 
-    def describe(self) -> str:
+    def definition(self) -> str:
+        """Type, collation, nullability and default, as in CREATE TABLE."""
         parts = [self.type]
         if self.collation is not None:
             parts.append(f"COLLATE {self.collation}")
-        parts.append("NULL" if self.nullable else "NOT NULL")
-        if self.default is not None:
+        if not self.nullable:
+            parts.append("NOT NULL")
+        if self.generated is not None:
+            parts.append(f"GENERATED ALWAYS AS ({self.default}) {self.generated}")
+        elif self.default is not None:
             parts.append(f"DEFAULT {self.default}")
+        if self.identity is not None:
+            parts.append(f"GENERATED {self.identity} AS IDENTITY")
         return " ".join(parts)
+
+    def describe(self) -> str:
+        described = self.definition()
+        if self.nullable:  # say it: "integer NULL" reads better than "integer"
+            at = len(self.type) + (len(f" COLLATE {self.collation}") if self.collation else 0)
+            described = f"{described[:at]} NULL{described[at:]}"
+        if self.options:
+            described += f", SET {', '.join(self.options)}"
+        return described
 
 
 @dataclass(frozen=True)
@@ -75,6 +108,9 @@ class ConstraintInfo:
     table: str
     kind: str  # p, f, u, c, x
     definition: str  # as pg_get_constraintdef prints it, NOT VALID and DEFERRABLE included
+    #: False when the triggers that enforce it are disabled (ALTER TABLE ... DISABLE TRIGGER ALL);
+    #: only a live database can say so, the expected schema always enforces.
+    enforced: bool = True
 
     @property
     def validated(self) -> bool:
@@ -85,7 +121,8 @@ class ConstraintInfo:
         return (self.table, self.kind, self.definition.removesuffix(" NOT VALID"))
 
     def describe(self) -> str:
-        return f"{self.definition} on {self.table}"
+        described = f"{self.definition} on {self.table}"
+        return described if self.enforced else f"{described}, NOT ENFORCED (its triggers are disabled)"
 
 
 @dataclass(frozen=True)
@@ -99,18 +136,108 @@ class SequenceInfo:
     maximum: int = 2147483647
     cache: int = 1
     cycle: bool = False
+    unlogged: bool = False
+
+    def options(self) -> dict[str, object]:
+        """Everything but the name and the owner, by the words ALTER SEQUENCE uses."""
+        return {
+            "AS": self.type,
+            "START WITH": self.start,
+            "INCREMENT BY": self.increment,
+            "MINVALUE": self.minimum,
+            "MAXVALUE": self.maximum,
+            "CACHE": self.cache,
+            "CYCLE": self.cycle,
+            "UNLOGGED": self.unlogged,
+        }
 
     def describe(self) -> str:
         owner = f"owned by {self.owned_by}" if self.owned_by else "owned by no column"
         options = f"start {self.start}, increment {self.increment}"
         if (self.minimum, self.maximum, self.cache, self.cycle) != _default_sequence_options(self.type, self.increment):
             options += f", min {self.minimum}, max {self.maximum}, cache {self.cache}{', cycle' if self.cycle else ''}"
-        return f"{self.type} sequence {owner}, {options}"
+        return f"{'UNLOGGED ' if self.unlogged else ''}{self.type} sequence {owner}, {options}"
 
 
 def _default_sequence_options(type_: str, increment: int) -> tuple[int, int, int, bool]:
     maximum = {"smallint": 32767, "integer": 2147483647, "bigint": 9223372036854775807}.get(type_, 0)
     return (1, maximum, 1, False) if increment > 0 else (-maximum - 1, -1, 1, False)
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    name: str
+    table: str
+    permissive: bool
+    command: str  # ALL, SELECT, INSERT, UPDATE, DELETE
+    roles: tuple[str, ...]  # quoted role names, or ("PUBLIC",)
+    using: str | None
+    check: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.name}"
+
+    @property
+    def definition(self) -> str:
+        kind = "PERMISSIVE" if self.permissive else "RESTRICTIVE"
+        text = f"CREATE POLICY {quote(self.name)} ON {quote(self.table)} AS {kind} FOR {self.command}"
+        text += f" TO {', '.join(self.roles)}"
+        if self.using is not None:
+            text += f" USING ({self.using})"
+        if self.check is not None:
+            text += f" WITH CHECK ({self.check})"
+        return text
+
+    def shape(self) -> tuple[str, bool, str, tuple[str, ...], str | None, str | None]:
+        return (self.table, self.permissive, self.command, self.roles, self.using, self.check)
+
+    def describe(self) -> str:
+        return self.definition.split(" AS ", 1)[1]
+
+
+#: pg_trigger.tgenabled and pg_rewrite.ev_enabled: how ALTER TABLE sets each state.
+FIRING = {"O": "ENABLE", "D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    """A user trigger (constraint triggers of foreign keys are their constraint's)."""
+
+    name: str
+    table: str
+    definition: str  # pg_get_triggerdef, the table named without its schema
+    enabled: str = "O"  # a key of FIRING
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.name}"
+
+    def shape(self) -> tuple[str, str, str]:
+        return (self.table, self.definition.split(f" {quote(self.name)} ", 1)[-1], self.enabled)
+
+    def describe(self) -> str:
+        state = "" if self.enabled == "O" else f", {FIRING[self.enabled].lower()}d"
+        return f"{self.definition.removeprefix('CREATE ')}{state}"
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    name: str
+    table: str
+    definition: str  # pg_get_ruledef on one line, the table named without its schema
+    enabled: str = "O"
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}.{self.name}"
+
+    def shape(self) -> tuple[str, str, str]:
+        return (self.table, self.definition.split(" AS ", 1)[-1], self.enabled)
+
+    def describe(self) -> str:
+        state = "" if self.enabled == "O" else f", {FIRING[self.enabled].lower()}d"
+        return f"{self.definition.removeprefix('CREATE ').removesuffix(';')}{state}"
 
 
 @dataclass(frozen=True)
@@ -121,13 +248,24 @@ class TableInfo:
     options: tuple[str, ...] = ()  # storage parameters, as reloptions holds them ("fillfactor=70")
     row_security: bool = False
     force_row_security: bool = False
+    replica_identity: str = "DEFAULT"  # DEFAULT, FULL, NOTHING or USING INDEX <name>
+    parents: tuple[str, ...] = ()  # tables it inherits from (its rows show in theirs)
+    children: tuple[str, ...] = ()  # tables inheriting from it, partitions included (their rows show in its)
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
 
-    def settings(self) -> tuple[bool, tuple[str, ...], bool, bool]:
+    def settings(self) -> tuple[object, ...]:
         """The table's own options, apart from its columns."""
-        return (self.unlogged, self.options, self.row_security, self.force_row_security)
+        return (
+            self.unlogged,
+            self.options,
+            self.row_security,
+            self.force_row_security,
+            self.replica_identity,
+            self.parents,
+            self.children,
+        )
 
     def describe(self) -> str:
         parts = ["UNLOGGED" if self.unlogged else "logged"]
@@ -135,6 +273,12 @@ class TableInfo:
         parts.append(
             "row security forced" if self.force_row_security else f"row security {'on' if self.row_security else 'off'}"
         )
+        if self.replica_identity != "DEFAULT":
+            parts.append(f"replica identity {self.replica_identity}")
+        if self.parents:
+            parts.append(f"inherits from {', '.join(self.parents)}")
+        if self.children:
+            parts.append(f"inherited by {', '.join(self.children)}")
         return ", ".join(parts)
 
 
@@ -144,47 +288,58 @@ class Snapshot:
     indexes: dict[str, IndexInfo] = field(default_factory=dict)
     constraints: dict[str, ConstraintInfo] = field(default_factory=dict)
     sequences: dict[str, SequenceInfo] = field(default_factory=dict)
+    # Keyed by "table.name": their names are unique per table only.
+    policies: dict[str, PolicyInfo] = field(default_factory=dict)
+    triggers: dict[str, TriggerInfo] = field(default_factory=dict)
+    rules: dict[str, RuleInfo] = field(default_factory=dict)
 
 
-_KEYWORDS: frozenset[str] | None = None
+def fetch(connection: Queryable, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (psycopg's %(name)s parameters) on either kind of connection."""
+    if hasattr(connection, "exec_driver_sql"):
+        return [tuple(row) for row in connection.exec_driver_sql(sql, params)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
-def quote(name: str) -> str:
-    """An identifier as PostgreSQL's quote_ident would print it."""
-    global _KEYWORDS
-    if _KEYWORDS is None:
-        from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
+_OIDS = "CAST(CAST(%(oids)s AS text[]) AS oid[])"
 
-        _KEYWORDS = frozenset(RESERVED_WORDS)
-    if name.isidentifier() and name == name.lower() and name.isascii() and name not in _KEYWORDS:
-        return name
-    return '"' + name.replace('"', '""') + '"'
+_TABLES = f"""
+    SELECT c.relname, c.relpersistence = 'u', coalesce(c.reloptions, '{{}}'), c.relrowsecurity,
+           c.relforcerowsecurity,
+           CASE c.relreplident WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING'
+               WHEN 'i' THEN 'USING INDEX ' || coalesce((SELECT quote_ident(i.relname) FROM pg_index x
+                   JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisreplident), '?')
+               ELSE 'DEFAULT' END,
+           ARRAY(SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = c.oid ORDER BY 1),
+           ARRAY(SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = c.oid ORDER BY 1)
+    FROM pg_class c WHERE c.oid = ANY({_OIDS})
+"""
 
-
-_TABLES = text(
-    """
-    SELECT c.relname, c.relpersistence = 'u', coalesce(c.reloptions, '{}'), c.relrowsecurity, c.relforcerowsecurity
-    FROM pg_class c WHERE c.oid = ANY(CAST(:oids AS oid[]))
-    """
-)
-
-_COLUMNS = text(
-    """
+_COLUMNS = f"""
     SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
            pg_get_expr(d.adbin, d.adrelid),
            CASE WHEN a.attcollation <> t.typcollation THEN
-               (SELECT quote_ident(collname) FROM pg_collation WHERE oid = a.attcollation) END
+               (SELECT quote_ident(collname) FROM pg_collation WHERE oid = a.attcollation) END,
+           CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END,
+           CASE a.attgenerated WHEN 's' THEN 'STORED' WHEN 'v' THEN 'VIRTUAL' END,
+           ARRAY_REMOVE(ARRAY[
+               CASE WHEN coalesce(a.attstattarget, -1) >= 0 THEN 'STATISTICS ' || a.attstattarget END,
+               CASE WHEN a.attstorage <> t.typstorage THEN 'STORAGE ' || CASE a.attstorage
+                   WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END,
+               CASE a.attcompression WHEN 'p' THEN 'COMPRESSION pglz' WHEN 'l' THEN 'COMPRESSION lz4' END,
+               CASE WHEN a.attoptions IS NOT NULL THEN '(' || array_to_string(a.attoptions, ', ') || ')' END
+           ], NULL)
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_type t ON t.oid = a.atttypid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE c.oid = ANY(CAST(:oids AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE c.oid = ANY({_OIDS}) AND a.attnum > 0 AND NOT a.attisdropped
     ORDER BY c.relname, a.attnum
-    """
-)
+"""
 
-_INDEXES = text(
-    """
+_INDEXES = f"""
     SELECT i.relname, t.relname, ix.indisunique,
            substr(pg_get_indexdef(ix.indexrelid), strpos(pg_get_indexdef(ix.indexrelid), ' USING ') + 7),
            ix.indisvalid,
@@ -192,31 +347,28 @@ _INDEXES = text(
     FROM pg_index ix
     JOIN pg_class i ON i.oid = ix.indexrelid
     JOIN pg_class t ON t.oid = ix.indrelid
-    WHERE ix.indrelid = ANY(CAST(:oids AS oid[]))
-    """
-)
+    WHERE ix.indrelid = ANY({_OIDS})
+"""
 
-_CONSTRAINTS = text(
-    """
-    SELECT con.conname, c.relname, con.contype, pg_get_constraintdef(con.oid)
+# PostgreSQL 18's NOT NULL entries are read per column; a CONSTRAINT TRIGGER ('t') is read as a trigger.
+_CONSTRAINTS = f"""
+    SELECT con.conname, c.relname, con.contype, pg_get_constraintdef(con.oid),
+           NOT EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgconstraint = con.oid AND tg.tgenabled = 'D')
     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
-    WHERE con.conrelid = ANY(CAST(:oids AS oid[]))
-      AND con.contype <> 'n'  -- PostgreSQL 18's NOT NULL entries: nullability is read per column
-    """
-)
+    WHERE con.conrelid = ANY({_OIDS}) AND con.contype NOT IN ('n', 't')
+"""
 
 # Sequences owned by a column of our tables, and those our columns' defaults draw from.
-_SEQUENCES = text(
-    """
+_SEQUENCES = f"""
     WITH ours AS (
         SELECT dep.objid AS seq FROM pg_depend dep
         WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-          AND dep.deptype IN ('a', 'i') AND dep.refobjid = ANY(CAST(:oids AS oid[]))
+          AND dep.deptype IN ('a', 'i') AND dep.refobjid = ANY({_OIDS})
         UNION
         SELECT dep.refobjid FROM pg_attrdef d
         JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
              AND dep.refclassid = 'pg_class'::regclass
-        WHERE d.adrelid = ANY(CAST(:oids AS oid[]))
+        WHERE d.adrelid = ANY({_OIDS})
     )
     SELECT s.relname, format_type(q.seqtypid, NULL), q.seqstart, q.seqincrement, q.seqmin, q.seqmax,
            q.seqcache, q.seqcycle,
@@ -224,68 +376,238 @@ _SEQUENCES = text(
             JOIN pg_class t ON t.oid = dep.refobjid
             JOIN pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
             WHERE dep.classid = 'pg_class'::regclass AND dep.objid = s.oid
-              AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i') LIMIT 1)
+              AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i') LIMIT 1),
+           s.relpersistence = 'u'
     FROM ours JOIN pg_class s ON s.oid = ours.seq AND s.relkind = 'S'
     JOIN pg_sequence q ON q.seqrelid = s.oid
-    """
-)
+"""
+
+_POLICIES = f"""
+    SELECT p.polname, c.relname, p.polpermissive,
+           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+           CASE WHEN p.polroles = '{{0}}' THEN ARRAY['PUBLIC']
+                ELSE ARRAY(SELECT quote_ident(rolname) FROM pg_roles WHERE oid = ANY(p.polroles) ORDER BY 1) END,
+           pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+    FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+    WHERE p.polrelid = ANY({_OIDS})
+"""
+
+# The table as pg_get_triggerdef and pg_get_ruledef name it (schema-qualified), to be named without it.
+_TRIGGERS = f"""
+    SELECT tg.tgname, c.relname, pg_get_triggerdef(tg.oid), tg.tgenabled,
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE tg.tgrelid = ANY({_OIDS}) AND NOT tg.tgisinternal
+"""
+
+_RULES = f"""
+    SELECT r.rulename, c.relname, pg_get_ruledef(r.oid), r.ev_enabled,
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE r.ev_class = ANY({_OIDS}) AND r.rulename <> '_RETURN'
+"""
 
 
-def table_oids(connection: Connection, tables: Sequence[str]) -> dict[str, int]:
+def table_oids(connection: Queryable, tables: Sequence[str]) -> dict[str, int]:
     """OIDs of those of ``tables`` that exist on the search path (tables, partitioned tables)."""
-    rows = connection.execute(
-        text(
-            "SELECT name, c.oid FROM unnest(CAST(:names AS text[])) AS name "
-            "JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) WHERE c.relkind IN ('r', 'p')"
-        ),
+    rows = fetch(
+        connection,
+        "SELECT name, c.oid FROM unnest(CAST(%(names)s AS text[])) AS name "
+        "JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) WHERE c.relkind IN ('r', 'p')",
         {"names": list(tables)},
     )
     return {name: int(oid) for name, oid in rows}
 
 
-def existing_relations(connection: Connection, names: Sequence[str], kinds: str = "rpivmSfc") -> set[str]:
+def existing_relations(connection: Queryable, names: Sequence[str], kinds: str = "rpivmSfc") -> set[str]:
     """Which of ``names`` are taken, on the search path, by a relation of one of ``kinds`` (pg_class.relkind)."""
-    rows = connection.execute(
-        text(
-            "SELECT name FROM unnest(CAST(:names AS text[])) AS name "
-            "JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) WHERE strpos(:kinds, c.relkind::text) > 0"
-        ),
+    rows = fetch(
+        connection,
+        "SELECT name FROM unnest(CAST(%(names)s AS text[])) AS name "
+        "JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) WHERE strpos(%(kinds)s, c.relkind::text) > 0",
         {"names": list(names), "kinds": kinds},
     )
     return {row[0] for row in rows}
 
 
-def tables_in_current_schema(connection: Connection, *, excluding: Sequence[str]) -> list[str]:
+def tables_in_current_schema(connection: Queryable, *, excluding: Sequence[str]) -> list[str]:
     """Every table of the schema new tables are created in, but ``excluding``."""
-    rows = connection.scalars(
-        text(
-            "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace(current_schema()) "
-            "AND relkind IN ('r', 'p') AND NOT relname = ANY(CAST(:excluding AS text[])) ORDER BY relname"
-        ),
+    rows = fetch(
+        connection,
+        "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace(current_schema()) "
+        "AND relkind IN ('r', 'p') AND NOT relname = ANY(CAST(%(excluding)s AS text[])) ORDER BY relname",
         {"excluding": list(excluding)},
     )
-    return list(rows)
+    return [row[0] for row in rows]
 
 
-def snapshot(connection: Connection, tables: Sequence[str]) -> Snapshot:
-    """Read the options, columns, indexes, constraints and sequences of those of ``tables`` that exist.
+def _unqualified(definition: str, qualified: str, table: str) -> str:
+    """A deparsed definition naming ``table`` as the search path finds it, without its schema."""
+    return " ".join(definition.split()).replace(f" {qualified} ", f" {quote(table)} ")
+
+
+def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
+    """Read everything that defines those of ``tables`` that exist, and their sequences.
 
     Our tables are those the expected-schema files name (``ExpectedSchemas.tables()``).
     """
     oids = table_oids(connection, tables)
-    params = {"oids": list(oids.values())}
+    params = {"oids": [str(oid) for oid in oids.values()]}
     columns: dict[str, list[ColumnInfo]] = {name: [] for name in oids}
-    for table, name, type_, nullable, default, collation in connection.execute(_COLUMNS, params):
-        columns[table].append(ColumnInfo(name, type_, nullable, default, collation))
-    snap = Snapshot()
-    for name, unlogged, options, rls, force_rls in connection.execute(_TABLES, params):
-        snap.tables[name] = TableInfo(name, tuple(columns[name]), unlogged, tuple(sorted(options)), rls, force_rls)
-    for name, table, unique, using, valid, owner in connection.execute(_INDEXES, params):
-        snap.indexes[name] = IndexInfo(name, table, unique, using, valid, owner)
-    for name, table, kind, definition in connection.execute(_CONSTRAINTS, params):
-        snap.constraints[name] = ConstraintInfo(name, table, kind, definition)
-    for name, type_, start, increment, minimum, maximum, cache, cycle, owner in connection.execute(_SEQUENCES, params):
-        snap.sequences[name] = SequenceInfo(
-            name, type_, int(start), int(increment), owner, int(minimum), int(maximum), int(cache), bool(cycle)
+    for table, name, type_, nullable, default, collation, identity, generated, options in fetch(
+        connection, _COLUMNS, params
+    ):
+        columns[table].append(
+            ColumnInfo(name, type_, nullable, default, collation, identity, generated, tuple(options))
         )
+    snap = Snapshot()
+    for name, unlogged, options, rls, force_rls, identity, parents, children in fetch(connection, _TABLES, params):
+        snap.tables[name] = TableInfo(
+            name,
+            tuple(columns[name]),
+            unlogged,
+            tuple(sorted(options)),
+            rls,
+            force_rls,
+            identity,
+            tuple(parents),
+            tuple(children),
+        )
+    for name, table, unique, using, valid, owner in fetch(connection, _INDEXES, params):
+        snap.indexes[name] = IndexInfo(name, table, unique, using, valid, owner)
+    for name, table, kind, definition, enforced in fetch(connection, _CONSTRAINTS, params):
+        snap.constraints[name] = ConstraintInfo(name, table, kind, definition, enforced)
+    for row in fetch(connection, _SEQUENCES, params):
+        name, type_, start, increment, minimum, maximum, cache, cycle, owner, unlogged = row
+        snap.sequences[name] = SequenceInfo(
+            name, type_, int(start), int(increment), owner, int(minimum), int(maximum), int(cache), cycle, unlogged
+        )
+    for name, table, permissive, command, roles, using, check in fetch(connection, _POLICIES, params):
+        policy = PolicyInfo(name, table, permissive, command, tuple(roles), using, check)
+        snap.policies[policy.key] = policy
+    for name, table, definition, enabled, qualified in fetch(connection, _TRIGGERS, params):
+        trigger = TriggerInfo(name, table, _unqualified(definition, qualified, table), enabled)
+        snap.triggers[trigger.key] = trigger
+    for name, table, definition, enabled, qualified in fetch(connection, _RULES, params):
+        rule = RuleInfo(name, table, _unqualified(definition, qualified, table), enabled)
+        snap.rules[rule.key] = rule
     return snap
+
+
+@dataclass(frozen=True)
+class SequencePosition:
+    """Where a sequence feeding a unique column stands against the values that column already holds."""
+
+    sequence: str
+    column: str  # "table.column"
+    increment: int
+    next_value: int  # what nextval() returns next
+    largest: int | None  # the column's largest value (smallest, for a descending sequence); None: empty
+
+    @property
+    def behind(self) -> bool:
+        """Whether the next value is one the column may already hold: the next insert would fail."""
+        if self.largest is None:
+            return False
+        return self.next_value <= self.largest if self.increment > 0 else self.next_value >= self.largest
+
+
+# Sequences that feed (by default or as identity) a column that is by itself the key of a unique index.
+# A sequence behind such a column makes the next insert fail; elsewhere a repeated value is allowed.
+_FED_UNIQUE_COLUMNS = f"""
+    WITH fed AS (
+        SELECT dep.refobjid AS seq, d.adrelid AS rel, d.adnum AS col FROM pg_attrdef d
+        JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
+             AND dep.refclassid = 'pg_class'::regclass
+        WHERE d.adrelid = ANY({_OIDS})
+        UNION
+        SELECT dep.objid, dep.refobjid, dep.refobjsubid FROM pg_depend dep
+        WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+          AND dep.deptype = 'i' AND dep.refobjid = ANY({_OIDS})
+    )
+    SELECT s.relname, c.relname || '.' || a.attname, q.seqincrement,
+           quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(a.attname)
+    FROM fed
+    JOIN pg_class s ON s.oid = fed.seq AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace
+    JOIN pg_sequence q ON q.seqrelid = s.oid
+    JOIN pg_class c ON c.oid = fed.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = fed.rel AND a.attnum = fed.col
+    WHERE EXISTS (SELECT FROM pg_index x WHERE x.indrelid = fed.rel AND x.indisunique AND x.indisvalid
+                  AND x.indnkeyatts = 1 AND x.indkey[0] = fed.col AND x.indpred IS NULL)
+    ORDER BY 1, 2
+"""
+
+
+def sequence_positions(connection: Queryable, tables: Sequence[str]) -> list[SequencePosition]:
+    """For each sequence feeding a unique column of ``tables``: its next value and the column's largest.
+
+    Needs only SELECT on the sequences and tables (``pg_read_all_data`` will do); the largest value
+    comes from the unique index, so this reads one index entry per column, not the table.
+    """
+    params = {"oids": [str(oid) for oid in table_oids(connection, tables).values()]}
+    fed = fetch(connection, _FED_UNIQUE_COLUMNS, params)
+    positions = []
+    for sequence, column, increment, seq_sql, table_sql, column_sql in fed:
+        extreme = "max" if increment > 0 else "min"
+        last, called, largest = fetch(
+            connection,
+            _literal_percent(
+                f"SELECT last_value, is_called, (SELECT {extreme}({column_sql}) FROM {table_sql}) FROM {seq_sql}"
+            ),
+            {},
+        )[0]
+        next_value = int(last) + int(increment) if called else int(last)
+        positions.append(
+            SequencePosition(sequence, column, int(increment), next_value, None if largest is None else int(largest))
+        )
+    return positions
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where the search path finds a name: the schemas on it holding a relation so named, in its order."""
+
+    name: str
+    schemas: tuple[str, ...]
+
+    @property
+    def schema(self) -> str | None:
+        """The schema whose relation every unqualified query of that name uses."""
+        return self.schemas[0] if self.schemas else None
+
+
+def resolve(connection: Queryable, names: Sequence[str]) -> tuple[list[str], dict[str, Resolution]]:
+    """The session's search path (its schemas that exist) and where on it each of ``names`` is found.
+
+    Reads only the names of relations in schemas on the search path.
+    """
+    rows = fetch(
+        connection,
+        "SELECT current_schemas(false), name, ARRAY("
+        "  SELECT p.nspname FROM unnest(current_schemas(false)) WITH ORDINALITY AS p(nspname, position)"
+        "  JOIN pg_namespace n ON n.nspname = p.nspname"
+        "  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = name ORDER BY p.position)"
+        " FROM unnest(CAST(%(names)s AS text[])) AS name",
+        {"names": list(names)},
+    )
+    path = list(rows[0][0]) if rows else []
+    return path, {name: Resolution(name, tuple(schemas)) for _, name, schemas in rows}
+
+
+def equal_constants(connection: Queryable, pairs: Sequence[tuple[str, str, str]]) -> list[bool]:
+    """For each (type, a, b) of constant expressions: whether a and b are the same value of that type.
+
+    ``'x'::text`` and ``'x'::character varying`` spell one default of a varchar column; only
+    literals and casts may be given (see ``drift``), so evaluating them has no effect.
+    """
+    if not pairs:
+        return []
+    columns = ", ".join(f"CAST(({a}) AS {type_}) IS NOT DISTINCT FROM CAST(({b}) AS {type_})" for type_, a, b in pairs)
+    return [bool(value) for value in fetch(connection, _literal_percent(f"SELECT {columns}"), {})[0]]
+
+
+def _literal_percent(sql: str) -> str:
+    """``sql`` built from names and literals, for a parameterised execute: its % signs are not placeholders."""
+    return sql.replace("%", "%%")

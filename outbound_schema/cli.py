@@ -7,23 +7,20 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
-
-from outbound_schema import drift
-from outbound_schema.config import LIMITS_ATTRIBUTE, VERSION_TABLE, alembic_config
-from outbound_schema.database import configured_url, connect, mask
-from outbound_schema.ddl import resolve_limits
+from outbound_schema import drift, dsn
+from outbound_schema.config import VERSION_TABLE, script_location
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas
-from outbound_schema.locking import lock_wait_seconds
-from outbound_schema.revisions import applied_revisions
-from outbound_schema.takeover import RevisionReport, assess
+from outbound_schema.expected import SNAPSHOT_COMMAND
+from outbound_schema.history import History, HistoryUnreadable
+
+# The migration commands need Alembic and SQLAlchemy (a second to import); `check` needs neither,
+# so they are imported by the commands that use them.
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy.engine import URL
+    from sqlalchemy.exc import DBAPIError
 
 _VERDICTS = {
     "applied": "applied",
@@ -106,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
+    from outbound_schema.database import configured_url
+
     url = configured_url(args.database_url)
     if url is None and not offline:
         from outbound_schema.embedded import default_database_url  # the models, the server wheel: only now
@@ -116,6 +115,8 @@ def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
 
 def _existing_url(args: argparse.Namespace) -> URL:
     """For commands that only read: the configured URL, or an embedded database an upgrade made."""
+    from outbound_schema.database import configured_url
+
     url = configured_url(args.database_url)
     if url is not None:
         return url
@@ -133,6 +134,15 @@ def _existing_url(args: argparse.Namespace) -> URL:
 
 def _status(url: URL, *, version_table: str, gate: bool) -> int:
     """Each step's state. Exit 1 on conflicts or an unknown revision, or with ``gate`` anywhere but head."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from outbound_schema.config import alembic_config
+    from outbound_schema.database import connect, mask
+    from outbound_schema.expected import ExpectedSchemas
+    from outbound_schema.revisions import applied_revisions
+    from outbound_schema.takeover import RevisionReport, assess
+
     script = ScriptDirectory.from_config(alembic_config(url))
     known = {rev.revision for rev in script.walk_revisions()}
     with connect(url) as connection:
@@ -165,14 +175,20 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """Exit 0 when the database matches, 1 on drift, 2 when it could not be checked."""
+    """Exit 0 when the database matches, 1 on drift, 2 when it could not be checked.
+
+    Runs on psycopg alone: neither Alembic nor SQLAlchemy is imported unless no URL is configured.
+    """
+    import psycopg
+
     try:
-        url = _existing_url(args)
-        script = ScriptDirectory.from_config(alembic_config(url))
-        with connect(url) as connection:
-            report = drift.check(connection, script, mask(url), args.version_table)
-    except (OutboundSchemaError, DBAPIError) as exc:
-        message = str(exc) if isinstance(exc, OutboundSchemaError) else _database_refused(exc)
+        raw, source = dsn.configured(args.database_url) or _embedded_for_reading(args)
+        history = History.read(script_location())
+        with dsn.connect(raw, source=source) as connection:
+            connection.read_only = True
+            report = drift.check(connection, history, dsn.mask(raw), args.version_table)
+    except (OutboundSchemaError, HistoryUnreadable, psycopg.Error) as exc:
+        message = _database_refused(exc) if isinstance(exc, psycopg.Error) else str(exc)
         if args.format == "json":
             print(json.dumps({"format": drift.FORMAT_VERSION, "status": "error", "error": message}))
         print(f"outbound-schema: could not check: {message}", file=sys.stderr)
@@ -181,8 +197,14 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.drift else 0
 
 
+def _embedded_for_reading(args: argparse.Namespace) -> tuple[str, str]:
+    url = _existing_url(args)
+    return url.render_as_string(hide_password=False), "the embedded database"
+
+
 def _snapshot(args: argparse.Namespace) -> int:
     """Exit 0 when the files are (now) up to date; with --check, 1 when any is stale."""
+    from outbound_schema.database import configured_url
     from outbound_schema.snapshot import regenerate
 
     outcome = regenerate(configured_url(args.database_url), check_only=args.check)
@@ -198,8 +220,8 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_refused(exc: DBAPIError) -> str:
-    detail = " ".join(str(exc.orig).split())
+def _database_refused(exc: DBAPIError | psycopg.Error) -> str:
+    detail = " ".join(str(getattr(exc, "orig", exc)).split())
     return (
         f"The database refused a statement ({detail}). If this is a permission error, run as a role that "
         "may read the catalog, the outbound tables and the version table (SELECT privilege), and for "
@@ -236,8 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(
             logging.WARNING if args.command in ("status", "check", "snapshot") else logging.INFO
         )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # "setup plugin ..." on import
     if args.command == "check":
         return _check(args)
+    from alembic import command
+    from sqlalchemy.exc import DBAPIError
+
+    from outbound_schema.config import LIMITS_ATTRIBUTE, alembic_config
+    from outbound_schema.ddl import resolve_limits
+    from outbound_schema.locking import lock_wait_seconds
+
     try:
         if args.command == "status":
             return _status(_existing_url(args), version_table=args.version_table, gate=args.check)

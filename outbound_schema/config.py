@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from sqlalchemy.engine import URL
+if TYPE_CHECKING:  # Alembic and SQLAlchemy are imported when a Config is made, not to read a name
+    from alembic.config import Config
+    from sqlalchemy.engine import URL
 
 #: Our own version table, so that a host application's ``alembic_version``
 #: (and its heads) never collide with ours in a shared database.
@@ -45,6 +47,8 @@ def script_location() -> Path:
 
 def alembic_config(url: URL | None = None, *, lock_wait: float | None = None) -> Config:
     """A Config for our migrations; ``url`` None means DATABASE_URL or the embedded default."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     config.set_main_option("path_separator", "os")

@@ -5,23 +5,37 @@ object of our tables with the committed expected-schema file
 (``outbound_schema.expected``) of the revision the database is at (of head
 when it is untracked, or at a revision this library does not know). The test
 suite proves head's file equal to the models, so a green check means the
-database holds what the code expects. Besides what Alembic's autogenerate
-compares (columns, types, nullability, server defaults, indexes, foreign
-keys) it catches what autogenerate misses: an index redefined under the same
-name, an INVALID index, a constraint or index under another name, extra
-tables, columns, indexes and constraints, table options (unlogged, storage
-parameters, row security), column collations, sequence options, and where the
-version table stands.
+database holds what the code expects.
+
+Everything about our tables that changes how they behave is compared: columns
+(type, collation, nullability, default, identity, generation, per-column
+settings), table settings (logged or not, storage parameters, row-level
+security, replica identity, inheritance), every constraint (definition with
+its actions and deferrability, NOT VALID, triggers disabled), indexes
+(definition, validity), sequences (options, ownership, and whether one feeding
+a unique column has fallen behind its values), policies, triggers and rules;
+then where the search path finds our tables, and where the version table
+stands. Comments, grants and owners are not compared: they do not change what
+the tables hold or do. Nothing of the host application's tables, nor of
+schemas off the search path, is read.
+
+The check needs no SQLAlchemy and no Alembic at run time: it reads the
+revision graph from the revision files (``outbound_schema.history``) and talks
+to PostgreSQL through psycopg, with SELECT privileges only (a role with
+``pg_read_all_data`` will do).
 
 The JSON report (``--format json``) has this shape, stable within ``format`` 1::
 
     {"format": 1, "status": "ok" | "drift" | "error", "database": "<masked URL>",
      "revision": {"state": "at_head" | "behind" | "ahead" | "unknown" | "untracked",
                   "current": ["46d"], "head": "46d", "pending": [], "compared_with": "46d"},
-     "objects": [{"kind": "table" | "column" | "constraint" | "index" | "sequence" | "revision",
-                  "name": "...", "verdict": "ok" | "missing" | "different" | "extra" | "invalid" | "renamed"
-                  | "behind" | "ahead" | "unknown" | "untracked",
-                  "expected": "..." | null, "found": "..." | null}],
+     "objects": [{"kind": "table" | "column" | "constraint" | "index" | "sequence" | "position"
+                          | "policy" | "trigger" | "rule" | "search_path" | "revision",
+                  "name": "...",
+                  "verdict": "ok" | "missing" | "different" | "extra" | "invalid" | "renamed" | "disabled"
+                             | "behind" | "ahead" | "unknown" | "untracked" | "shadowed" | "elsewhere",
+                  "expected": "..." | null, "found": "..." | null,
+                  "detail": "what differs, in words, and what to do" | null}],
      "summary": {"ok": 40, "drift": 0}}
 
 On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
@@ -30,19 +44,38 @@ On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
-
-from outbound_schema.catalog import ConstraintInfo, IndexInfo, Snapshot, snapshot
+from outbound_schema.catalog import (
+    ColumnInfo,
+    ConstraintInfo,
+    IndexInfo,
+    PolicyInfo,
+    Resolution,
+    RuleInfo,
+    SequenceInfo,
+    SequencePosition,
+    Snapshot,
+    TableInfo,
+    TriggerInfo,
+    equal_constants,
+    fetch,
+    resolve,
+    sequence_positions,
+    snapshot,
+)
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas
-from outbound_schema.revisions import applied_revisions, order_key
+from outbound_schema.expected import SNAPSHOT_COMMAND, load_file
+from outbound_schema.history import History
+from outbound_schema.keywords import quote
+from outbound_schema.revisions import order_key
+
+if TYPE_CHECKING:
+    from outbound_schema.catalog import Queryable
 
 FORMAT_VERSION = 1
 
@@ -54,24 +87,20 @@ class Verdict:
     verdict: str
     expected: str | None = None
     found: str | None = None
+    detail: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.verdict == "ok"
 
     def line(self) -> str:
-        mark = "✅" if self.ok else "❌"
         if self.ok:
-            return f"{mark} {self.kind} {self.name}: {self.found}"
-        if self.verdict == "missing":
-            return f"{mark} {self.kind} {self.name}: missing; expected {self.expected}"
-        if self.verdict == "extra":
-            return f"{mark} {self.kind} {self.name}: extra, not created by any revision: {self.found}"
-        if self.verdict == "renamed":
-            return f"{mark} {self.kind} {self.name}: found under another name: {self.found}"
-        if self.kind == "revision":
-            return f"{mark} revision {self.name}: {self.found}; expected {self.expected}"
-        return f"{mark} {self.kind} {self.name}: {self.verdict}; expected {self.expected}; found {self.found}"
+            return f"✅ {self.kind} {self.name}: {self.found}"
+        return f"❌ {self.kind} {self.name}: {self.detail}"
+
+
+def _verdict(kind: str, name: str, verdict: str, expected: str | None, found: str | None, detail: str) -> Verdict:
+    return Verdict(kind, name, verdict, expected, found, detail)
 
 
 @dataclass
@@ -122,67 +151,370 @@ class Report:
         return "\n".join(lines)
 
 
-def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
-    """One verdict per expected object, then one per extra object on our tables."""
-    live = set(found.tables)
-    yield from _compare_tables(expected, found)
-    yield from _compare_named(
-        "constraint",
-        {k: v for k, v in expected.constraints.items() if v.table in live},
-        found.constraints,
-        ConstraintInfo.shape,
-        valid=lambda constraint: constraint.validated,
-    )
-    yield from _compare_named(
-        "index",
-        {k: v for k, v in expected.indexes.items() if v.table in live},
-        found.indexes,
-        IndexInfo.shape,
-        # Indexes that enforce a constraint (primary keys, unique constraints) are reported as constraints.
-        reportable=lambda index: index.constraint is None,
-        valid=lambda index: index.valid,
-    )
-    yield from _compare_named(
-        "sequence",
-        {k: v for k, v in expected.sequences.items() if not v.owned_by or v.owned_by.split(".")[0] in live},
-        found.sequences,
-        lambda sequence: sequence,
-        renames=False,
-    )
+# Spellings PostgreSQL keeps apart that mean one default.
+
+#: Each is the transaction's start time: now() is transaction_timestamp(), and CURRENT_TIMESTAMP calls it.
+_TRANSACTION_START = re.compile(r"^\(*(?:now\(\)|transaction_timestamp\(\)|CURRENT_TIMESTAMP)\)*$")
+_CAST_SUFFIX = re.compile(r"^(.*)::(?P<type>[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?)$")
+#: A literal with casts and nothing else: evaluating it has no effect, so the server may compare two.
+_CONSTANT = re.compile(
+    r"^\(*(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|true|false|NULL)\)*"
+    r"(?:::[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?\)*)*$"
+)
 
 
-def _compare_tables(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
+def _canonical_default(default: str | None, column_type: str) -> str | None:
+    if default is None:
+        return None
+    cast = _CAST_SUFFIX.match(default)
+    bare = cast.group(1) if cast and cast.group("type") == column_type else default
+    return "CURRENT_TIMESTAMP" if _TRANSACTION_START.match(bare) else default
+
+
+def _constant_pairs(expected: Snapshot, found: Snapshot) -> list[tuple[str, str, str]]:
+    """(type, expected default, found default) of columns whose constant defaults are spelled differently."""
+    pairs = []
     for name, table in expected.tables.items():
         live = found.tables.get(name)
-        if live is None:
-            yield Verdict("table", name, "missing", table.describe())
-            continue
-        if live.settings() != table.settings():
-            yield Verdict("table", name, "different", table.describe(), live.describe())
-        else:
-            yield Verdict("table", name, "ok", found=live.describe())
         for column in table.columns:
-            qualified = f"{name}.{column.name}"
-            have = live.column(column.name)
-            if have is None:
-                yield Verdict("column", qualified, "missing", column.describe())
-            elif have != column:
-                yield Verdict("column", qualified, "different", column.describe(), have.describe())
+            have = live.column(column.name) if live else None
+            if have is None or have.type != column.type or column.default == have.default:
+                continue
+            if column.default and have.default and _CONSTANT.match(column.default) and _CONSTANT.match(have.default):
+                pairs.append((column.type, column.default, have.default))
+    return pairs
+
+
+@dataclass(frozen=True)
+class Equivalences:
+    """Defaults found equal on the server though spelled differently: (type, expected, found)."""
+
+    constants: frozenset[tuple[str, str, str]] = frozenset()
+
+    def same_default(self, want: ColumnInfo, have: ColumnInfo) -> bool:
+        if want.default == have.default:
+            return True
+        if _canonical_default(want.default, want.type) == _canonical_default(have.default, have.type):
+            return True
+        return (want.type, want.default, have.default) in self.constants
+
+    def same_column(self, want: ColumnInfo, have: ColumnInfo) -> bool:
+        without_default = (want.name, want.type, want.nullable, want.collation, want.identity, want.generated)
+        if without_default != (have.name, have.type, have.nullable, have.collation, have.identity, have.generated):
+            return False
+        return want.options == have.options and self.same_default(want, have)
+
+
+# What differs, in words an operator acts on.
+
+
+def _table_detail(want: TableInfo, have: TableInfo) -> str:
+    said = []
+    on = quote(want.name)
+    if have.unlogged != want.unlogged:
+        said.append(
+            f"is UNLOGGED: PostgreSQL empties it after a crash and does not replicate it to standbys "
+            f"(ALTER TABLE {on} SET LOGGED makes it durable again)"
+            if have.unlogged
+            else "is logged, expected UNLOGGED"
+        )
+    if have.options != want.options:
+        said.append(f"has storage parameters {_list(have.options)}, expected {_list(want.options)}")
+    if have.row_security != want.row_security:
+        said.append(
+            "has row-level security enabled: every role but the owner and BYPASSRLS roles now reads and writes "
+            f"only the rows a policy allows, none without one (ALTER TABLE {on} DISABLE ROW LEVEL SECURITY)"
+            if have.row_security
+            else "has row-level security disabled, expected enabled: its policies are not applied"
+        )
+    if have.force_row_security != want.force_row_security:
+        said.append(
+            "forces row-level security on its owner too"
+            if have.force_row_security
+            else "no longer forces row-level security on its owner"
+        )
+    if have.replica_identity != want.replica_identity:
+        said.append(
+            f"has REPLICA IDENTITY {have.replica_identity}, expected {want.replica_identity}: logical "
+            "replication and change capture send other old-row values (or refuse updates and deletes)"
+        )
+    if have.parents != want.parents:
+        said.append(f"inherits from {_list(have.parents)}, expected {_list(want.parents)}")
+    if have.children != want.children:
+        said.append(
+            f"is inherited by {_list(have.children)}, expected {_list(want.children)}: "
+            "queries on it also read the rows of its children"
+        )
+    return "; ".join(said)
+
+
+def _list(items: Iterable[str]) -> str:
+    listed = ", ".join(items)
+    return f"({listed})" if listed else "none"
+
+
+def _column_detail(want: ColumnInfo, have: ColumnInfo, same_default: bool) -> str:
+    said = []
+    if have.type != want.type:
+        said.append(f"has type {have.type}, expected {want.type}")
+    if have.collation != want.collation:
+        said.append(
+            f"has collation {have.collation or 'default'}, expected {want.collation or 'the default'}: "
+            "sorting, comparisons and the indexes on it follow the collation"
+        )
+    if have.nullable != want.nullable:
+        said.append(
+            "allows NULL, expected NOT NULL"
+            if have.nullable
+            else "is NOT NULL, expected to allow NULL: writes that leave it empty now fail"
+        )
+    if (have.generated, have.identity) != (want.generated, want.identity):
+        said.append(f"is {_generation(have)}, expected {_generation(want)}")
+    elif not same_default:
+        if have.default is None:
+            said.append(f"has no default, expected DEFAULT {want.default}: inserts that omit it store NULL")
+        elif want.default is None:
+            said.append(f"has DEFAULT {have.default}, expected none")
+        else:
+            said.append(f"has DEFAULT {have.default}, expected DEFAULT {want.default}")
+    if have.options != want.options:
+        said.append(f"has SET {_list(have.options)}, expected {_list(want.options)}")
+    return "; ".join(said)
+
+
+def _generation(column: ColumnInfo) -> str:
+    if column.generated:
+        return f"generated ALWAYS AS ({column.default}) {column.generated}"
+    if column.identity:
+        return f"an identity column GENERATED {column.identity}"
+    return f"a plain column{f' with DEFAULT {column.default}' if column.default else ''}"
+
+
+_CLAUSES = (
+    ("ON UPDATE", re.compile(r" ON UPDATE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)(?: \([^)]*\))?")),
+    ("ON DELETE", re.compile(r" ON DELETE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)(?: \([^)]*\))?")),
+    ("MATCH", re.compile(r" MATCH (FULL|PARTIAL|SIMPLE)")),
+    ("deferrability", re.compile(r" (DEFERRABLE(?: INITIALLY DEFERRED)?)")),
+)
+_DEFAULT_CLAUSE = {
+    "ON UPDATE": "ON UPDATE NO ACTION",
+    "ON DELETE": "ON DELETE NO ACTION",
+    "MATCH": "MATCH SIMPLE",
+    "deferrability": "NOT DEFERRABLE",
+}
+
+
+def _constraint_detail(want: ConstraintInfo, have: ConstraintInfo) -> str:
+    if (have.table, have.kind) != (want.table, want.kind):
+        return f"is {have.describe()}, expected {want.describe()}"
+    cores, clauses = [], []
+    for definition in (want.shape()[2], have.shape()[2]):
+        found = {}
+        for label, pattern in _CLAUSES:
+            match = pattern.search(definition)
+            if match:
+                found[label] = match.group(0).strip()
+                definition = definition.replace(match.group(0), "", 1)
+        cores.append(definition)
+        clauses.append(found)
+    if cores[0] != cores[1]:
+        return f"is {have.definition}, expected {want.definition}"
+    said = [
+        f"is {clauses[1].get(label, _DEFAULT_CLAUSE[label])}, expected {clauses[0].get(label, _DEFAULT_CLAUSE[label])}"
+        for label, _ in _CLAUSES
+        if clauses[0].get(label) != clauses[1].get(label)
+    ]
+    return "; ".join(said)
+
+
+def _sequence_detail(want: SequenceInfo, have: SequenceInfo) -> str:
+    said = []
+    if have.owned_by != want.owned_by:
+        if have.owned_by is None:
+            said.append(
+                f"is no longer owned by {want.owned_by}: it still exists and feeds its default, but dropping that "
+                f"column or table would leave it behind (ALTER SEQUENCE {quote(want.name)} OWNED BY {want.owned_by})"
+            )
+        else:
+            said.append(f"is owned by {have.owned_by}, expected {want.owned_by or 'no column'}")
+    expected, found = want.options(), have.options()
+    for option, value in found.items():
+        if value != expected[option]:
+            if option == "CYCLE":
+                said.append(
+                    "cycles: past its maximum it starts again and hands out values already used"
+                    if value
+                    else "does not cycle, expected CYCLE"
+                )
+            elif option == "UNLOGGED":
+                said.append(
+                    "is UNLOGGED: after a crash it restarts and hands out values already used"
+                    if value
+                    else "is logged, expected UNLOGGED"
+                )
             else:
-                yield Verdict("column", qualified, "ok", found=have.describe())
-        for extra in live.columns:
-            if table.column(extra.name) is None:
-                yield Verdict("column", f"{name}.{extra.name}", "extra", found=extra.describe())
-    for name, live in found.tables.items():
-        if name not in expected.tables:
-            yield Verdict("table", name, "extra", found=live.describe())
+                said.append(f"has {option} {value}, expected {expected[option]}")
+    return "; ".join(said)
+
+
+def _policy_detail(want: PolicyInfo, have: PolicyInfo) -> str:
+    said = []
+    if have.permissive != want.permissive:
+        said.append(
+            f"is {'PERMISSIVE' if have.permissive else 'RESTRICTIVE'}, expected "
+            f"{'PERMISSIVE' if want.permissive else 'RESTRICTIVE'}"
+        )
+    if have.command != want.command:
+        said.append(f"applies to {have.command}, expected {want.command}")
+    if have.roles != want.roles:
+        said.append(f"applies to roles {', '.join(have.roles)}, expected {', '.join(want.roles)}")
+    if have.using != want.using:
+        said.append(f"lets rows be seen USING ({have.using}), expected ({want.using})")
+    if have.check != want.check:
+        said.append(f"lets rows be written WITH CHECK ({have.check}), expected ({want.check})")
+    return "; ".join(said)
+
+
+def _firing_detail(have_enabled: str, want_enabled: str, fired: str) -> str:
+    if have_enabled == "D":
+        return f"is disabled: {fired}"
+    state = {"O": "enabled", "R": "enabled for replication sessions only", "A": "enabled even during replication"}
+    return f"is {state[have_enabled]}, expected {state.get(want_enabled, 'disabled')}"
+
+
+def _trigger_detail(want: TriggerInfo, have: TriggerInfo) -> str:
+    if have.shape()[:2] != want.shape()[:2]:
+        return f"is {have.describe()}, expected {want.describe()}"
+    return _firing_detail(have.enabled, want.enabled, "it no longer fires")
+
+
+def _rule_detail(want: RuleInfo, have: RuleInfo) -> str:
+    if have.shape()[:2] != want.shape()[:2]:
+        return f"is {have.describe()}, expected {want.describe()}"
+    return _firing_detail(have.enabled, want.enabled, "it no longer rewrites queries")
+
+
+# The comparison.
 
 
 class _Described(Protocol):
     def describe(self) -> str: ...
 
 
+class _OnTable(_Described, Protocol):
+    @property
+    def table(self) -> str: ...
+
+
 _T = TypeVar("_T", bound=_Described)
+_O = TypeVar("_O", bound=_OnTable)
+
+
+def _on(objects: Mapping[str, _O], tables: set[str]) -> dict[str, _O]:
+    return {key: obj for key, obj in objects.items() if obj.table in tables}
+
+
+def compare(expected: Snapshot, found: Snapshot, same: Equivalences | None = None) -> Iterator[Verdict]:
+    """One verdict per expected object, then one per extra object on our tables."""
+    same = same or Equivalences()
+    live = set(found.tables)
+    yield from _compare_tables(expected, found, same)
+
+    yield from _compare_named(
+        "constraint",
+        _on(expected.constraints, live),
+        found.constraints,
+        ConstraintInfo.shape,
+        _constraint_detail,
+        problem=_constraint_problem,
+    )
+    yield from _compare_named(
+        "index",
+        _on(expected.indexes, live),
+        found.indexes,
+        IndexInfo.shape,
+        lambda want, have: f"is {have.describe()}, expected {want.describe()}",
+        # Indexes that enforce a constraint (primary keys, unique constraints) are reported as constraints.
+        reportable=lambda index: index.constraint is None,
+        problem=_index_problem,
+    )
+    yield from _compare_named(
+        "sequence",
+        {k: v for k, v in expected.sequences.items() if not v.owned_by or v.owned_by.split(".")[0] in live},
+        found.sequences,
+        lambda sequence: sequence,
+        _sequence_detail,
+        renames=False,
+    )
+    yield from _compare_named(
+        "policy", _on(expected.policies, live), found.policies, PolicyInfo.shape, _policy_detail, renames=False
+    )
+    yield from _compare_named(
+        "trigger", _on(expected.triggers, live), found.triggers, TriggerInfo.shape, _trigger_detail, renames=False
+    )
+    yield from _compare_named(
+        "rule", _on(expected.rules, live), found.rules, RuleInfo.shape, _rule_detail, renames=False
+    )
+
+
+def _constraint_problem(constraint: ConstraintInfo) -> tuple[str, str] | None:
+    on, name = quote(constraint.table), quote(constraint.name)
+    if not constraint.enforced:
+        return (
+            "disabled",
+            f"is not enforced: the triggers that enforce it are disabled (ALTER TABLE … DISABLE TRIGGER ALL), so "
+            f"rows written meanwhile were never checked. Re-enable them (ALTER TABLE {on} ENABLE TRIGGER ALL), then "
+            "find the rows that break it",
+        )
+    if not constraint.validated:
+        return (
+            "invalid",
+            f"is NOT VALID: new rows are checked but the rows that existed when it was added never were "
+            f"(ALTER TABLE {on} VALIDATE CONSTRAINT {name} checks them without blocking writes)",
+        )
+    return None
+
+
+def _index_problem(index: IndexInfo) -> tuple[str, str] | None:
+    if index.valid:
+        return None
+    return (
+        "invalid",
+        "is INVALID, left by a concurrent build that failed or was interrupted: queries do not use it, yet "
+        f"every write maintains it. Drop it (DROP INDEX CONCURRENTLY {quote(index.name)}) and build it again "
+        f"({index.definition.replace('INDEX', 'INDEX CONCURRENTLY', 1)})",
+    )
+
+
+def _compare_tables(expected: Snapshot, found: Snapshot, same: Equivalences) -> Iterator[Verdict]:
+    for name, table in expected.tables.items():
+        live = found.tables.get(name)
+        if live is None:
+            yield _verdict("table", name, "missing", table.describe(), None, f"missing; expected {table.describe()}")
+            continue
+        if live.settings() != table.settings():
+            detail = _table_detail(table, live)
+            yield _verdict("table", name, "different", table.describe(), live.describe(), detail)
+        else:
+            yield Verdict("table", name, "ok", found=live.describe())
+        for column in table.columns:
+            qualified = f"{name}.{column.name}"
+            have = live.column(column.name)
+            if have is None:
+                detail = f"missing; expected {column.describe()}"
+                yield _verdict("column", qualified, "missing", column.describe(), None, detail)
+            elif not same.same_column(column, have):
+                detail = _column_detail(column, have, same.same_default(column, have))
+                yield _verdict("column", qualified, "different", column.describe(), have.describe(), detail)
+            else:
+                yield Verdict("column", qualified, "ok", found=have.describe())
+        for extra in live.columns:
+            if table.column(extra.name) is None:
+                detail = f"extra, not created by any revision: {extra.describe()}"
+                yield _verdict("column", f"{name}.{extra.name}", "extra", None, extra.describe(), detail)
+    for name, live in found.tables.items():
+        if name not in expected.tables:
+            yield _verdict("table", name, "extra", None, live.describe(), f"extra: {live.describe()}")
 
 
 def _compare_named(
@@ -190,45 +522,121 @@ def _compare_named(
     expected: Mapping[str, _T],
     found: Mapping[str, _T],
     shape: Callable[[_T], object],
+    detail: Callable[[_T, _T], str],
     *,
     renames: bool = True,
     reportable: Callable[[_T], bool] = lambda _: True,
-    valid: Callable[[_T], bool] = lambda _: True,
+    problem: Callable[[_T], tuple[str, str] | None] = lambda _: None,
 ) -> Iterator[Verdict]:
     """Missing, renamed (same shape under another name), different, invalid or ok; then the extras."""
-    extras = {name: obj for name, obj in found.items() if name not in expected and reportable(obj)}
-    for name, want in expected.items():
-        have = found.get(name)
+    extras = {key: obj for key, obj in found.items() if key not in expected and reportable(obj)}
+    for key, want in expected.items():
+        name = _display(key)
+        have = found.get(key)
         if have is None:
-            twin = (
-                next((n for n, o in extras.items() if shape(o) == shape(want) and valid(o)), None) if renames else None
+            twin = next(
+                (k for k, o in extras.items() if renames and shape(o) == shape(want) and problem(o) is None), None
             )
             if twin is not None:
-                yield Verdict(kind, name, "renamed", want.describe(), f"{twin}: {extras.pop(twin).describe()}")
+                twin_obj = extras.pop(twin)
+                said = f"found under another name, {_display(twin)}: {twin_obj.describe()}"
+                yield _verdict(kind, name, "renamed", want.describe(), f"{_display(twin)}: {twin_obj.describe()}", said)
             else:
-                yield Verdict(kind, name, "missing", want.describe())
+                yield _verdict(kind, name, "missing", want.describe(), None, f"missing; expected {want.describe()}")
         elif shape(have) != shape(want):
-            yield Verdict(kind, name, "different", want.describe(), have.describe())
-        elif not valid(have):
-            yield Verdict(kind, name, "invalid", want.describe(), have.describe())
+            yield _verdict(kind, name, "different", want.describe(), have.describe(), detail(want, have))
+        elif (trouble := problem(have)) is not None:
+            yield _verdict(kind, name, trouble[0], want.describe(), have.describe(), trouble[1])
         else:
             yield Verdict(kind, name, "ok", found=have.describe())
-    for name, extra in extras.items():
-        yield Verdict(kind, name, "extra", found=extra.describe())
+    for key, extra in extras.items():
+        said = f"extra, not created by any revision: {extra.describe()}"
+        yield _verdict(kind, _display(key), "extra", None, extra.describe(), said)
 
 
-def revision_state(
-    connection: Connection, script: ScriptDirectory, version_table: str = VERSION_TABLE
-) -> RevisionState:
-    heads = script.get_heads()
+def _display(key: str) -> str:
+    """Policies, triggers and rules are keyed "table.name": shown as "name on table"."""
+    table, dot, name = key.partition(".")
+    return f"{name} on {table}" if dot else key
+
+
+def position_verdicts(positions: Iterable[SequencePosition]) -> Iterator[Verdict]:
+    for position in positions:
+        found = f"next value {position.next_value}; {position.column} holds up to {position.largest}"
+        if position.largest is None:
+            yield Verdict(
+                "position",
+                position.sequence,
+                "ok",
+                found=f"next value {position.next_value}; {position.column} is empty",
+            )
+        elif position.behind:
+            table, column = position.column.split(".", 1)
+            fix = (
+                f"SELECT setval({_literal(quote(position.sequence))}, "
+                f"(SELECT max({quote(column)}) FROM {quote(table)}))"
+            )
+            detail = (
+                f"is behind its column: it would hand out {position.next_value}, but {position.column} already "
+                f"holds values up to {position.largest}, so the next insert that takes the default fails on the "
+                f"unique key. Move it past them: {fix}"
+            )
+            yield _verdict("position", position.sequence, "behind", None, found, detail)
+        else:
+            yield Verdict("position", position.sequence, "ok", found=found)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], version_table: str) -> Iterator[Verdict]:
+    """Whether the search path finds our tables where our version table is, each in one place only."""
+    home_of_version = found[version_table].schema if version_table in found else None
+    schemas = [r.schema for r in found.values() if r.schema is not None]
+    home = home_of_version or (max(set(schemas), key=schemas.count) if schemas else None)
+    shown_path = ", ".join(path) or "(no existing schema)"
+    trouble = False
+    for name, resolution in found.items():
+        if len(resolution.schemas) > 1:
+            trouble = True
+            hidden = ", ".join(f"{schema}.{name}" for schema in resolution.schemas[1:])
+            detail = (
+                f"resolves to {resolution.schema}.{name}, which hides {hidden} further down the search_path "
+                f"({shown_path}): the dialer, upgrades and this check all use {resolution.schema}'s. Drop or "
+                "rename the one that is not ours, or fix the search_path"
+            )
+            yield _verdict("search_path", name, "shadowed", home, ", ".join(resolution.schemas), detail)
+        elif resolution.schema is not None and home is not None and resolution.schema != home:
+            trouble = True
+            detail = (
+                f"resolves to schema {resolution.schema}, while our other tables and the version table are in "
+                f"{home} (search_path: {shown_path})"
+            )
+            yield _verdict("search_path", name, "elsewhere", home, resolution.schema, detail)
+    if not trouble:
+        where = f"schema {home}" if home else "no schema yet"
+        yield Verdict("search_path", shown_path, "ok", found=f"our tables resolve to {where}")
+
+
+# Where the version table stands.
+
+
+def read_versions(connection: Queryable, version_table: str) -> list[str]:
+    exists = fetch(connection, "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": quote(version_table)})[0][0]
+    if not exists:
+        return []
+    return sorted(row[0] for row in fetch(connection, f"SELECT version_num FROM {quote(version_table)}", {}))
+
+
+def revision_state(current: list[str], history: History, version_table: str = VERSION_TABLE) -> RevisionState:
+    heads = history.heads()
     head = heads[0] if len(heads) == 1 else ", ".join(heads)
-    context = MigrationContext.configure(connection, opts={"version_table": version_table})
-    current = sorted(context.get_current_heads())
-    known = {rev.revision for rev in script.walk_revisions()}
+    known = set(history.revisions)
     if version_table != VERSION_TABLE:
         # A host's version table also records the host's own heads: only ours count.
         current = [rev for rev in current if rev in known]
-    ours = [rev.revision for rev in ExpectedSchemas(script).managed()]
+    ours = history.managed()
     if not current:
         return RevisionState("untracked", current, head, ours, head)
     unknown = [rev for rev in current if rev not in known]
@@ -237,7 +645,7 @@ def revision_state(
         head_key = order_key(head)
         ahead = head_key is not None and all(k is not None and k > head_key for k in keys)
         return RevisionState("ahead" if ahead else "unknown", current, head, [], head)
-    applied = applied_revisions(script, current)
+    applied = history.applied(current)
     pending = [rev for rev in ours if rev not in applied]
     compared = current[0] if len(current) == 1 else head
     return RevisionState("behind" if pending else "at_head", current, head, pending, compared)
@@ -254,14 +662,13 @@ def _revision_verdict(state: RevisionState, version_table: str) -> Verdict:
         "ahead": f"{current}, ahead of head: a newer outbound-schema migrated this database",
         "unknown": f"{current}, not a revision of outbound-schema",
     }[state.state]
-    return Verdict("revision", version_table, state.state, expected, found)
+    return _verdict("revision", version_table, state.state, expected, found, f"{found}; expected {expected}")
 
 
-def check(connection: Connection, script: ScriptDirectory, database: str, version_table: str = VERSION_TABLE) -> Report:
+def check(connection: Queryable, history: History, database: str, version_table: str = VERSION_TABLE) -> Report:
     """Compare the database behind ``connection`` with the expected schema of its revision; changes nothing."""
-    expected = ExpectedSchemas(script)
-    state = revision_state(connection, script, version_table)
-    want = expected.at(state.compared_with)
+    state = revision_state(read_versions(connection, version_table), history, version_table)
+    want = load_file(history.schema_file(state.compared_with))
     if want is None:
         raise OutboundSchemaError(
             f"There is no expected-schema file for revision {state.compared_with}, so the database cannot be "
@@ -269,7 +676,17 @@ def check(connection: Connection, script: ScriptDirectory, database: str, versio
             "revisions) and commit it.",
             exit_code=2,
         )
-    found = snapshot(connection, expected.tables())
-    objects = list(compare(want, found))
+    tables: dict[str, None] = {}
+    for revision in history.managed():
+        snap = load_file(history.schema_file(revision))
+        tables.update(dict.fromkeys(snap.tables if snap else ()))
+    found = snapshot(connection, list(tables))
+    pairs = _constant_pairs(want, found)
+    equal = equal_constants(connection, pairs)
+    same = Equivalences(frozenset(pair for pair, yes in zip(pairs, equal, strict=True) if yes))
+    objects = list(compare(want, found, same))
+    objects.extend(position_verdicts(sequence_positions(connection, list(tables))))
+    path, resolutions = resolve(connection, [*tables, version_table])
+    objects.extend(search_path_verdicts(path, resolutions, version_table))
     objects.append(_revision_verdict(state, version_table))
     return Report(database, state, objects)

@@ -12,13 +12,33 @@ takes the migration lock for it (``outbound_schema.locking``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from alembic.util import CommandError
 
 from outbound_schema.config import EXPECTED_ATTRIBUTE, LIMITS_ATTRIBUTE, LOCK_WAIT_ATTRIBUTE, PREFLIGHT_ATTRIBUTE
 from outbound_schema.ddl import Limits, resolve_limits
+from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
 from outbound_schema.safety import install
+
+
+class MigrationError(OutboundSchemaError, CommandError):
+    """An :class:`OutboundSchemaError` as Alembic's command line expects errors: one line, no traceback."""
+
+
+@contextmanager
+def alembic_errors() -> Iterator[None]:
+    """Hand our errors to Alembic as its own ``CommandError``s (ours catch them as before)."""
+    try:
+        yield
+    except OutboundSchemaError as exc:
+        if isinstance(exc, CommandError):
+            raise
+        raise MigrationError(str(exc), exit_code=exc.exit_code) from None
 
 
 def limits(context: Any) -> Limits:
@@ -36,6 +56,11 @@ def run_migrations(context: Any, *, lock_wait: float | str | None = None) -> Non
     time; the others wait up to ``lock_wait`` seconds (default: ``-x lock_wait=``,
     else OUTBOUND_SCHEMA_LOCK_WAIT, else 600), then find nothing left to do.
     """
+    with alembic_errors():
+        _run(context, lock_wait)
+
+
+def _run(context: Any, lock_wait: float | str | None) -> None:
     config = context.config
     migration_context = context.get_context()
     expected = ExpectedSchemas(context.script, config.attributes.get(EXPECTED_ATTRIBUTE))

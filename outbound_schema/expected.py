@@ -19,22 +19,28 @@ those of the objects, never of a schema. The file is read back by
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from alembic.script import Script, ScriptDirectory
+if TYPE_CHECKING:
+    from alembic.script import Script, ScriptDirectory
 
 from outbound_schema.catalog import (
+    FIRING,
     ColumnInfo,
     ConstraintInfo,
     IndexInfo,
+    PolicyInfo,
+    RuleInfo,
     SequenceInfo,
     Snapshot,
     TableInfo,
-    quote,
+    TriggerInfo,
 )
+from outbound_schema.keywords import quote
 
 SCHEMA_FOLDER = "schema"
 #: The branch label of our first revision, which Alembic extends to every revision after it.
@@ -52,23 +58,36 @@ def render(snap: Snapshot, revision: str) -> str:
     """The file's text for ``snap``; indexes that enforce a constraint are the constraint's."""
     out = [_HEADER.format(revision=revision)]
     for name in sorted(snap.tables):
-        table = snap.tables[name]
+        table, on = snap.tables[name], quote(name)
         options = f" WITH ({', '.join(table.options)})" if table.options else ""
-        head = f"CREATE {'UNLOGGED ' if table.unlogged else ''}TABLE {quote(name)} ("
-        body = ",\n".join(f"    {_column(c)}" for c in table.columns)
+        head = f"CREATE {'UNLOGGED ' if table.unlogged else ''}TABLE {on} ("
+        body = ",\n".join(f"    {quote(c.name)} {c.definition()}" for c in table.columns)
         lines = [f"{head}\n{body}\n){options};" if body else f"{head}){options};"]
+        for column in table.columns:
+            lines.extend(f"ALTER TABLE {on} ALTER COLUMN {quote(column.name)} SET {o};" for o in column.options)
+        lines.extend(f"ALTER TABLE {on} INHERIT {parent};" for parent in table.parents)
+        if table.replica_identity != "DEFAULT":
+            lines.append(f"ALTER TABLE {on} REPLICA IDENTITY {table.replica_identity};")
         if table.row_security:
-            lines.append(f"ALTER TABLE {quote(name)} ENABLE ROW LEVEL SECURITY;")
+            lines.append(f"ALTER TABLE {on} ENABLE ROW LEVEL SECURITY;")
         if table.force_row_security:
-            lines.append(f"ALTER TABLE {quote(name)} FORCE ROW LEVEL SECURITY;")
-        for constraint in sorted((c for c in snap.constraints.values() if c.table == name), key=_by_name):
-            lines.append(f"ALTER TABLE {quote(name)} ADD CONSTRAINT {quote(constraint.name)} {constraint.definition};")
-        for index in sorted((i for i in snap.indexes.values() if i.table == name), key=_by_name):
+            lines.append(f"ALTER TABLE {on} FORCE ROW LEVEL SECURITY;")
+        for constraint in _of(snap.constraints, name):
+            lines.append(f"ALTER TABLE {on} ADD CONSTRAINT {quote(constraint.name)} {constraint.definition};")
+        for index in _of(snap.indexes, name):
             if index.constraint is None:
                 lines.append(f"{index.definition};{'' if index.valid else ' -- INVALID'}")
         owned = [s for s in snap.sequences.values() if s.owned_by and s.owned_by.split(".")[0] == name]
-        for sequence in sorted(owned, key=_by_name):
-            lines.append(_sequence(sequence))
+        lines.extend(_sequence(sequence) for sequence in sorted(owned, key=_by_name))
+        lines.extend(f"{policy.definition};" for policy in _of(snap.policies, name))
+        for trigger in _of(snap.triggers, name):
+            lines.append(f"{trigger.definition};")
+            if trigger.enabled != "O":
+                lines.append(f"ALTER TABLE {on} {FIRING[trigger.enabled]} TRIGGER {quote(trigger.name)};")
+        for rule in _of(snap.rules, name):
+            lines.append(rule.definition)
+            if rule.enabled != "O":
+                lines.append(f"ALTER TABLE {on} {FIRING[rule.enabled]} RULE {quote(rule.name)};")
         out.append("\n".join(lines) + "\n")
     loose = [s for s in snap.sequences.values() if not s.owned_by or s.owned_by.split(".")[0] not in snap.tables]
     if loose:
@@ -76,19 +95,16 @@ def render(snap: Snapshot, revision: str) -> str:
     return "\n".join(out)
 
 
-def _by_name(obj: ConstraintInfo | IndexInfo | SequenceInfo) -> str:
+_N = TypeVar("_N", ConstraintInfo, IndexInfo, PolicyInfo, TriggerInfo, RuleInfo)
+_Named = ConstraintInfo | IndexInfo | SequenceInfo | PolicyInfo | TriggerInfo | RuleInfo
+
+
+def _by_name(obj: _Named) -> str:
     return obj.name
 
 
-def _column(column: ColumnInfo) -> str:
-    parts = [quote(column.name), column.type]
-    if column.collation is not None:
-        parts.append(f"COLLATE {column.collation}")
-    if not column.nullable:
-        parts.append("NOT NULL")
-    if column.default is not None:
-        parts.append(f"DEFAULT {column.default}")
-    return " ".join(parts)
+def _of(objects: Mapping[str, _N], table: str) -> list[_N]:
+    return sorted((o for o in objects.values() if o.table == table), key=_by_name)
 
 
 def _sequence(seq: SequenceInfo) -> str:
@@ -97,7 +113,8 @@ def _sequence(seq: SequenceInfo) -> str:
         table, column = seq.owned_by.split(".", 1)
         owner = f"{quote(table)}.{quote(column)}"
     return (
-        f"CREATE SEQUENCE {quote(seq.name)} AS {seq.type} START WITH {seq.start} INCREMENT BY {seq.increment} "
+        f"CREATE {'UNLOGGED ' if seq.unlogged else ''}SEQUENCE {quote(seq.name)} AS {seq.type} "
+        f"START WITH {seq.start} INCREMENT BY {seq.increment} "
         f"MINVALUE {seq.minimum} MAXVALUE {seq.maximum} CACHE {seq.cache} {'' if seq.cycle else 'NO '}CYCLE "
         f"OWNED BY {owner};"
     )
@@ -108,14 +125,22 @@ _CREATE_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({_IDENT}) \($")
 _TABLE_END = re.compile(r"^\)(?: WITH \((.*)\))?;$")
 _EMPTY_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({_IDENT}) \(\)(?: WITH \((.*)\))?;$")
 _COLUMN = re.compile(rf"^    ({_IDENT}) (.+?),?$")
-_ROW_SECURITY = re.compile(rf"^ALTER TABLE ({_IDENT}) (ENABLE|FORCE) ROW LEVEL SECURITY;$")
-_CONSTRAINT = re.compile(rf"^ALTER TABLE ({_IDENT}) ADD CONSTRAINT ({_IDENT}) (.+);$")
+_IDENTITY = re.compile(r" GENERATED (ALWAYS|BY DEFAULT) AS IDENTITY$")
+_GENERATED = re.compile(r" GENERATED ALWAYS AS \((.*)\) (STORED|VIRTUAL)$")
+_ALTER = re.compile(rf"^ALTER TABLE ({_IDENT}) (.+);$")
+_COLUMN_OPTION = re.compile(rf"^ALTER COLUMN ({_IDENT}) SET (.+)$")
+_FIRING = re.compile(rf"^(DISABLE|ENABLE REPLICA|ENABLE ALWAYS) (TRIGGER|RULE) ({_IDENT})$")
+_CONSTRAINT = re.compile(rf"^ADD CONSTRAINT ({_IDENT}) (.+)$")
 _INDEX = re.compile(rf"^CREATE (UNIQUE )?INDEX ({_IDENT}) ON ({_IDENT}) USING (.+);( -- INVALID)?$")
 _SEQUENCE = re.compile(
-    rf"^CREATE SEQUENCE ({_IDENT}) AS (.+) START WITH (-?\d+) INCREMENT BY (-?\d+) MINVALUE (-?\d+) "
+    rf"^CREATE (UNLOGGED )?SEQUENCE ({_IDENT}) AS (.+) START WITH (-?\d+) INCREMENT BY (-?\d+) MINVALUE (-?\d+) "
     rf"MAXVALUE (-?\d+) CACHE (\d+) (NO )?CYCLE OWNED BY (NONE|{_IDENT}\.{_IDENT});$"
 )
+_POLICY = re.compile(rf"^CREATE POLICY ({_IDENT}) ON ({_IDENT}) AS (PERMISSIVE|RESTRICTIVE) FOR (\w+) TO (.+);$")
+_TRIGGER = re.compile(rf"^CREATE (?:CONSTRAINT )?TRIGGER ({_IDENT}) .*? ON ({_IDENT}) .*;$")
+_RULE = re.compile(rf"^CREATE RULE ({_IDENT}) AS ON \w+ TO ({_IDENT}) .*;$")
 _KIND = {"PRIMARY KEY": "p", "FOREIGN KEY": "f", "UNIQUE": "u", "CHECK": "c", "EXCLUDE": "x"}
+_FIRED = {words: state for state, words in FIRING.items()}
 
 
 def _unquote(name: str) -> str:
@@ -127,15 +152,60 @@ def _parse_column(line: str) -> ColumnInfo:
     if not match:
         raise ValueError(f"not a column: {line!r}")
     name, rest = _unquote(match.group(1)), match.group(2)
-    default = None
-    if " DEFAULT " in rest:
+    identity = generated = default = None
+    if found := _IDENTITY.search(rest):
+        identity, rest = found.group(1), rest[: found.start()]
+    if found := _GENERATED.search(rest):
+        default, generated, rest = found.group(1), found.group(2), rest[: found.start()]
+    elif " DEFAULT " in rest:
         rest, default = rest.split(" DEFAULT ", 1)
     nullable = not rest.endswith(" NOT NULL")
     rest = rest.removesuffix(" NOT NULL")
     collation = None
     if " COLLATE " in rest:
         rest, collation = rest.split(" COLLATE ", 1)
-    return ColumnInfo(name, rest, nullable, default, collation)
+    return ColumnInfo(name, rest, nullable, default, collation, identity, generated)
+
+
+def _closing(text: str, opening: int) -> int:
+    """The index of the parenthesis closing the one at ``opening``, skipping quoted text."""
+    depth, quote_char = 0, ""
+    for at in range(opening, len(text)):
+        char = text[at]
+        if quote_char:
+            quote_char = "" if char == quote_char else quote_char
+        elif char in "'\"":
+            quote_char = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return at
+    raise ValueError(f"unbalanced parentheses: {text!r}")
+
+
+def _parse_policy(match: re.Match[str]) -> PolicyInfo:
+    name, table, kind, command, rest = match.groups()
+    first = re.search(r" (USING|WITH CHECK) \(", rest)
+    roles, rest = (rest[: first.start()], rest[first.start() :]) if first else (rest, "")
+    clauses: dict[str, str] = {}
+    while rest:
+        clause = re.match(r" (USING|WITH CHECK) \(", rest)
+        if not clause:
+            raise ValueError(f"not a policy clause: {rest!r}")
+        opening = clause.end() - 1
+        closing = _closing(rest, opening)
+        clauses[clause.group(1)], rest = rest[opening + 1 : closing], rest[closing + 1 :]
+    return PolicyInfo(
+        _unquote(name),
+        _unquote(table),
+        kind == "PERMISSIVE",
+        command,
+        tuple(re.findall(_IDENT, roles)),
+        clauses.get("USING"),
+        clauses.get("WITH CHECK"),
+    )
 
 
 class SchemaFileError(ValueError):
@@ -151,8 +221,11 @@ def parse(text: str) -> Snapshot:
             continue
         try:
             _parse_statement(snap, line, lines)
-        except (ValueError, StopIteration) as exc:
+        except (ValueError, StopIteration, KeyError) as exc:
             raise SchemaFileError(f"line {number}: {exc or 'unexpected end'}") from None
+    for table in list(snap.tables.values()):  # a table's children are the tables naming it their parent
+        children = tuple(sorted(quote(t.name) for t in snap.tables.values() if quote(table.name) in t.parents))
+        snap.tables[table.name] = replace(table, children=children)
     return snap
 
 
@@ -166,21 +239,13 @@ def _parse_statement(snap: Snapshot, line: str, lines: Iterator[str]) -> None:
         while not (end := _TABLE_END.match(body := next(lines))):
             columns.append(_parse_column(body))
         snap.tables[name] = TableInfo(name, tuple(columns), bool(match.group(1)), _options(end.group(1)))
-    elif match := _ROW_SECURITY.match(line):
-        info = snap.tables[_unquote(match.group(1))]
-        if match.group(2) == "ENABLE":
-            snap.tables[info.name] = replace(info, row_security=True)
-        else:
-            snap.tables[info.name] = replace(info, force_row_security=True)
-    elif match := _CONSTRAINT.match(line):
-        on, name, definition = _unquote(match.group(1)), _unquote(match.group(2)), match.group(3)
-        kind = next((k for prefix, k in _KIND.items() if definition.startswith(prefix)), "?")
-        snap.constraints[name] = ConstraintInfo(name, on, kind, definition)
+    elif match := _ALTER.match(line):
+        _parse_alter(snap, _unquote(match.group(1)), match.group(2))
     elif match := _INDEX.match(line):
         unique, index, on, using, invalid = match.groups()
         snap.indexes[_unquote(index)] = IndexInfo(_unquote(index), _unquote(on), bool(unique), using, not invalid)
     elif match := _SEQUENCE.match(line):
-        name, type_, start, increment, minimum, maximum, cache_, no_cycle, owner = match.groups()
+        unlogged, name, type_, start, increment, minimum, maximum, cache_, no_cycle, owner = match.groups()
         owned_by = None if owner == "NONE" else ".".join(_unquote(p) for p in _split_owner(owner))
         snap.sequences[_unquote(name)] = SequenceInfo(
             _unquote(name),
@@ -192,9 +257,48 @@ def _parse_statement(snap: Snapshot, line: str, lines: Iterator[str]) -> None:
             int(maximum),
             int(cache_),
             not no_cycle,
+            bool(unlogged),
         )
+    elif match := _POLICY.match(line):
+        policy = _parse_policy(match)
+        snap.policies[policy.key] = policy
+    elif match := _TRIGGER.match(line):
+        trigger = TriggerInfo(_unquote(match.group(1)), _unquote(match.group(2)), line.removesuffix(";"))
+        snap.triggers[trigger.key] = trigger
+    elif match := _RULE.match(line):
+        rule = RuleInfo(_unquote(match.group(1)), _unquote(match.group(2)), line)
+        snap.rules[rule.key] = rule
     else:
         raise ValueError(f"not a statement this file holds: {line!r}")
+
+
+def _parse_alter(snap: Snapshot, name: str, action: str) -> None:
+    table = snap.tables[name]
+    if match := _COLUMN_OPTION.match(action):
+        column = _unquote(match.group(1))
+        columns = tuple(
+            replace(c, options=(*c.options, match.group(2))) if c.name == column else c for c in table.columns
+        )
+        snap.tables[name] = replace(table, columns=columns)
+    elif action.startswith("INHERIT "):
+        snap.tables[name] = replace(table, parents=(*table.parents, action.removeprefix("INHERIT ")))
+    elif action.startswith("REPLICA IDENTITY "):
+        snap.tables[name] = replace(table, replica_identity=action.removeprefix("REPLICA IDENTITY "))
+    elif action == "ENABLE ROW LEVEL SECURITY":
+        snap.tables[name] = replace(table, row_security=True)
+    elif action == "FORCE ROW LEVEL SECURITY":
+        snap.tables[name] = replace(table, force_row_security=True)
+    elif match := _CONSTRAINT.match(action):
+        constraint, definition = _unquote(match.group(1)), match.group(2)
+        kind = next((k for prefix, k in _KIND.items() if definition.startswith(prefix)), "?")
+        snap.constraints[constraint] = ConstraintInfo(constraint, name, kind, definition)
+    elif match := _FIRING.match(action):
+        words, what, obj = match.groups()
+        objects: dict[str, TriggerInfo] | dict[str, RuleInfo] = snap.triggers if what == "TRIGGER" else snap.rules
+        key = f"{name}.{_unquote(obj)}"
+        objects[key] = replace(objects[key], enabled=_FIRED[words])  # type: ignore[assignment]
+    else:
+        raise ValueError(f"not a change this file holds: ALTER TABLE {quote(name)} {action}")
 
 
 def _split_owner(owner: str) -> tuple[str, str]:
@@ -239,7 +343,11 @@ def _read(path: Path, mtime_ns: int) -> Snapshot:
 
 def load(revision: Script) -> Snapshot | None:
     """The expected catalog after ``revision``, or None if its file was never generated."""
-    path = file_for(revision)
+    return load_file(file_for(revision))
+
+
+def load_file(path: Path) -> Snapshot | None:
+    """The expected catalog a file holds, or None if there is no such file."""
     try:
         return _read(path, path.stat().st_mtime_ns)
     except FileNotFoundError:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from alembic.script import ScriptDirectory
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 #: Our revision ids: the legacy script's migration number and step letter (40a, 46d), and after them
 #: one number per new revision (47a, 48a, ...).

@@ -64,10 +64,11 @@ from sqlalchemy.schema import (
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.util import immutabledict
 
-from outbound_schema.catalog import HOST_TABLES, Snapshot, quote
+from outbound_schema.catalog import HOST_TABLES, Snapshot
 from outbound_schema.ddl import Call, DDLRunner, Limits, Statement
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
+from outbound_schema.keywords import quote
 
 log = logging.getLogger("outbound_schema.migrate")
 

@@ -48,7 +48,7 @@ RevisionState = Literal["applied", "present", "partial", "missing", "conflicting
 class CatalogObject:
     """One object of the expected or live catalog, comparable by what it is."""
 
-    kind: str  # table, column, constraint, index, sequence
+    kind: str  # table, column, constraint, index, sequence, policy, trigger, rule
     name: str
     table: str
     value: object
@@ -62,7 +62,15 @@ def catalog_objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
         found["table", table.name] = CatalogObject("table", table.name, table.name, table.settings(), table.describe())
         for column in table.columns:
             name = f"{table.name}.{column.name}"
-            value: object = (column.type, column.nullable, column.default, column.collation)
+            value: object = (
+                column.type,
+                column.nullable,
+                column.default,
+                column.collation,
+                column.identity,
+                column.generated,
+                column.options,
+            )
             found["column", name] = CatalogObject("column", name, table.name, value, column.describe())
     for constraint in snap.constraints.values():
         # Added NOT VALID and not yet validated (a run stopped between the two): the same constraint, unfinished.
@@ -76,9 +84,12 @@ def catalog_objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
                 "index", index.name, index.table, index.shape(), index.describe(), index.valid
             )
     for seq in snap.sequences.values():
-        value = (seq.type, seq.start, seq.increment, seq.owned_by, seq.minimum, seq.maximum, seq.cache, seq.cycle)
         owner = seq.owned_by.split(".")[0] if seq.owned_by else ""
+        value = (seq.owned_by, seq.options())
         found["sequence", seq.name] = CatalogObject("sequence", seq.name, owner, value, seq.describe())
+    for kind, objects in (("policy", snap.policies), ("trigger", snap.triggers), ("rule", snap.rules)):
+        for key, obj in objects.items():
+            found[kind, key] = CatalogObject(kind, key, obj.table, obj.shape(), obj.describe())
     return found
 
 

@@ -53,7 +53,16 @@ def test_a_database_at_head_has_no_drift(head_db: URL) -> None:
     }
     objects = report["objects"]
     assert isinstance(objects, list) and all(o["verdict"] == "ok" for o in objects)
-    assert {o["kind"] for o in objects} == {"table", "column", "constraint", "index", "sequence", "revision"}
+    assert {o["kind"] for o in objects} == {
+        "table",
+        "column",
+        "constraint",
+        "index",
+        "sequence",
+        "position",
+        "search_path",
+        "revision",
+    }
     assert report["summary"] == {"ok": len(objects), "drift": 0}
 
 

@@ -1,0 +1,430 @@
+"""The drift check's depth: every class of change that alters how our tables behave, named in words,
+and no alarm for what only looks different.
+
+Each case changes a database at head the way an operator or another tool would, then reads
+``outbound-schema check --format json``: the class must come out as its own verdict on the object
+changed, with a detail an operator can act on.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from outbound_schema.config import VERSION_TABLE
+from tests.helpers import cli_here, connected, plain
+
+JOBS = "outbound_call_jobs"
+RUNS = "outbound_call_runs"
+TOUCH = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
+
+
+def inject(url: URL, *statements: str) -> None:
+    with connected(url) as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+        conn.commit()
+
+
+def check(url: URL | str) -> tuple[int, dict[str, object]]:
+    done = cli_here("check", "--format", "json", DATABASE_URL=url if isinstance(url, str) else plain(url))
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def drifted(report: dict[str, object]) -> list[dict[str, str]]:
+    objects = report["objects"]
+    assert isinstance(objects, list)
+    return [o for o in objects if o["verdict"] != "ok"]
+
+
+CLASSES: dict[str, tuple[list[str], str, str, str, str]] = {
+    # case: (statements, kind, name, verdict, words the detail must hold)
+    "unlogged table": (
+        [f"ALTER TABLE {JOBS} SET UNLOGGED"],
+        "table",
+        JOBS,
+        "different",
+        "is UNLOGGED: PostgreSQL empties it after a crash",
+    ),
+    "row-level security": (
+        [f"ALTER TABLE {RUNS} ENABLE ROW LEVEL SECURITY"],
+        "table",
+        RUNS,
+        "different",
+        "row-level security enabled",
+    ),
+    "row-level security forced": (
+        [f"ALTER TABLE {RUNS} FORCE ROW LEVEL SECURITY"],
+        "table",
+        RUNS,
+        "different",
+        "forces row-level security on its owner",
+    ),
+    "policy": (
+        [f"CREATE POLICY only_one ON {RUNS} FOR SELECT USING (business_id = 1)"],
+        "policy",
+        f"only_one on {RUNS}",
+        "extra",
+        "FOR SELECT TO PUBLIC USING ((business_id = 1))",
+    ),
+    "trigger": (
+        [TOUCH, f"CREATE TRIGGER touch_jobs BEFORE UPDATE ON {JOBS} FOR EACH ROW EXECUTE FUNCTION touch()"],
+        "trigger",
+        f"touch_jobs on {JOBS}",
+        "extra",
+        f"BEFORE UPDATE ON {JOBS} FOR EACH ROW EXECUTE FUNCTION touch()",
+    ),
+    "constraint trigger": (
+        [TOUCH, f"CREATE CONSTRAINT TRIGGER late AFTER INSERT ON {JOBS} FOR EACH ROW EXECUTE FUNCTION touch()"],
+        "trigger",
+        f"late on {JOBS}",
+        "extra",
+        "CONSTRAINT TRIGGER late AFTER INSERT",
+    ),
+    "rule": (
+        [f"CREATE RULE keep_jobs AS ON DELETE TO {JOBS} DO INSTEAD NOTHING"],
+        "rule",
+        f"keep_jobs on {JOBS}",
+        "extra",
+        "DO INSTEAD NOTHING",
+    ),
+    "foreign key triggers disabled": (
+        [f"ALTER TABLE {RUNS} DISABLE TRIGGER ALL"],
+        "constraint",
+        "outbound_call_jobs_run_id_fkey",
+        "disabled",
+        "is not enforced: the triggers that enforce it are disabled",
+    ),
+    "column collation": (
+        [f'ALTER TABLE {JOBS} ALTER COLUMN status TYPE varchar(32) COLLATE "C"'],
+        "column",
+        f"{JOBS}.status",
+        "different",
+        'has collation "C", expected the default',
+    ),
+    "storage parameters": (
+        [f"ALTER TABLE {JOBS} SET (fillfactor = 70, autovacuum_enabled = false)"],
+        "table",
+        JOBS,
+        "different",
+        "has storage parameters (autovacuum_enabled=false, fillfactor=70), expected none",
+    ),
+    "column storage": (
+        [f"ALTER TABLE {JOBS} ALTER COLUMN error_message SET STORAGE EXTERNAL"],
+        "column",
+        f"{JOBS}.error_message",
+        "different",
+        "has SET (STORAGE EXTERNAL), expected none",
+    ),
+    "column statistics": (
+        [f"ALTER TABLE {JOBS} ALTER COLUMN status SET STATISTICS 1000"],
+        "column",
+        f"{JOBS}.status",
+        "different",
+        "has SET (STATISTICS 1000), expected none",
+    ),
+    "replica identity": (
+        [f"ALTER TABLE {JOBS} REPLICA IDENTITY FULL"],
+        "table",
+        JOBS,
+        "different",
+        "has REPLICA IDENTITY FULL, expected DEFAULT",
+    ),
+    "inherited by another table": (
+        [f"CREATE TABLE jobs_archive () INHERITS ({JOBS})"],
+        "table",
+        JOBS,
+        "different",
+        "is inherited by (jobs_archive), expected none: queries on it also read the rows of its children",
+    ),
+    "identity column": (
+        [
+            f"ALTER TABLE {RUNS} ALTER COLUMN concurrency SET NOT NULL",
+            f"ALTER TABLE {RUNS} ALTER COLUMN concurrency DROP DEFAULT",
+            f"ALTER TABLE {RUNS} ALTER COLUMN concurrency ADD GENERATED BY DEFAULT AS IDENTITY",
+        ],
+        "column",
+        f"{RUNS}.concurrency",
+        "different",
+        "is an identity column GENERATED BY DEFAULT, expected a plain column with DEFAULT 3",
+    ),
+    "unique constraint": (
+        [f"ALTER TABLE {JOBS} ADD CONSTRAINT jobs_call_sid_key UNIQUE (call_sid)"],
+        "constraint",
+        "jobs_call_sid_key",
+        "extra",
+        "UNIQUE (call_sid)",
+    ),
+    "exclusion constraint": (
+        [f"ALTER TABLE {JOBS} ADD CONSTRAINT one_lock EXCLUDE USING btree (dial_lock_token WITH =)"],
+        "constraint",
+        "one_lock",
+        "extra",
+        "EXCLUDE USING btree (dial_lock_token WITH =)",
+    ),
+    "check constraint changed": (
+        [
+            f"ALTER TABLE {RUNS} DROP CONSTRAINT outbound_call_runs_business_id_fkey",
+            f"ALTER TABLE {RUNS} ADD CONSTRAINT outbound_call_runs_business_id_fkey CHECK (business_id > 0)",
+        ],
+        "constraint",
+        "outbound_call_runs_business_id_fkey",
+        "different",
+        "is CHECK ((business_id > 0)) on outbound_call_runs, expected FOREIGN KEY",
+    ),
+    "foreign key action": (
+        [
+            f"ALTER TABLE {JOBS} DROP CONSTRAINT outbound_call_jobs_run_id_fkey",
+            f"ALTER TABLE {JOBS} ADD CONSTRAINT outbound_call_jobs_run_id_fkey FOREIGN KEY (run_id) "
+            f"REFERENCES {RUNS}(id) ON DELETE CASCADE",
+        ],
+        "constraint",
+        "outbound_call_jobs_run_id_fkey",
+        "different",
+        "is ON DELETE CASCADE, expected ON DELETE NO ACTION",
+    ),
+    "deferrable foreign key": (
+        [f"ALTER TABLE {JOBS} ALTER CONSTRAINT outbound_call_jobs_run_id_fkey DEFERRABLE INITIALLY DEFERRED"],
+        "constraint",
+        "outbound_call_jobs_run_id_fkey",
+        "different",
+        "is DEFERRABLE INITIALLY DEFERRED, expected NOT DEFERRABLE",
+    ),
+    "NOT VALID foreign key": (
+        [
+            f"ALTER TABLE {JOBS} DROP CONSTRAINT outbound_call_jobs_lead_id_fkey",
+            f"ALTER TABLE {JOBS} ADD CONSTRAINT outbound_call_jobs_lead_id_fkey FOREIGN KEY (lead_id) "
+            "REFERENCES leads(id) NOT VALID",
+        ],
+        "constraint",
+        "outbound_call_jobs_lead_id_fkey",
+        "invalid",
+        f"is NOT VALID: new rows are checked but the rows that existed when it was added never were "
+        f"(ALTER TABLE {JOBS} VALIDATE CONSTRAINT outbound_call_jobs_lead_id_fkey",
+    ),
+    "sequence no longer owned": (
+        [f"ALTER SEQUENCE {JOBS}_id_seq OWNED BY NONE"],
+        "sequence",
+        f"{JOBS}_id_seq",
+        "different",
+        f"is no longer owned by {JOBS}.id: it still exists and feeds its default",
+    ),
+    "sequence options": (
+        [f"ALTER SEQUENCE {RUNS}_id_seq INCREMENT BY 2 CACHE 20"],
+        "sequence",
+        f"{RUNS}_id_seq",
+        "different",
+        "has INCREMENT BY 2, expected 1; has CACHE 20, expected 1",
+    ),
+    "sequence cycles": (
+        [f"ALTER SEQUENCE {RUNS}_id_seq CYCLE"],
+        "sequence",
+        f"{RUNS}_id_seq",
+        "different",
+        "cycles: past its maximum it starts again",
+    ),
+    "sequence behind the largest id": (
+        [
+            "INSERT INTO business (id) VALUES (1)",
+            f"INSERT INTO {RUNS} (business_id) VALUES (1), (1)",
+            f"INSERT INTO {RUNS} (id, business_id) VALUES (50, 1)",
+        ],
+        "position",
+        f"{RUNS}_id_seq",
+        "behind",
+        f"it would hand out 3, but {RUNS}.id already holds values up to 50, so the next insert that takes the "
+        f"default fails on the unique key. Move it past them: SELECT setval('{RUNS}_id_seq', "
+        f"(SELECT max(id) FROM {RUNS}))",
+    ),
+    "index definition": (
+        [
+            "DROP INDEX idx_outbound_call_jobs_status",
+            f"CREATE INDEX idx_outbound_call_jobs_status ON {JOBS} (status) WHERE status = 'queued'",
+        ],
+        "index",
+        "idx_outbound_call_jobs_status",
+        "different",
+        "WHERE ((status)::text = 'queued'::text), expected btree",
+    ),
+    "index invalid": (
+        ["UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_outbound_call_jobs_lead_id'::regclass"],
+        "index",
+        "idx_outbound_call_jobs_lead_id",
+        "invalid",
+        "Drop it (DROP INDEX CONCURRENTLY idx_outbound_call_jobs_lead_id) and build it again "
+        f"(CREATE INDEX CONCURRENTLY idx_outbound_call_jobs_lead_id ON {JOBS} USING btree (lead_id))",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CLASSES)
+def test_each_class_is_reported_by_name_in_words(head_db: URL, case: str) -> None:
+    statements, kind, name, verdict, words = CLASSES[case]
+    inject(head_db, *statements)
+
+    code, report = check(head_db)
+
+    assert code == 1 and report["status"] == "drift"
+    found = [o for o in drifted(report) if (o["kind"], o["name"]) == (kind, name)]
+    assert found, drifted(report)
+    assert found[0]["verdict"] == verdict
+    assert words in found[0]["detail"], found[0]["detail"]
+    text_lines = cli_here("check", DATABASE_URL=plain(head_db)).stdout.splitlines()
+    assert f"❌ {kind} {name}: {found[0]['detail']}" in text_lines
+
+
+def test_a_sequence_after_the_largest_id_is_fine(head_db: URL) -> None:
+    inject(head_db, "INSERT INTO business (id) VALUES (1)", f"INSERT INTO {RUNS} (business_id) VALUES (1), (1)")
+    code, report = check(head_db)
+    assert code == 0, drifted(report)
+    positions = {o["name"]: o["found"] for o in report["objects"] if o["kind"] == "position"}  # type: ignore[union-attr]
+    assert positions == {
+        f"{JOBS}_id_seq": f"next value 1; {JOBS}.id is empty",
+        f"{RUNS}_id_seq": f"next value 3; {RUNS}.id holds up to 2",
+    }
+
+
+EQUIVALENT = {
+    "now()": f"ALTER TABLE {RUNS} ALTER COLUMN created_at SET DEFAULT now()",
+    "transaction_timestamp()": f"ALTER TABLE {RUNS} ALTER COLUMN updated_at SET DEFAULT transaction_timestamp()",
+    "now() cast to the column's type": (
+        f"ALTER TABLE {JOBS} ALTER COLUMN created_at SET DEFAULT now()::timestamp without time zone"
+    ),
+    "a text literal on a varchar column": f"ALTER TABLE {JOBS} ALTER COLUMN status SET DEFAULT 'queued'::text",
+    "a quoted number": f"ALTER TABLE {RUNS} ALTER COLUMN concurrency SET DEFAULT '3'",
+    "a numeric literal": f"ALTER TABLE {RUNS} ALTER COLUMN total_leads SET DEFAULT 0.0",
+}
+
+
+def test_equivalent_spellings_are_no_drift(head_db: URL) -> None:
+    inject(head_db, *EQUIVALENT.values())
+    code, report = check(head_db)
+    assert code == 0, drifted(report)
+
+
+def test_a_different_default_is_still_drift(head_db: URL) -> None:
+    inject(
+        head_db,
+        f"ALTER TABLE {RUNS} ALTER COLUMN created_at SET DEFAULT statement_timestamp()",
+        f"ALTER TABLE {JOBS} ALTER COLUMN status SET DEFAULT 'queued '::text",
+        f"ALTER TABLE {RUNS} ALTER COLUMN total_leads SET DEFAULT 0.5",
+    )
+    _, report = check(head_db)
+    assert {o["name"] for o in drifted(report)} == {
+        f"{RUNS}.created_at",
+        f"{JOBS}.status",
+        f"{RUNS}.total_leads",
+    }
+
+
+def test_comments_grants_owners_and_other_schemas_are_no_drift(head_db: URL) -> None:
+    inject(
+        head_db,
+        "DROP ROLE IF EXISTS dialer_app",
+        "CREATE ROLE dialer_app",
+        f"COMMENT ON TABLE {JOBS} IS 'one call per lead'",
+        f"COMMENT ON COLUMN {RUNS}.status IS 'running, done'",
+        "COMMENT ON INDEX idx_outbound_call_jobs_status IS 'hot'",
+        f"GRANT SELECT, INSERT ON {JOBS} TO dialer_app",
+        f"GRANT USAGE ON SEQUENCE {JOBS}_id_seq TO dialer_app",
+        f"ALTER TABLE {RUNS} OWNER TO dialer_app",
+        # Off the search path: another schema's tables of our names are not ours, and never read.
+        "CREATE SCHEMA archive",
+        f"CREATE UNLOGGED TABLE archive.{JOBS} (id bigint)",
+        f"CREATE TRIGGER archive_touch BEFORE UPDATE ON archive.{JOBS} FOR EACH ROW EXECUTE FUNCTION "
+        "suppress_redundant_updates_trigger()",
+    )
+    try:
+        code, report = check(head_db)
+        assert code == 0, drifted(report)
+        assert "archive" not in json.dumps(report)
+    finally:
+        inject(head_db, f"ALTER TABLE {RUNS} OWNER TO CURRENT_USER", "DROP OWNED BY dialer_app", "DROP ROLE dialer_app")
+
+
+def with_search_path(url: URL, path: str) -> str:
+    return plain(url.update_query_dict({"options": f"-csearch_path={path}"}))
+
+
+def test_a_shadowing_table_is_named(head_db: URL) -> None:
+    inject(head_db, "CREATE SCHEMA shadow", f"CREATE TABLE shadow.{JOBS} (id integer)")
+    code, report = check(with_search_path(head_db, "shadow,public"))
+    assert code == 1
+    shadowed = [o for o in drifted(report) if o["kind"] == "search_path"]
+    assert shadowed == [
+        {
+            "kind": "search_path",
+            "name": JOBS,
+            "verdict": "shadowed",
+            "expected": "public",
+            "found": "shadow, public",
+            "detail": f"resolves to shadow.{JOBS}, which hides public.{JOBS} further down the search_path "
+            "(shadow, public): the dialer, upgrades and this check all use shadow's. Drop or rename the one that "
+            "is not ours, or fix the search_path",
+        }
+    ]
+    # Without the shadow first on the path, nothing is wrong.
+    assert check(with_search_path(head_db, "public,shadow"))[0] == 1  # still two of that name on the path
+    assert check(head_db)[0] == 0
+
+
+def test_a_table_found_in_another_schema_is_named(head_db: URL) -> None:
+    inject(head_db, "CREATE SCHEMA aux", f"ALTER TABLE {JOBS} SET SCHEMA aux")
+    code, report = check(with_search_path(head_db, "public,aux"))
+    assert code == 1
+    elsewhere = [o for o in drifted(report) if o["kind"] == "search_path"]
+    assert [(o["name"], o["verdict"], o["expected"], o["found"]) for o in elsewhere] == [
+        (JOBS, "elsewhere", "public", "aux")
+    ]
+    assert "while our other tables and the version table are in public" in elsewhere[0]["detail"]
+
+
+def test_our_tables_in_a_schema_of_their_own(host_db: URL) -> None:
+    """A database whose search_path puts our tables in schema dialer, the host's staying in public."""
+    database = host_db.database
+    inject(host_db, "CREATE SCHEMA dialer", f'ALTER DATABASE "{database}" SET search_path = dialer, public')
+
+    upgraded = cli_here("upgrade", DATABASE_URL=plain(host_db))
+    assert upgraded.returncode == 0, upgraded.stderr
+
+    with connected(host_db) as conn:
+        homes = dict(
+            conn.execute(
+                text(
+                    "SELECT relname, relnamespace::regnamespace::text FROM pg_class "
+                    "WHERE relname = ANY(:names) AND relkind = 'r'"
+                ),
+                {"names": [JOBS, RUNS, VERSION_TABLE, "business"]},
+            ).all()
+        )
+    assert homes == {JOBS: "dialer", RUNS: "dialer", VERSION_TABLE: "dialer", "business": "public"}
+    code, report = check(host_db)
+    assert code == 0, drifted(report)
+    paths = [o for o in report["objects"] if o["kind"] == "search_path"]  # type: ignore[union-attr]
+    assert [(o["name"], o["found"]) for o in paths] == [("dialer, public", "our tables resolve to schema dialer")]
+
+
+def test_check_needs_only_pg_read_all_data(head_db: URL) -> None:
+    inject(
+        head_db,
+        "DROP ROLE IF EXISTS auditor",
+        "CREATE ROLE auditor LOGIN PASSWORD 'auditor-pw' IN ROLE pg_read_all_data",
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC",
+        "INSERT INTO business (id) VALUES (1)",
+        f"INSERT INTO {RUNS} (id, business_id) VALUES (7, 1)",
+    )
+    try:
+        auditor = plain(head_db.set(username="auditor", password="auditor-pw"))
+        code, report = check(auditor)
+        assert code == 1, report
+        assert [(o["kind"], o["name"], o["verdict"]) for o in drifted(report)] == [
+            ("position", f"{RUNS}_id_seq", "behind")
+        ]
+        inject(head_db, f"SELECT setval('{RUNS}_id_seq', 7)")
+        assert check(auditor)[0] == 0
+    finally:
+        inject(head_db, "DROP OWNED BY auditor", "DROP ROLE auditor")

@@ -1,0 +1,81 @@
+"""What importing the package costs: ``import outbound_schema`` and its light modules load neither
+SQLAlchemy nor Alembic (about a second), and psycopg only when a connection is made; every public name
+is still there, loaded on first use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import outbound_schema
+from tests.helpers import REPO
+
+HEAVY = {"sqlalchemy", "alembic"}
+
+
+def loaded_modules(*statements: str) -> set[str]:
+    """The modules a fresh Python has loaded after running ``statements``."""
+    code = "\n".join([*statements, "import sys", "print('\\n'.join(sys.modules))"])
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import outbound_schema",
+        "import outbound_schema.history",
+        "import outbound_schema.dsn",
+        "import outbound_schema.keywords",
+        "import outbound_schema.errors",
+        "import outbound_schema.history, outbound_schema.dsn, outbound_schema.keywords",
+    ],
+)
+def test_light_imports(statement: str) -> None:
+    modules = loaded_modules(statement)
+    assert not top_level(modules) & {*HEAVY, "psycopg"}, sorted(m for m in modules if m.split(".")[0] in HEAVY)
+
+
+def test_the_light_modules_at_work() -> None:
+    """Reading a URL and quoting a name import nothing heavy either; a connection needs psycopg only."""
+    modules = loaded_modules(
+        "from outbound_schema import dsn, keywords",
+        "dsn.conninfo('postgresql://u:p@h/db?options=-csearch_path%3Dx', source='here')",
+        "dsn.mask('postgresql://u:p@h/db')",
+        "keywords.quote('user')",
+        "try:",
+        "    dsn.conninfo('mysql://h/db', source='here')",
+        "except Exception as exc:",
+        "    assert type(exc).__name__ == 'OutboundSchemaError'",
+    )
+    assert not top_level(modules) & {*HEAVY, "psycopg"}
+
+
+def test_every_public_name_is_there() -> None:
+    assert set(outbound_schema.__all__) <= set(dir(outbound_schema))
+    for name in outbound_schema.__all__:
+        value = getattr(outbound_schema, name)
+        source = outbound_schema._SOURCES[name]
+        assert value is getattr(sys.modules[source], name)
+    assert set(outbound_schema._SOURCES) == set(outbound_schema.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = outbound_schema.nope
+
+
+def test_star_import_and_submodules() -> None:
+    modules = loaded_modules(
+        "from outbound_schema import *",
+        "from outbound_schema import keywords",
+        "import outbound_schema",
+        "assert is_migrated is outbound_schema.health.is_migrated",
+        "assert OutboundCallRun.__tablename__ == 'outbound_call_runs'",
+        "assert keywords is outbound_schema.keywords",
+    )
+    assert {"sqlalchemy", "alembic"} <= top_level(modules)  # asked for, so loaded
