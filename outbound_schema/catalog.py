@@ -17,11 +17,14 @@ psycopg as written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from outbound_schema.keywords import quote
+from outbound_schema.keywords import neutral, quote
 
 if TYPE_CHECKING:
     import psycopg
@@ -108,9 +111,13 @@ class ConstraintInfo:
     table: str
     kind: str  # p, f, u, c, x
     definition: str  # as pg_get_constraintdef prints it, NOT VALID and DEFERRABLE included
-    #: False when the triggers that enforce it are disabled (ALTER TABLE ... DISABLE TRIGGER ALL);
+    #: The tables whose triggers enforcing it are disabled (ALTER TABLE ... DISABLE TRIGGER ALL);
     #: only a live database can say so, the expected schema always enforces.
-    enforced: bool = True
+    disabled_on: tuple[str, ...] = ()
+
+    @property
+    def enforced(self) -> bool:
+        return not self.disabled_on
 
     @property
     def validated(self) -> bool:
@@ -306,19 +313,25 @@ def fetch(connection: Queryable, sql: str, params: dict[str, Any]) -> list[tuple
 _OIDS = "CAST(CAST(%(oids)s AS text[]) AS oid[])"
 
 _TABLES = f"""
-    SELECT c.relname, c.relpersistence = 'u', coalesce(c.reloptions, '{{}}'), c.relrowsecurity,
+    SELECT c.relname, c.relpersistence = 'u',
+           coalesce(c.reloptions, '{{}}') || ARRAY(SELECT 'toast.' || option FROM pg_class toast,
+               unnest(toast.reloptions) AS option WHERE toast.oid = c.reltoastrelid),
+           c.relrowsecurity,
            c.relforcerowsecurity,
            CASE c.relreplident WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING'
                WHEN 'i' THEN 'USING INDEX ' || coalesce((SELECT quote_ident(i.relname) FROM pg_index x
                    JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisreplident), '?')
                ELSE 'DEFAULT' END,
-           ARRAY(SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = c.oid ORDER BY 1),
-           ARRAY(SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = c.oid ORDER BY 1)
+           ARRAY(SELECT inhparent::regclass::text COLLATE "C" FROM pg_inherits WHERE inhrelid = c.oid ORDER BY 1),
+           ARRAY(SELECT inhrelid::regclass::text COLLATE "C" FROM pg_inherits WHERE inhparent = c.oid ORDER BY 1)
     FROM pg_class c WHERE c.oid = ANY({_OIDS})
 """
 
 _COLUMNS = f"""
-    SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+    SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+           -- PostgreSQL 18's NOT NULL ... NOT VALID leaves attnotnull set, yet older rows may hold NULL.
+           NOT a.attnotnull OR EXISTS (SELECT FROM pg_constraint n WHERE n.conrelid = a.attrelid
+               AND n.contype = 'n' AND NOT n.convalidated AND n.conkey = ARRAY[a.attnum]),
            pg_get_expr(d.adbin, d.adrelid),
            CASE WHEN a.attcollation <> t.typcollation THEN
                (SELECT quote_ident(collname) FROM pg_collation WHERE oid = a.attcollation) END,
@@ -353,7 +366,8 @@ _INDEXES = f"""
 # PostgreSQL 18's NOT NULL entries are read per column; a CONSTRAINT TRIGGER ('t') is read as a trigger.
 _CONSTRAINTS = f"""
     SELECT con.conname, c.relname, con.contype, pg_get_constraintdef(con.oid),
-           NOT EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgconstraint = con.oid AND tg.tgenabled = 'D')
+           ARRAY(SELECT DISTINCT tg.tgrelid::regclass::text COLLATE "C" FROM pg_trigger tg
+                 WHERE tg.tgconstraint = con.oid AND tg.tgenabled = 'D' ORDER BY 1)
     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
     WHERE con.conrelid = ANY({_OIDS}) AND con.contype NOT IN ('n', 't')
 """
@@ -387,7 +401,8 @@ _POLICIES = f"""
            CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
                 WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
            CASE WHEN p.polroles = '{{0}}' THEN ARRAY['PUBLIC']
-                ELSE ARRAY(SELECT quote_ident(rolname) FROM pg_roles WHERE oid = ANY(p.polroles) ORDER BY 1) END,
+                ELSE ARRAY(SELECT quote_ident(rolname) COLLATE "C" FROM pg_roles WHERE oid = ANY(p.polroles)
+                           ORDER BY 1) END,
            pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
     FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
     WHERE p.polrelid = ANY({_OIDS})
@@ -443,8 +458,10 @@ def tables_in_current_schema(connection: Queryable, *, excluding: Sequence[str])
 
 
 def _unqualified(definition: str, qualified: str, table: str) -> str:
-    """A deparsed definition naming ``table`` as the search path finds it, without its schema."""
-    return " ".join(definition.split()).replace(f" {qualified} ", f" {quote(table)} ")
+    """A trigger's or rule's definition naming ``table`` as the search path finds it, without its schema
+    (and a rule's on one line, as a trigger's is: pg_get_ruledef breaks the line before ON)."""
+    one_line = definition.replace(" AS\n    ON ", " AS ON ", 1)
+    return neutral(re.sub(rf"(?<= ){re.escape(qualified)}(?=\s)", quote(table).replace("\\", r"\\"), one_line, count=1))
 
 
 def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
@@ -458,6 +475,7 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
     for table, name, type_, nullable, default, collation, identity, generated, options in fetch(
         connection, _COLUMNS, params
     ):
+        default = None if default is None else neutral(default)
         columns[table].append(
             ColumnInfo(name, type_, nullable, default, collation, identity, generated, tuple(options))
         )
@@ -475,15 +493,16 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
             tuple(children),
         )
     for name, table, unique, using, valid, owner in fetch(connection, _INDEXES, params):
-        snap.indexes[name] = IndexInfo(name, table, unique, using, valid, owner)
-    for name, table, kind, definition, enforced in fetch(connection, _CONSTRAINTS, params):
-        snap.constraints[name] = ConstraintInfo(name, table, kind, definition, enforced)
+        snap.indexes[name] = IndexInfo(name, table, unique, neutral(using), valid, owner)
+    for name, table, kind, definition, disabled_on in fetch(connection, _CONSTRAINTS, params):
+        snap.constraints[name] = ConstraintInfo(name, table, kind, neutral(definition), tuple(disabled_on))
     for row in fetch(connection, _SEQUENCES, params):
         name, type_, start, increment, minimum, maximum, cache, cycle, owner, unlogged = row
         snap.sequences[name] = SequenceInfo(
             name, type_, int(start), int(increment), owner, int(minimum), int(maximum), int(cache), cycle, unlogged
         )
     for name, table, permissive, command, roles, using, check in fetch(connection, _POLICIES, params):
+        using, check = (None if e is None else neutral(e) for e in (using, check))
         policy = PolicyInfo(name, table, permissive, command, tuple(roles), using, check)
         snap.policies[policy.key] = policy
     for name, table, definition, enabled, qualified in fetch(connection, _TRIGGERS, params):
@@ -504,11 +523,13 @@ class SequencePosition:
     increment: int
     next_value: int  # what nextval() returns next
     largest: int | None  # the column's largest value (smallest, for a descending sequence); None: empty
+    #: Row-level security hides rows of the table from this role: ``largest`` was not read.
+    hidden: bool = False
 
     @property
     def behind(self) -> bool:
         """Whether the next value is one the column may already hold: the next insert would fail."""
-        if self.largest is None:
+        if self.largest is None or self.hidden:
             return False
         return self.next_value <= self.largest if self.increment > 0 else self.next_value >= self.largest
 
@@ -528,7 +549,9 @@ _FED_UNIQUE_COLUMNS = f"""
     )
     SELECT s.relname, c.relname || '.' || a.attname, q.seqincrement,
            quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
-           quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(a.attname)
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(a.attname),
+           c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+               AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user)
     FROM fed
     JOIN pg_class s ON s.oid = fed.seq AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace
     JOIN pg_sequence q ON q.seqrelid = s.oid
@@ -549,19 +572,14 @@ def sequence_positions(connection: Queryable, tables: Sequence[str]) -> list[Seq
     params = {"oids": [str(oid) for oid in table_oids(connection, tables).values()]}
     fed = fetch(connection, _FED_UNIQUE_COLUMNS, params)
     positions = []
-    for sequence, column, increment, seq_sql, table_sql, column_sql in fed:
+    for sequence, column, increment, seq_sql, table_sql, column_sql, hidden in fed:
         extreme = "max" if increment > 0 else "min"
-        last, called, largest = fetch(
-            connection,
-            _literal_percent(
-                f"SELECT last_value, is_called, (SELECT {extreme}({column_sql}) FROM {table_sql}) FROM {seq_sql}"
-            ),
-            {},
-        )[0]
+        largest_sql = "NULL" if hidden else f"(SELECT {extreme}({column_sql}) FROM {table_sql})"
+        sql = _literal_percent(f"SELECT last_value, is_called, {largest_sql} FROM {seq_sql}")
+        last, called, largest = fetch(connection, sql, {})[0]
         next_value = int(last) + int(increment) if called else int(last)
-        positions.append(
-            SequencePosition(sequence, column, int(increment), next_value, None if largest is None else int(largest))
-        )
+        largest = None if largest is None else int(largest)
+        positions.append(SequencePosition(sequence, column, int(increment), next_value, largest, hidden))
     return positions
 
 
@@ -596,16 +614,100 @@ def resolve(connection: Queryable, names: Sequence[str]) -> tuple[list[str], dic
     return path, {name: Resolution(name, tuple(schemas)) for _, name, schemas in rows}
 
 
-def equal_constants(connection: Queryable, pairs: Sequence[tuple[str, str, str]]) -> list[bool]:
-    """For each (type, a, b) of constant expressions: whether a and b are the same value of that type.
+# Spellings PostgreSQL keeps apart that mean one default.
 
-    ``'x'::text`` and ``'x'::character varying`` spell one default of a varchar column; only
-    literals and casts may be given (see ``drift``), so evaluating them has no effect.
+#: Each is the transaction's start time: now() is transaction_timestamp(), and CURRENT_TIMESTAMP calls it.
+_TRANSACTION_START = re.compile(r"^\(*(?:now\(\)|transaction_timestamp\(\)|CURRENT_TIMESTAMP)\)*$")
+#: LOCALTIMESTAMP is that time as a timestamp without time zone: the same value in such a column.
+_LOCAL_TRANSACTION_START = re.compile(r"^\(*LOCALTIMESTAMP\)*$")
+_CAST_SUFFIX = re.compile(r"^(.*)::(?P<type>[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?)$", re.S)
+#: A literal with casts and nothing else: evaluating it has no effect, so the server may compare two.
+_CONSTANT = re.compile(
+    r"^\(*(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|true|false|NULL)\)*"
+    r"(?:::[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?\)*)*$"
+)
+
+
+def _canonical_default(default: str, column_type: str) -> str:
+    cast = _CAST_SUFFIX.match(default)
+    bare = cast.group(1) if cast and cast.group("type") == column_type else default
+    if _TRANSACTION_START.match(bare):
+        return "CURRENT_TIMESTAMP"
+    if column_type == "timestamp without time zone" and _LOCAL_TRANSACTION_START.match(bare):
+        return "CURRENT_TIMESTAMP"
+    return default
+
+
+def align_defaults(connection: Queryable, expected: Iterable[Snapshot], found: Snapshot) -> Snapshot:
+    """``found`` with each column default that means what an ``expected`` one means spelled as that one.
+
+    ``now()``, ``transaction_timestamp()`` and ``CURRENT_TIMESTAMP`` are one default; so are
+    ``'x'::text`` and ``'x'::character varying`` on a varchar column, which the server compares as
+    values (literals and casts only, so evaluating them has no effect). The drift check and the
+    take-over then judge by equality, and agree.
     """
-    if not pairs:
-        return []
-    columns = ", ".join(f"CAST(({a}) AS {type_}) IS NOT DISTINCT FROM CAST(({b}) AS {type_})" for type_, a, b in pairs)
-    return [bool(value) for value in fetch(connection, _literal_percent(f"SELECT {columns}"), {})[0]]
+    wanted: dict[tuple[str, str, str], set[str]] = {}
+    for snap in expected:
+        for table in snap.tables.values():
+            for column in table.columns:
+                if column.default is not None and column.generated is None:
+                    wanted.setdefault((table.name, column.name, column.type), set()).add(column.default)
+    to_compare: list[tuple[str, str, str]] = []
+    for table in found.tables.values():
+        for column in table.columns:
+            have = column.default
+            for want in wanted.get((table.name, column.name, column.type), set()) - {have}:
+                if have is not None and column.generated is None and _CONSTANT.match(have) and _CONSTANT.match(want):
+                    to_compare.append((column.type, want, have))
+    equal = {pair for pair in to_compare if _equal_constants(connection, *pair)}
+
+    def spelled(table: str, column: ColumnInfo) -> ColumnInfo:
+        have = column.default
+        if have is None or column.generated is not None:
+            return column
+        for want in sorted(wanted.get((table, column.name, column.type), ())):
+            canonical = _canonical_default(want, column.type) == _canonical_default(have, column.type)
+            if canonical or (column.type, want, have) in equal:
+                return replace(column, default=want)
+        return column
+
+    tables = {
+        name: replace(table, columns=tuple(spelled(name, c) for c in table.columns))
+        for name, table in found.tables.items()
+    }
+    return replace(found, tables=tables)
+
+
+def _equal_constants(connection: Queryable, type_: str, a: str, b: str) -> bool:
+    """Whether the constants ``a`` and ``b`` are one value of ``type_``; False when either is not one
+    (out of range, say), so a default that cannot be cast is reported, not a failed check."""
+    sql = _literal_percent(f"SELECT CAST(({a}) AS {type_}) IS NOT DISTINCT FROM CAST(({b}) AS {type_})")
+    try:
+        with _savepoint(connection):
+            return bool(fetch(connection, sql, {})[0][0])
+    except _database_errors():
+        return False
+
+
+@contextmanager
+def _savepoint(connection: Queryable) -> Iterator[None]:
+    if hasattr(connection, "begin_nested"):
+        with connection.begin_nested():
+            yield
+    else:
+        with connection.transaction():
+            yield
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    import psycopg
+
+    errors: list[type[Exception]] = [psycopg.Error]
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import DBAPIError
+
+        errors.append(DBAPIError)
+    return tuple(errors)
 
 
 def _literal_percent(sql: str) -> str:

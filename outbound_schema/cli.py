@@ -188,7 +188,7 @@ def _check(args: argparse.Namespace) -> int:
             connection.read_only = True
             report = drift.check(connection, history, dsn.mask(raw), args.version_table)
     except (OutboundSchemaError, HistoryUnreadable, psycopg.Error) as exc:
-        message = _database_refused(exc) if isinstance(exc, psycopg.Error) else str(exc)
+        message = _database_refused(exc, reading=True) if isinstance(exc, psycopg.Error) else str(exc)
         if args.format == "json":
             print(json.dumps({"format": drift.FORMAT_VERSION, "status": "error", "error": message}))
         print(f"outbound-schema: could not check: {message}", file=sys.stderr)
@@ -220,13 +220,24 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_refused(exc: DBAPIError | psycopg.Error) -> str:
-    detail = " ".join(str(getattr(exc, "orig", exc)).split())
-    return (
-        f"The database refused a statement ({detail}). If this is a permission error, run as a role that "
-        "may read the catalog, the outbound tables and the version table (SELECT privilege), and for "
-        "upgrades own them; nothing of the revision that failed was recorded."
-    )
+def _database_refused(exc: DBAPIError | psycopg.Error, *, reading: bool = False) -> str:
+    """One paragraph for an error the server raised: what it said, and what follows from it."""
+    original = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(original).split())
+    sqlstate = str(getattr(original, "sqlstate", None) or "")
+    consequence = "nothing was changed" if reading else "nothing of the revision that failed was recorded"
+    if sqlstate == "42501":  # insufficient_privilege
+        return (
+            f"The database refused a statement: {detail}. Run as a role that may read the catalog, the "
+            "outbound tables and the version table (SELECT privilege; pg_read_all_data will do for check and "
+            f"status), and for upgrades own the tables; {consequence}."
+        )
+    if sqlstate.startswith("08") or "connection" in type(original).__name__.lower() or not sqlstate:
+        return (
+            f"The connection to the database was lost or refused ({detail}); {consequence}. Check that the "
+            "server is up and reachable, then run the command again."
+        )
+    return f"The database refused a statement ({detail}); {consequence}."
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -289,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.downgrade(config, args.revision, sql=args.sql)
         return 0
     except (OutboundSchemaError, DBAPIError) as exc:
-        message = str(exc) if isinstance(exc, OutboundSchemaError) else _database_refused(exc)
+        reading = args.command in ("status", "snapshot")
+        message = str(exc) if isinstance(exc, OutboundSchemaError) else _database_refused(exc, reading=reading)
         print(f"outbound-schema: error: {message}", file=sys.stderr)
         if args.command == "status":
             return 2  # could not tell

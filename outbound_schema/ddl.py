@@ -40,8 +40,12 @@ log = logging.getLogger("outbound_schema.ddl")
 LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 RAISE_EXCEPTION = "P0001"  # our own guards (DO ... RAISE EXCEPTION) refusing a change
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, None: 1}
+#: PostgreSQL's units for time settings (its "Parameter Names and Values"), case as it takes them.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|ms|s|min|h|d)?\s*$")
+_UNIT_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
+
+
+_MAX_MS = 2_147_483_647  # PostgreSQL's timeouts are ints of milliseconds
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,19 @@ SETTINGS = (
 
 
 def parse_duration_ms(raw: str, *, name: str) -> int:
-    """``100``, ``100ms``, ``2s`` or ``1min`` as milliseconds."""
+    """A duration as PostgreSQL takes one (``100``, ``250ms``, ``30s``, ``5min``, ``1h``, ``1d``), in ms."""
     match = _DURATION.match(raw)
     if not match:
         raise OutboundSchemaError(
-            f"The {name} '{raw}' is not a duration. Give milliseconds, or a number with the unit ms, s or "
-            "min, such as 100ms, 2s or 30min."
+            f"The {name} '{raw}' is not a duration. Give milliseconds, or a number with one of PostgreSQL's "
+            "units us, ms, s, min, h or d, such as 250ms, 30s, 5min or 1h."
         )
     milliseconds = round(float(match.group(1)) * _UNIT_MS[match.group(2)])
+    if milliseconds > _MAX_MS:
+        raise OutboundSchemaError(
+            f"The {name} '{raw}' is longer than PostgreSQL allows for a timeout (about 24 days); give a "
+            "shorter one, such as 30min or 1h."
+        )
     if milliseconds < 1:
         raise OutboundSchemaError(
             f"The {name} '{raw}' is shorter than a millisecond. Every DDL statement runs under a limit: give "

@@ -61,7 +61,7 @@ from outbound_schema.catalog import (
     Snapshot,
     TableInfo,
     TriggerInfo,
-    equal_constants,
+    align_defaults,
     fetch,
     resolve,
     sequence_positions,
@@ -97,10 +97,6 @@ class Verdict:
         if self.ok:
             return f"✅ {self.kind} {self.name}: {self.found}"
         return f"❌ {self.kind} {self.name}: {self.detail}"
-
-
-def _verdict(kind: str, name: str, verdict: str, expected: str | None, found: str | None, detail: str) -> Verdict:
-    return Verdict(kind, name, verdict, expected, found, detail)
 
 
 @dataclass
@@ -151,60 +147,6 @@ class Report:
         return "\n".join(lines)
 
 
-# Spellings PostgreSQL keeps apart that mean one default.
-
-#: Each is the transaction's start time: now() is transaction_timestamp(), and CURRENT_TIMESTAMP calls it.
-_TRANSACTION_START = re.compile(r"^\(*(?:now\(\)|transaction_timestamp\(\)|CURRENT_TIMESTAMP)\)*$")
-_CAST_SUFFIX = re.compile(r"^(.*)::(?P<type>[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?)$")
-#: A literal with casts and nothing else: evaluating it has no effect, so the server may compare two.
-_CONSTANT = re.compile(
-    r"^\(*(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|true|false|NULL)\)*"
-    r"(?:::[a-z][a-z0-9_ ]*(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?\)*)*$"
-)
-
-
-def _canonical_default(default: str | None, column_type: str) -> str | None:
-    if default is None:
-        return None
-    cast = _CAST_SUFFIX.match(default)
-    bare = cast.group(1) if cast and cast.group("type") == column_type else default
-    return "CURRENT_TIMESTAMP" if _TRANSACTION_START.match(bare) else default
-
-
-def _constant_pairs(expected: Snapshot, found: Snapshot) -> list[tuple[str, str, str]]:
-    """(type, expected default, found default) of columns whose constant defaults are spelled differently."""
-    pairs = []
-    for name, table in expected.tables.items():
-        live = found.tables.get(name)
-        for column in table.columns:
-            have = live.column(column.name) if live else None
-            if have is None or have.type != column.type or column.default == have.default:
-                continue
-            if column.default and have.default and _CONSTANT.match(column.default) and _CONSTANT.match(have.default):
-                pairs.append((column.type, column.default, have.default))
-    return pairs
-
-
-@dataclass(frozen=True)
-class Equivalences:
-    """Defaults found equal on the server though spelled differently: (type, expected, found)."""
-
-    constants: frozenset[tuple[str, str, str]] = frozenset()
-
-    def same_default(self, want: ColumnInfo, have: ColumnInfo) -> bool:
-        if want.default == have.default:
-            return True
-        if _canonical_default(want.default, want.type) == _canonical_default(have.default, have.type):
-            return True
-        return (want.type, want.default, have.default) in self.constants
-
-    def same_column(self, want: ColumnInfo, have: ColumnInfo) -> bool:
-        without_default = (want.name, want.type, want.nullable, want.collation, want.identity, want.generated)
-        if without_default != (have.name, have.type, have.nullable, have.collation, have.identity, have.generated):
-            return False
-        return want.options == have.options and self.same_default(want, have)
-
-
 # What differs, in words an operator acts on.
 
 
@@ -253,7 +195,7 @@ def _list(items: Iterable[str]) -> str:
     return f"({listed})" if listed else "none"
 
 
-def _column_detail(want: ColumnInfo, have: ColumnInfo, same_default: bool) -> str:
+def _column_detail(want: ColumnInfo, have: ColumnInfo) -> str:
     said = []
     if have.type != want.type:
         said.append(f"has type {have.type}, expected {want.type}")
@@ -270,7 +212,7 @@ def _column_detail(want: ColumnInfo, have: ColumnInfo, same_default: bool) -> st
         )
     if (have.generated, have.identity) != (want.generated, want.identity):
         said.append(f"is {_generation(have)}, expected {_generation(want)}")
-    elif not same_default:
+    elif have.default != want.default:
         if have.default is None:
             said.append(f"has no default, expected DEFAULT {want.default}: inserts that omit it store NULL")
         elif want.default is None:
@@ -414,11 +356,14 @@ def _on(objects: Mapping[str, _O], tables: set[str]) -> dict[str, _O]:
     return {key: obj for key, obj in objects.items() if obj.table in tables}
 
 
-def compare(expected: Snapshot, found: Snapshot, same: Equivalences | None = None) -> Iterator[Verdict]:
-    """One verdict per expected object, then one per extra object on our tables."""
-    same = same or Equivalences()
+def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
+    """One verdict per expected object, then one per extra object on our tables.
+
+    Give ``found`` through :func:`outbound_schema.catalog.align_defaults` first: defaults spelled
+    differently that mean the same are then equal.
+    """
     live = set(found.tables)
-    yield from _compare_tables(expected, found, same)
+    yield from _compare_tables(expected, found)
 
     yield from _compare_named(
         "constraint",
@@ -440,7 +385,8 @@ def compare(expected: Snapshot, found: Snapshot, same: Equivalences | None = Non
     )
     yield from _compare_named(
         "sequence",
-        {k: v for k, v in expected.sequences.items() if not v.owned_by or v.owned_by.split(".")[0] in live},
+        # A sequence owned by one of our tables goes with it; one owned elsewhere (a host table) stays.
+        {k: v for k, v in expected.sequences.items() if _owner(v) not in set(expected.tables) - live},
         found.sequences,
         lambda sequence: sequence,
         _sequence_detail,
@@ -462,9 +408,10 @@ def _constraint_problem(constraint: ConstraintInfo) -> tuple[str, str] | None:
     if not constraint.enforced:
         return (
             "disabled",
-            f"is not enforced: the triggers that enforce it are disabled (ALTER TABLE … DISABLE TRIGGER ALL), so "
-            f"rows written meanwhile were never checked. Re-enable them (ALTER TABLE {on} ENABLE TRIGGER ALL), then "
-            "find the rows that break it",
+            f"is not enforced: the triggers that enforce it are disabled on {', '.join(constraint.disabled_on)} "
+            "(ALTER TABLE … DISABLE TRIGGER ALL), so rows written meanwhile were never checked. Re-enable them ("
+            + "; ".join(f"ALTER TABLE {table} ENABLE TRIGGER ALL" for table in constraint.disabled_on)
+            + "), then find the rows that break it",
         )
     if not constraint.validated:
         return (
@@ -486,15 +433,19 @@ def _index_problem(index: IndexInfo) -> tuple[str, str] | None:
     )
 
 
-def _compare_tables(expected: Snapshot, found: Snapshot, same: Equivalences) -> Iterator[Verdict]:
+def _owner(sequence: SequenceInfo) -> str | None:
+    return sequence.owned_by.split(".")[0] if sequence.owned_by else None
+
+
+def _compare_tables(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
     for name, table in expected.tables.items():
         live = found.tables.get(name)
         if live is None:
-            yield _verdict("table", name, "missing", table.describe(), None, f"missing; expected {table.describe()}")
+            yield Verdict("table", name, "missing", table.describe(), None, f"missing; expected {table.describe()}")
             continue
         if live.settings() != table.settings():
             detail = _table_detail(table, live)
-            yield _verdict("table", name, "different", table.describe(), live.describe(), detail)
+            yield Verdict("table", name, "different", table.describe(), live.describe(), detail)
         else:
             yield Verdict("table", name, "ok", found=live.describe())
         for column in table.columns:
@@ -502,19 +453,19 @@ def _compare_tables(expected: Snapshot, found: Snapshot, same: Equivalences) -> 
             have = live.column(column.name)
             if have is None:
                 detail = f"missing; expected {column.describe()}"
-                yield _verdict("column", qualified, "missing", column.describe(), None, detail)
-            elif not same.same_column(column, have):
-                detail = _column_detail(column, have, same.same_default(column, have))
-                yield _verdict("column", qualified, "different", column.describe(), have.describe(), detail)
+                yield Verdict("column", qualified, "missing", column.describe(), None, detail)
+            elif have != column:
+                detail = _column_detail(column, have)
+                yield Verdict("column", qualified, "different", column.describe(), have.describe(), detail)
             else:
                 yield Verdict("column", qualified, "ok", found=have.describe())
         for extra in live.columns:
             if table.column(extra.name) is None:
                 detail = f"extra, not created by any revision: {extra.describe()}"
-                yield _verdict("column", f"{name}.{extra.name}", "extra", None, extra.describe(), detail)
+                yield Verdict("column", f"{name}.{extra.name}", "extra", None, extra.describe(), detail)
     for name, live in found.tables.items():
         if name not in expected.tables:
-            yield _verdict("table", name, "extra", None, live.describe(), f"extra: {live.describe()}")
+            yield Verdict("table", name, "extra", None, live.describe(), f"extra: {live.describe()}")
 
 
 def _compare_named(
@@ -531,7 +482,7 @@ def _compare_named(
     """Missing, renamed (same shape under another name), different, invalid or ok; then the extras."""
     extras = {key: obj for key, obj in found.items() if key not in expected and reportable(obj)}
     for key, want in expected.items():
-        name = _display(key)
+        name = _display(kind, key)
         have = found.get(key)
         if have is None:
             twin = next(
@@ -539,51 +490,54 @@ def _compare_named(
             )
             if twin is not None:
                 twin_obj = extras.pop(twin)
-                said = f"found under another name, {_display(twin)}: {twin_obj.describe()}"
-                yield _verdict(kind, name, "renamed", want.describe(), f"{_display(twin)}: {twin_obj.describe()}", said)
+                twin_name = _display(kind, twin)
+                said = f"found under another name, {twin_name}: {twin_obj.describe()}"
+                yield Verdict(kind, name, "renamed", want.describe(), f"{twin_name}: {twin_obj.describe()}", said)
             else:
-                yield _verdict(kind, name, "missing", want.describe(), None, f"missing; expected {want.describe()}")
+                yield Verdict(kind, name, "missing", want.describe(), None, f"missing; expected {want.describe()}")
         elif shape(have) != shape(want):
-            yield _verdict(kind, name, "different", want.describe(), have.describe(), detail(want, have))
-        elif (trouble := problem(have)) is not None:
-            yield _verdict(kind, name, trouble[0], want.describe(), have.describe(), trouble[1])
+            yield Verdict(kind, name, "different", want.describe(), have.describe(), detail(want, have))
+        elif (trouble := problem(have)) is not None and problem(want) is None:
+            yield Verdict(kind, name, trouble[0], want.describe(), have.describe(), trouble[1])
         else:
             yield Verdict(kind, name, "ok", found=have.describe())
     for key, extra in extras.items():
         said = f"extra, not created by any revision: {extra.describe()}"
-        yield _verdict(kind, _display(key), "extra", None, extra.describe(), said)
+        yield Verdict(kind, _display(kind, key), "extra", None, extra.describe(), said)
 
 
-def _display(key: str) -> str:
-    """Policies, triggers and rules are keyed "table.name": shown as "name on table"."""
-    table, dot, name = key.partition(".")
-    return f"{name} on {table}" if dot else key
+def _display(kind: str, key: str) -> str:
+    """Policies, triggers and rules are keyed "table.name" (their names are unique per table only):
+    shown as "name on table"."""
+    if kind not in ("policy", "trigger", "rule"):
+        return key
+    table, _, name = key.partition(".")
+    return f"{name} on {table}"
 
 
 def position_verdicts(positions: Iterable[SequencePosition]) -> Iterator[Verdict]:
     for position in positions:
-        found = f"next value {position.next_value}; {position.column} holds up to {position.largest}"
-        if position.largest is None:
-            yield Verdict(
-                "position",
-                position.sequence,
-                "ok",
-                found=f"next value {position.next_value}; {position.column} is empty",
+        up, extreme = ("up to", "max") if position.increment > 0 else ("down to", "min")
+        found = f"next value {position.next_value}; {position.column} holds values {up} {position.largest}"
+        if position.hidden:
+            found = (
+                f"next value {position.next_value}; not compared with {position.column}: row-level security "
+                "hides rows from this role (check as the table's owner or a BYPASSRLS role to compare)"
             )
-        elif position.behind:
-            table, column = position.column.split(".", 1)
-            fix = (
-                f"SELECT setval({_literal(quote(position.sequence))}, "
-                f"(SELECT max({quote(column)}) FROM {quote(table)}))"
-            )
-            detail = (
-                f"is behind its column: it would hand out {position.next_value}, but {position.column} already "
-                f"holds values up to {position.largest}, so the next insert that takes the default fails on the "
-                f"unique key. Move it past them: {fix}"
-            )
-            yield _verdict("position", position.sequence, "behind", None, found, detail)
-        else:
+        elif position.largest is None:
+            found = f"next value {position.next_value}; {position.column} is empty"
+        if not position.behind:
             yield Verdict("position", position.sequence, "ok", found=found)
+            continue
+        table, column = position.column.split(".", 1)
+        target = f"(SELECT {extreme}({quote(column)}) FROM {quote(table)})"
+        fix = f"SELECT setval({_literal(quote(position.sequence))}, {target})"
+        detail = (
+            f"is behind its column: it would hand out {position.next_value}, but {position.column} already "
+            f"holds values {up} {position.largest}, so the next insert that takes the default fails on the "
+            f"unique key. Move it past them: {fix}"
+        )
+        yield Verdict("position", position.sequence, "behind", None, found, detail)
 
 
 def _literal(text: str) -> str:
@@ -606,14 +560,16 @@ def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], versi
                 f"({shown_path}): the dialer, upgrades and this check all use {resolution.schema}'s. Drop or "
                 "rename the one that is not ours, or fix the search_path"
             )
-            yield _verdict("search_path", name, "shadowed", home, ", ".join(resolution.schemas), detail)
+            yield Verdict("search_path", name, "shadowed", home, ", ".join(resolution.schemas), detail)
         elif resolution.schema is not None and home is not None and resolution.schema != home:
             trouble = True
+            at_home = [other for other, r in found.items() if r.schema == home]
             detail = (
-                f"resolves to schema {resolution.schema}, while our other tables and the version table are in "
-                f"{home} (search_path: {shown_path})"
+                f"resolves to schema {resolution.schema}, while {' and '.join(at_home)} "
+                f"{'is' if len(at_home) == 1 else 'are'} in {home} (search_path: {shown_path}): "
+                "move it beside them (ALTER TABLE ... SET SCHEMA) or fix the search_path"
             )
-            yield _verdict("search_path", name, "elsewhere", home, resolution.schema, detail)
+            yield Verdict("search_path", name, "elsewhere", home, resolution.schema, detail)
     if not trouble:
         where = f"schema {home}" if home else "no schema yet"
         yield Verdict("search_path", shown_path, "ok", found=f"our tables resolve to {where}")
@@ -662,7 +618,13 @@ def _revision_verdict(state: RevisionState, version_table: str) -> Verdict:
         "ahead": f"{current}, ahead of head: a newer outbound-schema migrated this database",
         "unknown": f"{current}, not a revision of outbound-schema",
     }[state.state]
-    return _verdict("revision", version_table, state.state, expected, found, f"{found}; expected {expected}")
+    todo = {
+        "untracked": "`outbound-schema upgrade` takes over the tables already there and records the revision",
+        "behind": "`outbound-schema upgrade` applies the pending revisions",
+        "ahead": "check it with the outbound-schema release that migrated it",
+        "unknown": "find out which tool wrote that revision before migrating",
+    }[state.state]
+    return Verdict("revision", version_table, state.state, expected, found, f"{found}; expected {expected}: {todo}")
 
 
 def check(connection: Queryable, history: History, database: str, version_table: str = VERSION_TABLE) -> Report:
@@ -680,11 +642,8 @@ def check(connection: Queryable, history: History, database: str, version_table:
     for revision in history.managed():
         snap = load_file(history.schema_file(revision))
         tables.update(dict.fromkeys(snap.tables if snap else ()))
-    found = snapshot(connection, list(tables))
-    pairs = _constant_pairs(want, found)
-    equal = equal_constants(connection, pairs)
-    same = Equivalences(frozenset(pair for pair, yes in zip(pairs, equal, strict=True) if yes))
-    objects = list(compare(want, found, same))
+    found = align_defaults(connection, [want], snapshot(connection, list(tables)))
+    objects = list(compare(want, found))
     objects.extend(position_verdicts(sequence_positions(connection, list(tables))))
     path, resolutions = resolve(connection, [*tables, version_table])
     objects.extend(search_path_verdicts(path, resolutions, version_table))

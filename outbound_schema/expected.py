@@ -40,11 +40,10 @@ from outbound_schema.catalog import (
     TableInfo,
     TriggerInfo,
 )
+from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.history import BRANCH_LABEL, SCHEMA_FOLDER
 from outbound_schema.keywords import quote
 
-SCHEMA_FOLDER = "schema"
-#: The branch label of our first revision, which Alembic extends to every revision after it.
-BRANCH_LABEL = "outbound_schema"
 SNAPSHOT_COMMAND = "outbound-schema snapshot"
 
 _HEADER = (
@@ -61,8 +60,8 @@ def render(snap: Snapshot, revision: str) -> str:
         table, on = snap.tables[name], quote(name)
         options = f" WITH ({', '.join(table.options)})" if table.options else ""
         head = f"CREATE {'UNLOGGED ' if table.unlogged else ''}TABLE {on} ("
-        body = ",\n".join(f"    {quote(c.name)} {c.definition()}" for c in table.columns)
-        lines = [f"{head}\n{body}\n){options};" if body else f"{head}){options};"]
+        body = [f"    {quote(c.name)} {_one_line(c.definition())}" for c in table.columns]
+        lines = [head, ",\n".join(body), f"){options};"] if body else [f"{head}){options};"]
         for column in table.columns:
             lines.extend(f"ALTER TABLE {on} ALTER COLUMN {quote(column.name)} SET {o};" for o in column.options)
         lines.extend(f"ALTER TABLE {on} INHERIT {parent};" for parent in table.parents)
@@ -73,19 +72,20 @@ def render(snap: Snapshot, revision: str) -> str:
         if table.force_row_security:
             lines.append(f"ALTER TABLE {on} FORCE ROW LEVEL SECURITY;")
         for constraint in _of(snap.constraints, name):
-            lines.append(f"ALTER TABLE {on} ADD CONSTRAINT {quote(constraint.name)} {constraint.definition};")
+            definition = _one_line(constraint.definition)
+            lines.append(f"ALTER TABLE {on} ADD CONSTRAINT {quote(constraint.name)} {definition};")
         for index in _of(snap.indexes, name):
             if index.constraint is None:
-                lines.append(f"{index.definition};{'' if index.valid else ' -- INVALID'}")
+                lines.append(f"{_one_line(index.definition)};{'' if index.valid else ' -- INVALID'}")
         owned = [s for s in snap.sequences.values() if s.owned_by and s.owned_by.split(".")[0] == name]
         lines.extend(_sequence(sequence) for sequence in sorted(owned, key=_by_name))
-        lines.extend(f"{policy.definition};" for policy in _of(snap.policies, name))
+        lines.extend(f"{_one_line(policy.definition)};" for policy in _of(snap.policies, name))
         for trigger in _of(snap.triggers, name):
-            lines.append(f"{trigger.definition};")
+            lines.append(f"{_one_line(trigger.definition)};")
             if trigger.enabled != "O":
                 lines.append(f"ALTER TABLE {on} {FIRING[trigger.enabled]} TRIGGER {quote(trigger.name)};")
         for rule in _of(snap.rules, name):
-            lines.append(rule.definition)
+            lines.append(_one_line(rule.definition))
             if rule.enabled != "O":
                 lines.append(f"ALTER TABLE {on} {FIRING[rule.enabled]} RULE {quote(rule.name)};")
         out.append("\n".join(lines) + "\n")
@@ -93,6 +93,19 @@ def render(snap: Snapshot, revision: str) -> str:
     if loose:
         out.append("\n".join(_sequence(s) for s in sorted(loose, key=_by_name)) + "\n")
     return "\n".join(out)
+
+
+def _one_line(definition: str) -> str:
+    """A definition on one line of the file, however PostgreSQL laid it out (a CASE, a subquery):
+    line breaks and backslashes escaped as \\n, \\r and \\\\; :func:`parse` undoes exactly that."""
+    return definition.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+_ESCAPED = re.compile(r"\\(\\|n|r)")
+
+
+def _unescape(line: str) -> str:
+    return _ESCAPED.sub(lambda m: {"\\": "\\", "n": "\n", "r": "\r"}[m.group(1)], line)
 
 
 _N = TypeVar("_N", ConstraintInfo, IndexInfo, PolicyInfo, TriggerInfo, RuleInfo)
@@ -121,24 +134,25 @@ def _sequence(seq: SequenceInfo) -> str:
 
 
 _IDENT = r'(?:"(?:[^"]|"")*"|[^\s".(),;]+)'
-_CREATE_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({_IDENT}) \($")
-_TABLE_END = re.compile(r"^\)(?: WITH \((.*)\))?;$")
-_EMPTY_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({_IDENT}) \(\)(?: WITH \((.*)\))?;$")
-_COLUMN = re.compile(rf"^    ({_IDENT}) (.+?),?$")
-_IDENTITY = re.compile(r" GENERATED (ALWAYS|BY DEFAULT) AS IDENTITY$")
-_GENERATED = re.compile(r" GENERATED ALWAYS AS \((.*)\) (STORED|VIRTUAL)$")
-_ALTER = re.compile(rf"^ALTER TABLE ({_IDENT}) (.+);$")
-_COLUMN_OPTION = re.compile(rf"^ALTER COLUMN ({_IDENT}) SET (.+)$")
-_FIRING = re.compile(rf"^(DISABLE|ENABLE REPLICA|ENABLE ALWAYS) (TRIGGER|RULE) ({_IDENT})$")
-_CONSTRAINT = re.compile(rf"^ADD CONSTRAINT ({_IDENT}) (.+)$")
-_INDEX = re.compile(rf"^CREATE (UNIQUE )?INDEX ({_IDENT}) ON ({_IDENT}) USING (.+);( -- INVALID)?$")
+_CREATE_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({_IDENT}) \($", re.S)
+_TABLE_END = re.compile(r"^\)(?: WITH \((.*)\))?;$", re.S)
+_EMPTY_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({_IDENT}) \(\)(?: WITH \((.*)\))?;$", re.S)
+_COLUMN = re.compile(rf"^    ({_IDENT}) (.+?),?$", re.S)
+_IDENTITY = re.compile(r" GENERATED (ALWAYS|BY DEFAULT) AS IDENTITY$", re.S)
+_GENERATED = re.compile(r" GENERATED ALWAYS AS \((.*)\) (STORED|VIRTUAL)$", re.S)
+_ALTER = re.compile(rf"^ALTER TABLE ({_IDENT}) (.+);$", re.S)
+_COLUMN_OPTION = re.compile(rf"^ALTER COLUMN ({_IDENT}) SET (.+)$", re.S)
+_FIRING = re.compile(rf"^(DISABLE|ENABLE REPLICA|ENABLE ALWAYS) (TRIGGER|RULE) ({_IDENT})$", re.S)
+_CONSTRAINT = re.compile(rf"^ADD CONSTRAINT ({_IDENT}) (.+)$", re.S)
+_INDEX = re.compile(rf"^CREATE (UNIQUE )?INDEX ({_IDENT}) ON ({_IDENT}) USING (.+);( -- INVALID)?$", re.S)
 _SEQUENCE = re.compile(
     rf"^CREATE (UNLOGGED )?SEQUENCE ({_IDENT}) AS (.+) START WITH (-?\d+) INCREMENT BY (-?\d+) MINVALUE (-?\d+) "
-    rf"MAXVALUE (-?\d+) CACHE (\d+) (NO )?CYCLE OWNED BY (NONE|{_IDENT}\.{_IDENT});$"
+    rf"MAXVALUE (-?\d+) CACHE (\d+) (NO )?CYCLE OWNED BY (NONE|{_IDENT}\.{_IDENT});$",
+    re.S,
 )
-_POLICY = re.compile(rf"^CREATE POLICY ({_IDENT}) ON ({_IDENT}) AS (PERMISSIVE|RESTRICTIVE) FOR (\w+) TO (.+);$")
-_TRIGGER = re.compile(rf"^CREATE (?:CONSTRAINT )?TRIGGER ({_IDENT}) .*? ON ({_IDENT}) .*;$")
-_RULE = re.compile(rf"^CREATE RULE ({_IDENT}) AS ON \w+ TO ({_IDENT}) .*;$")
+_POLICY = re.compile(rf"^CREATE POLICY ({_IDENT}) ON ({_IDENT}) AS (PERMISSIVE|RESTRICTIVE) FOR (\w+) TO (.+);$", re.S)
+_TRIGGER = re.compile(rf"^CREATE (?:CONSTRAINT )?TRIGGER ({_IDENT}) .*? ON ({_IDENT})\s.*;$", re.S)
+_RULE = re.compile(rf"^CREATE RULE ({_IDENT}) AS ON \w+ TO ({_IDENT})\s.*;$", re.S)
 _KIND = {"PRIMARY KEY": "p", "FOREIGN KEY": "f", "UNIQUE": "u", "CHECK": "c", "EXCLUDE": "x"}
 _FIRED = {words: state for state, words in FIRING.items()}
 
@@ -187,7 +201,7 @@ def _closing(text: str, opening: int) -> int:
 
 def _parse_policy(match: re.Match[str]) -> PolicyInfo:
     name, table, kind, command, rest = match.groups()
-    first = re.search(r" (USING|WITH CHECK) \(", rest)
+    first = re.search(r" (USING|WITH CHECK) \(", rest)  # roles are names: the first clause starts here
     roles, rest = (rest[: first.start()], rest[first.start() :]) if first else (rest, "")
     clauses: dict[str, str] = {}
     while rest:
@@ -208,14 +222,17 @@ def _parse_policy(match: re.Match[str]) -> PolicyInfo:
     )
 
 
-class SchemaFileError(ValueError):
-    """An expected-schema file that :func:`parse` does not accept."""
+class SchemaFileError(OutboundSchemaError, ValueError):
+    """An expected-schema file that :func:`parse` does not accept: nothing can be compared with it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
 
 
 def parse(text: str) -> Snapshot:
     """The snapshot a file written by :func:`render` holds."""
     snap = Snapshot()
-    lines = iter(text.splitlines())
+    lines = iter(_unescape(line) for line in text.splitlines())
     for number, line in enumerate(lines, start=1):
         if not line or line.startswith("--"):
             continue

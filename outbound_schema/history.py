@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-#: The branch label of our first revision; every revision built on it is ours (equal to
-#: ``outbound_schema.expected.BRANCH_LABEL``, defined here too because that module imports Alembic).
+#: The branch label of our first revision; every revision built on it is ours.
 BRANCH_LABEL = "outbound_schema"
 VERSIONS_FOLDER = "versions"
 SCHEMA_FOLDER = "schema"

@@ -8,6 +8,7 @@ double quote doubled (``quote_identifier`` in PostgreSQL's ruleutils.c).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -184,10 +185,20 @@ NEEDS_QUOTES: frozenset[str] = frozenset(
     }
 )
 
-#: Keywords in :data:`NEEDS_QUOTES` that older servers still supported treat as unreserved (so their
-#: quote_ident leaves them bare), with the first version that does not: ``json`` became a column-name
-#: keyword with the JSON() constructor of PostgreSQL 17. Quoting them anyway is harmless on any version.
-UNRESERVED_BEFORE: Mapping[str, int] = MappingProxyType({"json": 17})
+#: Keywords in :data:`NEEDS_QUOTES` that older servers still supported treat as unreserved or do not
+#: know (so their deparsers print them bare), with the first version that quotes them: ``json`` became a
+#: column-name keyword with the JSON() constructor of PostgreSQL 17, ``merge_action`` came with 17,
+#: ``system_user`` with 16. Quoting them anyway is harmless on any version.
+UNRESERVED_BEFORE: Mapping[str, int] = MappingProxyType({"json": 17, "merge_action": 17, "system_user": 16})
+
+_QUOTED_BY_SOME_VERSIONS = re.compile(r'"(' + "|".join(sorted(UNRESERVED_BEFORE)) + r')"')
+
+
+def neutral(definition: str) -> str:
+    """A deparsed definition as every supported server prints it: names that only newer servers quote
+    (a column ``json``, say) bare, so that a file generated on PostgreSQL 18 matches a 15 database."""
+    return _QUOTED_BY_SOME_VERSIONS.sub(r"\1", definition)
+
 
 _FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _REST = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")

@@ -9,9 +9,11 @@ the two would wait on each other for ever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from outbound_schema.ddl import parse_duration_ms
 from outbound_schema.errors import OutboundSchemaError
 
 log = logging.getLogger("outbound_schema.lock")
@@ -40,7 +43,10 @@ _HOLDER = text(
 
 
 def lock_wait_seconds(explicit: str | float | None = None) -> float:
-    """How long to wait for another migration: explicit, else OUTBOUND_SCHEMA_LOCK_WAIT, else 600 s."""
+    """How long to wait for another migration: explicit, else OUTBOUND_SCHEMA_LOCK_WAIT, else 600 s.
+
+    A plain number is seconds; a duration with a unit is read as PostgreSQL reads one (``10min``, ``1h``).
+    """
     raw = explicit if explicit is not None else os.environ.get(LOCK_WAIT_ENV_VAR)
     if raw is None or raw == "":
         return DEFAULT_LOCK_WAIT
@@ -48,10 +54,13 @@ def lock_wait_seconds(explicit: str | float | None = None) -> float:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
+        if isinstance(raw, str) and re.search(r"[a-z]\s*$", raw):
+            with contextlib.suppress(OutboundSchemaError):
+                seconds = parse_duration_ms(raw, name="migration lock wait") / 1000
     if not 0 <= seconds < math.inf:  # also refuses nan
         raise OutboundSchemaError(
-            f"The migration lock wait '{raw}' is not a number of seconds. Give a number such as 600 "
-            f"(with --lock-wait, -x lock_wait= or {LOCK_WAIT_ENV_VAR})."
+            f"The migration lock wait '{raw}' is not a duration. Give seconds, such as 600, or a duration such "
+            f"as 10min or 1h (with --lock-wait, -x lock_wait= or {LOCK_WAIT_ENV_VAR})."
         )
     return seconds
 

@@ -61,7 +61,7 @@ from sqlalchemy.schema import (
     PrimaryKeyConstraint,
     UniqueConstraint,
 )
-from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.util import immutabledict
 
 from outbound_schema.catalog import HOST_TABLES, Snapshot
@@ -433,6 +433,27 @@ def _is_version_table(construct: Any, version_table: str) -> bool:
     return isinstance(construct, UpdateBase) and getattr(table, "name", None) == version_table
 
 
+def _rerunnable_version_change(construct: Any) -> Any:
+    """The offline script's version-table statements, so that the script can run again.
+
+    After a failure at any statement, or after a shorter script, a second run must end at the
+    target with one version row: the table is created if absent, and the first revision's row is
+    inserted only into an empty table (the UPDATEs that follow match only the row they move on).
+    """
+    if isinstance(construct, CreateTable) and not construct.if_not_exists:
+        return CreateTable(construct.element, if_not_exists=True)
+    if isinstance(construct, Insert):
+        table = construct.table
+        rendered = str(construct.compile(compile_kwargs={"literal_binds": True}))
+        value = re.search(r"VALUES \((.+)\)", rendered)
+        if value is not None:
+            return text(
+                f"INSERT INTO {quote(table.name)} (version_num) SELECT {value.group(1)} "
+                f"WHERE NOT EXISTS (SELECT FROM {quote(table.name)})"
+            )
+    return construct
+
+
 def _table_of(construct: Any) -> str | None:
     if isinstance(construct, base.AlterTable):
         return construct.table_name
@@ -520,6 +541,8 @@ class SafeImpl(PostgresqlImpl):
         rules = self.rules
         if rules is None or _is_version_table(construct, self.migration_context.version_table):
             self._close_offline_block()
+            if self.as_sql:
+                construct = _rerunnable_version_change(construct)
             return super()._exec(construct, execution_options, multiparams, params)
         rules.check(construct)
         if self.planning:

@@ -27,7 +27,8 @@ from outbound_schema.catalog import HOST_TABLES, Snapshot, snapshot, tables_in_c
 from outbound_schema.config import EXPECTED_ATTRIBUTE, PREFLIGHT_ATTRIBUTE, VERSION_TABLE, alembic_config
 from outbound_schema.database import connect, mask
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.expected import SCHEMA_FOLDER, ExpectedSchemas, file_for, render, schema_dir
+from outbound_schema.expected import ExpectedSchemas, file_for, render, schema_dir
+from outbound_schema.history import SCHEMA_FOLDER
 
 
 @contextmanager

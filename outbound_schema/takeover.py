@@ -29,7 +29,7 @@ from alembic.script import Script
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from outbound_schema.catalog import Snapshot, existing_relations, snapshot
+from outbound_schema.catalog import Snapshot, align_defaults, existing_relations, snapshot
 from outbound_schema.database import require_host_tables
 from outbound_schema.ddl import RAISE_EXCEPTION
 from outbound_schema.errors import OutboundSchemaError
@@ -160,7 +160,9 @@ def assess(
 ) -> list[RevisionReport]:
     """Where the database stands on each of ``revisions`` (in order); reads the catalog, changes nothing."""
     files = {rev.revision: expected.at(rev.revision) for rev in revisions}
-    live = catalog_objects(snapshot(connection, expected.tables()))
+    # Defaults spelled differently that mean the same (now() for CURRENT_TIMESTAMP) are the same here too.
+    every = [snap for rev in expected.managed() if (snap := expected.at(rev.revision)) is not None]
+    live = catalog_objects(align_defaults(connection, every, snapshot(connection, expected.tables())))
     names = {name for snap in files.values() if snap is not None for name in object_names(snap)}
     taken = existing_relations(connection, sorted(names))
     reports: list[RevisionReport] = []

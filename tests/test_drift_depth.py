@@ -9,13 +9,16 @@ changed, with a detail an operator can act on.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
+from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import VERSION_TABLE
-from tests.helpers import cli_here, connected, plain
+from outbound_schema.expected import parse, render
+from tests.helpers import HEAD, cli_here, connected, copy_migrations, in_location, our_tables, plain
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
@@ -284,7 +287,7 @@ def test_a_sequence_after_the_largest_id_is_fine(head_db: URL) -> None:
     positions = {o["name"]: o["found"] for o in report["objects"] if o["kind"] == "position"}  # type: ignore[union-attr]
     assert positions == {
         f"{JOBS}_id_seq": f"next value 1; {JOBS}.id is empty",
-        f"{RUNS}_id_seq": f"next value 3; {RUNS}.id holds up to 2",
+        f"{RUNS}_id_seq": f"next value 3; {RUNS}.id holds values up to 2",
     }
 
 
@@ -380,7 +383,7 @@ def test_a_table_found_in_another_schema_is_named(head_db: URL) -> None:
     assert [(o["name"], o["verdict"], o["expected"], o["found"]) for o in elsewhere] == [
         (JOBS, "elsewhere", "public", "aux")
     ]
-    assert "while our other tables and the version table are in public" in elsewhere[0]["detail"]
+    assert f"while {RUNS} and {VERSION_TABLE} are in public" in elsewhere[0]["detail"]
 
 
 def test_our_tables_in_a_schema_of_their_own(host_db: URL) -> None:
@@ -428,3 +431,97 @@ def test_check_needs_only_pg_read_all_data(head_db: URL) -> None:
         assert check(auditor)[0] == 0
     finally:
         inject(head_db, "DROP OWNED BY auditor", "DROP ROLE auditor")
+
+
+# What a future revision may create: held by the expected file, it is no drift; changed, it is.
+RICH = [
+    TOUCH,
+    f"ALTER TABLE {JOBS} ADD COLUMN json jsonb",
+    f"CREATE INDEX ix_jobs_json ON {JOBS} (json) WHERE json IS NOT NULL",
+    f"ALTER TABLE {JOBS} ADD CONSTRAINT jobs_run_positive CHECK (run_id > 0) NOT VALID",
+    f"ALTER TABLE {JOBS} ADD COLUMN kind text DEFAULT CASE WHEN random() > 2 THEN 'never' ELSE 'call' END",
+    f"CREATE POLICY own_business ON {RUNS} USING (business_id IN (SELECT id FROM business WHERE id > 0))",
+    f"CREATE RULE keep_queued AS ON DELETE TO {JOBS} WHERE OLD.status = 'queued  now' DO INSTEAD NOTHING",
+    f"CREATE TRIGGER touch_status BEFORE UPDATE OF status ON {JOBS} FOR EACH ROW "
+    "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION touch('a  b')",
+    "CREATE SEQUENCE lead_numbers OWNED BY leads.id",
+    f"ALTER TABLE {JOBS} ADD COLUMN lead_number bigint DEFAULT nextval('lead_numbers')",
+]
+
+
+def expect_current_catalog(url: URL, location: Path) -> Snapshot:
+    """Make ``location``'s file for head hold what ``url`` holds now, as a revision creating it would."""
+    with connected(url) as conn:
+        snap = snapshot(conn, our_tables())
+    text_ = render(snap, HEAD)
+    assert render(parse(text_), HEAD) == text_  # every definition survives the file, multi-line ones included
+    (location / "schema" / f"{HEAD}.sql").write_text(text_)
+    return snap
+
+
+def test_objects_a_revision_creates_are_no_drift_and_their_changes_are(head_db: URL, tmp_path: Path) -> None:
+    location = copy_migrations(tmp_path / "alembic")
+    inject(head_db, *RICH)
+    expect_current_catalog(head_db, location)
+
+    done = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db), **in_location(location))
+    assert done.returncode == 0, drifted(json.loads(done.stdout))
+
+    inject(
+        head_db,
+        f"CREATE OR REPLACE RULE keep_queued AS ON DELETE TO {JOBS} WHERE OLD.status = 'queued now' DO INSTEAD NOTHING",
+        f"ALTER TABLE {JOBS} VALIDATE CONSTRAINT jobs_run_positive",  # stricter than expected: still fine
+    )
+    done = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db), **in_location(location))
+    assert [(o["kind"], o["name"], o["verdict"]) for o in drifted(json.loads(done.stdout))] == [
+        ("rule", f"keep_queued on {JOBS}", "different")
+    ]
+
+
+def test_a_column_named_by_a_newer_keyword_reads_the_same_on_every_version(head_db: URL) -> None:
+    inject(head_db, *RICH[1:3])
+    with connected(head_db) as conn:
+        snap = snapshot(conn, our_tables())
+    # PostgreSQL 17 and later quote json, 15 and 16 do not: the catalog reads it bare on all.
+    assert snap.indexes["ix_jobs_json"].using == "btree (json) WHERE (json IS NOT NULL)"
+
+
+def test_an_unreadable_expected_file_cannot_be_checked(head_db: URL, tmp_path: Path) -> None:
+    location = copy_migrations(tmp_path / "alembic")
+    with (location / "schema" / f"{HEAD}.sql").open("a") as file:
+        file.write("CREATE POLICY broken ON\n")
+    for args in (("check", "--format", "json"), ("status",)):
+        done = cli_here(*args, DATABASE_URL=plain(head_db), **in_location(location))
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and "Regenerate it with `outbound-schema snapshot`" in done.stderr
+
+
+def test_a_default_out_of_range_is_reported_not_a_failed_check(head_db: URL) -> None:
+    inject(head_db, f"ALTER TABLE {RUNS} ALTER COLUMN concurrency TYPE bigint")
+    inject(head_db, f"ALTER TABLE {RUNS} ALTER COLUMN concurrency SET DEFAULT 99999999999")
+    code, report = check(head_db)
+    assert code == 1
+    assert [o["name"] for o in drifted(report)] == [f"{RUNS}.concurrency"]
+
+
+def test_take_over_agrees_with_check_on_equivalent_defaults(head_db: URL) -> None:
+    inject(head_db, f"DROP TABLE {VERSION_TABLE}", *EQUIVALENT.values())
+    status = cli_here("status", DATABASE_URL=plain(head_db))
+    assert status.returncode == 0, status.stdout
+    assert "CONFLICTING" not in status.stdout
+    assert cli_here("upgrade", DATABASE_URL=plain(head_db)).returncode == 0
+    assert check(head_db)[0] == 0
+
+
+def test_a_descending_sequence_behind_its_column(head_db: URL) -> None:
+    inject(
+        head_db,
+        f"ALTER SEQUENCE {RUNS}_id_seq INCREMENT BY -1 MINVALUE -1000 MAXVALUE -1 START WITH -1 RESTART",
+        "INSERT INTO business (id) VALUES (1)",
+        f"INSERT INTO {RUNS} (id, business_id) VALUES (-10, 1)",
+    )
+    _, report = check(head_db)
+    behind = [o for o in drifted(report) if o["kind"] == "position"]
+    assert len(behind) == 1
+    assert "holds values down to -10" in behind[0]["detail"]
+    assert f"(SELECT min(id) FROM {RUNS})" in behind[0]["detail"]

@@ -18,7 +18,6 @@ import pytest
 from alembic.script import Script, ScriptDirectory
 
 from outbound_schema.config import script_location
-from outbound_schema.expected import BRANCH_LABEL as EXPECTED_BRANCH_LABEL
 from outbound_schema.history import BRANCH_LABEL, History, HistoryUnreadable, Revision
 from tests.helpers import REPO, config_for, copy_migrations, put_on_top
 from tests.test_imports import loaded_modules
@@ -83,10 +82,6 @@ def write(versions: Path, name: str, source: str) -> Path:
     path = versions / name
     path.write_text(textwrap.dedent(source))
     return path
-
-
-def test_branch_label_is_the_expected_modules() -> None:
-    assert BRANCH_LABEL == EXPECTED_BRANCH_LABEL
 
 
 def test_our_migrations() -> None:

@@ -16,8 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
+from outbound_schema.ddl import parse_duration_ms
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.locking import LOCK_KEY
+from outbound_schema.locking import LOCK_KEY, lock_wait_seconds
 from tests.helpers import BIN, HEAD, backends, catalog, cli_here, connected, plain, run_script, version
 
 
@@ -183,12 +184,23 @@ def test_lock_wait_zero_gives_up_at_once(head_db: URL) -> None:
         ("--statement-timeout", "0", "shorter than a millisecond"),
         ("--lock-timeout", "soon", "is not a duration"),
         ("--lock-retries", "-1", "not a whole number"),
-        ("--lock-wait", "nan", "not a number of seconds"),
+        ("--lock-wait", "nan", "is not a duration"),
+        ("--statement-timeout", "1w", "units us, ms, s, min, h or d"),
+        ("--statement-timeout", "40d", "longer than PostgreSQL allows"),
     ],
 )
 def test_bad_limits_are_refused(option: str, value: str, message: str) -> None:
     done = cli_here("upgrade", option, value, DATABASE_URL="postgresql://u@127.0.0.1:1/db")
     assert done.returncode == 1 and message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "milliseconds"),
+    [("250ms", 250), ("30s", 30_000), ("5min", 300_000), ("1h", 3_600_000), ("1.5h", 5_400_000)],
+)
+def test_durations_are_read_as_postgresql_reads_them(value: str, milliseconds: int) -> None:
+    assert parse_duration_ms(value, name="statement timeout") == milliseconds
+    assert lock_wait_seconds(value) == milliseconds / 1000
 
 
 def test_a_connection_inside_a_transaction_is_refused(head_db: URL) -> None:
