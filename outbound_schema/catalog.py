@@ -628,11 +628,23 @@ _CONSTANT = re.compile(
 )
 
 
+#: That time in UTC: timezone('utc', now()), which PostgreSQL 16 and later print as written, either
+#: as a call or as now() AT TIME ZONE 'utc' (15 prints both as the call); the zone's name in any case.
+_TRANSACTION_START_UTC = re.compile(
+    r"^\(*(?:timezone\('(?:utc|etc/utc)'::text, \(*(?P<a>[^)]*\)?)\)*\)"
+    r"|\(*(?P<b>now\(\)|transaction_timestamp\(\)|CURRENT_TIMESTAMP)\)* AT TIME ZONE '(?:utc|etc/utc)'::text)\)*$",
+    re.I,
+)
+
+
 def _canonical_default(default: str, column_type: str) -> str:
     cast = _CAST_SUFFIX.match(default)
     bare = cast.group(1) if cast and cast.group("type") == column_type else default
     if _TRANSACTION_START.match(bare):
         return "CURRENT_TIMESTAMP"
+    utc = _TRANSACTION_START_UTC.match(bare)
+    if utc and _TRANSACTION_START.match(utc.group("a") or utc.group("b") or ""):
+        return "CURRENT_TIMESTAMP AT TIME ZONE 'UTC'"
     if column_type == "timestamp without time zone" and _LOCAL_TRANSACTION_START.match(bare):
         return "CURRENT_TIMESTAMP"
     return default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from outbound_schema.history import History, HistoryUnreadable
 # so they are imported by the commands that use them.
 if TYPE_CHECKING:
     import psycopg
+    from alembic.config import Config
     from sqlalchemy.engine import URL
     from sqlalchemy.exc import DBAPIError
 
@@ -32,6 +34,15 @@ _VERDICTS = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("outbound-schema")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="outbound-schema",
@@ -39,7 +50,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="The database is --database-url, else DATABASE_URL, else an embedded PostgreSQL "
         "kept in ./.outbound-schema/ (OUTBOUND_SCHEMA_EMBEDDED_DIR).",
     )
-    url_option = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    loudness = argparse.ArgumentParser(add_help=False)
+    for parent, default in ((parser, 0), (loudness, argparse.SUPPRESS)):
+        parent.add_argument(
+            "-v", "--verbose", action="count", default=default, help="say more (-vv: every SQL statement)"
+        )
+        parent.add_argument(
+            "-q", "--quiet", action="count", default=default, help="say less (-q: warnings and errors only)"
+        )
+    url_option = argparse.ArgumentParser(add_help=False, parents=[loudness])
     url_option.add_argument("--database-url", metavar="URL", help="postgresql:// or postgresql+psycopg:// URL")
     migrate_options = argparse.ArgumentParser(add_help=False, parents=[url_option])
     migrate_options.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
@@ -137,10 +157,11 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
+    from outbound_schema.catalog import existing_relations
     from outbound_schema.config import alembic_config
     from outbound_schema.database import connect, mask
-    from outbound_schema.expected import ExpectedSchemas
-    from outbound_schema.revisions import applied_revisions
+    from outbound_schema.expected import ExpectedSchemas, foreign_tables
+    from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
     from outbound_schema.takeover import RevisionReport, assess
 
     script = ScriptDirectory.from_config(alembic_config(url))
@@ -151,10 +172,19 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
         if version_table != VERSION_TABLE:  # a host's table also records the host's own heads
             current &= known
         unknown = current - known
+        superseded = superseded_rows(current, lambda heads: applied_revisions(script, heads))
+        if superseded:
+            raise version_rows_error(version_table, current, superseded)
         reports: list[RevisionReport] = []
+        missing_host_tables: list[str] = []
         if not unknown:
             expected = ExpectedSchemas(script)
             reports = assess(connection, expected, expected.managed(), applied_revisions(script, current))
+            needed = sorted(
+                {t for r in expected.managed() if (snap := expected.at(r.revision)) for t in foreign_tables(snap)}
+            )
+            present = existing_relations(connection, needed, kinds="rp")
+            missing_host_tables = [name for name in needed if name not in present]
     print(f"database: {mask(url)}")
     print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {version_table} table): untracked'}")
     print(f"head:     {', '.join(script.get_heads())}")
@@ -170,6 +200,12 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
         print("state:    conflicting objects: upgrade would refuse")
         return 1
     pending = [r.revision for r in reports if r.state != "applied"]
+    if pending and missing_host_tables:
+        print(
+            f"state:    behind head, and upgrade would refuse: the host application's table(s) "
+            f"{', '.join(missing_host_tables)} are missing (run the host's migrations first)"
+        )
+        return 1
     print(f"state:    {'behind head; upgrade would process ' + ' -> '.join(pending) if pending else 'at head'}")
     return 1 if gate and pending else 0
 
@@ -252,27 +288,67 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _configure_logging() -> None:
+class _Messages(logging.Formatter):
+    """A progress message as it is; a warning or error led by its level in words."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno <= logging.INFO else f"{record.levelname.lower()}: {message}"
+
+
+class _NoChatter(logging.Filter):
+    """Alembic's notes on its own set-up, which say nothing about the database: shown with -v only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("alembic") and record.getMessage().startswith(("Context impl", "Will ")))
+
+
+_QUIETER = {"alembic.runtime.plugins": logging.WARNING}  # "setup plugin ..." on import
+
+
+def _configure_logging(command: str, verbosity: int) -> None:
+    """Quiet by default: a report command shows its report, a migration one line per step; -v and -q
+    move one level (-vv also shows each SQL statement)."""
     root = logging.getLogger()
-    if not any(isinstance(handler, _StderrHandler) for handler in root.handlers):
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)-5.5s [%(name)s] %(message)s"))
+        handler.setFormatter(_Messages("%(message)s"))
         root.addHandler(handler)
+    for old in [f for f in handler.filters if isinstance(f, _NoChatter)]:
+        handler.removeFilter(old)
+    if verbosity < 1:
+        handler.addFilter(_NoChatter())
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
+    default = logging.WARNING if command in ("status", "check", "snapshot") else logging.INFO
+    level = min(logging.CRITICAL, max(logging.DEBUG, default - 10 * verbosity))
+    for name in ("alembic", "outbound_schema"):
+        logging.getLogger(name).setLevel(level)
+    for name, quieter in _QUIETER.items():
+        logging.getLogger(name).setLevel(max(level, quieter))
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO if verbosity >= 2 else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging()
-    for name in ("alembic", "outbound_schema"):
-        logging.getLogger(name).setLevel(
-            logging.WARNING if args.command in ("status", "check", "snapshot") else logging.INFO
+    _configure_logging(args.command, args.verbose - args.quiet)
+    try:
+        if args.command == "check":
+            return _check(args)
+        return _change_or_report(args)
+    except KeyboardInterrupt:
+        print(
+            "outbound-schema: interrupted. A revision that was running was not recorded and is completed by "
+            "the next run; nothing else was left half-done.",
+            file=sys.stderr,
         )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # "setup plugin ..." on import
-    if args.command == "check":
-        return _check(args)
+        return 130
+
+
+def _change_or_report(args: argparse.Namespace) -> int:
     from alembic import command
+    from alembic.util import CommandError
     from sqlalchemy.exc import DBAPIError
 
     from outbound_schema.config import LIMITS_ATTRIBUTE, alembic_config
@@ -292,20 +368,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             "allow_data_loss": getattr(args, "allow_data_loss", None),
         }
         limits = resolve_limits(explicit, {})
-        config = alembic_config(_url(args, offline=args.sql), lock_wait=lock_wait)
+        url = _url(args, offline=args.sql)
+        config = alembic_config(url, lock_wait=lock_wait)
         config.attributes[LIMITS_ATTRIBUTE] = limits
+        _known_target(config, args.revision)
         if args.command == "upgrade":
             command.upgrade(config, args.revision, sql=args.sql)
         else:
             command.downgrade(config, args.revision, sql=args.sql)
         return 0
-    except (OutboundSchemaError, DBAPIError) as exc:
+    except (OutboundSchemaError, DBAPIError, CommandError) as exc:
         reading = args.command in ("status", "snapshot")
-        message = str(exc) if isinstance(exc, OutboundSchemaError) else _database_refused(exc, reading=reading)
+        if isinstance(exc, DBAPIError):
+            message = _database_refused(exc, reading=reading)
+        else:
+            message = (
+                " ".join(str(exc).split())
+                if isinstance(exc, CommandError) and not isinstance(exc, OutboundSchemaError)
+                else str(exc)
+            )
         print(f"outbound-schema: error: {message}", file=sys.stderr)
         if args.command == "status":
             return 2  # could not tell
         return exc.exit_code if isinstance(exc, OutboundSchemaError) else 1
+
+
+_RELATIVE = re.compile(r"^(?:[+-]\d+|.*[+-]\d+)$")
+
+
+def _known_target(config: Config, target: str) -> None:
+    """Refuse a revision this library does not have before anything connects (nothing is written)."""
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(config)
+    for part in target.split(":"):
+        if not part or _RELATIVE.match(part):
+            continue  # relative targets (-1, head+1) depend on where the database is: Alembic checks them
+        try:
+            script.get_revisions(part)
+        except (CommandError, RevisionError):
+            known = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+            raise OutboundSchemaError(
+                f"There is no revision '{part}' in this version of outbound-schema, so nothing was done. Give one "
+                f"of {', '.join(known)} (head is {', '.join(script.get_heads())}), or head, base, or a step such as "
+                "-1 or +1."
+            ) from None
 
 
 if __name__ == "__main__":

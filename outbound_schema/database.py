@@ -10,10 +10,13 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from outbound_schema import dsn
 from outbound_schema.catalog import HOST_TABLES, existing_relations
 from outbound_schema.errors import OutboundSchemaError
 
 URL_ENV_VAR = "DATABASE_URL"
+#: Seconds to wait for a server to answer a connection (libpq's connect_timeout).
+DEFAULT_CONNECT_TIMEOUT = 10
 
 
 _ACCEPTED_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
@@ -27,12 +30,17 @@ def parse_url(raw: str, *, source: str) -> URL:
     """
     try:
         url = make_url(raw.strip())
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # SQLAlchemy's own message repeats the string, password included.
         raise OutboundSchemaError(
             f"The database URL from {source} could not be parsed. Give a URL of the form "
             "postgresql://USER:PASSWORD@HOST:PORT/DBNAME (postgresql+psycopg:// works too)."
         ) from None
+    if "@" in (url.host or "") or "@" in (url.username or ""):
+        raise OutboundSchemaError(
+            f"The database URL from {source} ({mask(raw)}) has more than one '@': a password or user name holding "
+            "'@' must be percent-encoded, as %40 (postgresql://USER:p%40ss@HOST/DBNAME)."
+        )
     if url.drivername not in _ACCEPTED_DRIVERS:
         raise OutboundSchemaError(
             f"The database URL from {source} ({mask(url)}) uses the driver '{url.drivername}', "
@@ -48,12 +56,9 @@ def parse_url(raw: str, *, source: str) -> URL:
 
 
 def mask(url: URL | str) -> str:
-    """The URL as text with its password hidden; safe to log."""
+    """The URL as text with its password hidden, however malformed; safe to log."""
     if isinstance(url, str):
-        try:
-            url = make_url(url)
-        except ArgumentError:
-            return "<unparseable URL>"
+        return dsn.mask(url)
     return url.render_as_string(hide_password=True)
 
 
@@ -68,13 +73,18 @@ def configured_url(explicit: str | None = None, *, explicit_source: str = "--dat
 
 
 def engine_for(url: URL) -> Engine:
-    """An engine whose sessions store and read timestamps in UTC (see the README).
+    """An engine for our own work: one that also works through a pooler.
 
-    Options given in the URL (``?options=-csearch_path%3Dapp``) are kept.
+    No startup ``options`` (a default PgBouncer refuses them; options given in the URL are kept),
+    no server-side prepared statements (``prepare_threshold=None``: under transaction pooling the
+    next statement may reach a server connection that never prepared them), and a connect timeout
+    (``DEFAULT_CONNECT_TIMEOUT`` seconds unless the URL gives ``connect_timeout``), so that a server
+    that never answers is an error, not a hang.
     """
-    given = url.query.get("options", "")
-    options = " ".join([*(given if isinstance(given, tuple) else [given]), "-c timezone=UTC"]).strip()
-    connect_args = {"options": options, "application_name": url.query.get("application_name", "outbound-schema")}
+    connect_args: dict[str, object] = {"prepare_threshold": None}
+    connect_args["application_name"] = url.query.get("application_name", dsn.APPLICATION_NAME)
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
 
 

@@ -72,7 +72,7 @@ from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, load_file
 from outbound_schema.history import History
 from outbound_schema.keywords import quote
-from outbound_schema.revisions import order_key
+from outbound_schema.revisions import order_key, superseded_rows, version_rows_error
 
 if TYPE_CHECKING:
     from outbound_schema.catalog import Queryable
@@ -601,6 +601,9 @@ def revision_state(current: list[str], history: History, version_table: str = VE
         head_key = order_key(head)
         ahead = head_key is not None and all(k is not None and k > head_key for k in keys)
         return RevisionState("ahead" if ahead else "unknown", current, head, [], head)
+    superseded = superseded_rows(current, history.applied)
+    if superseded:
+        raise version_rows_error(version_table, current, superseded)
     applied = history.applied(current)
     pending = [rev for rev in ours if rev not in applied]
     compared = current[0] if len(current) == 1 else head

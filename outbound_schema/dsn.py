@@ -4,7 +4,9 @@ The same URLs, checks and messages as :mod:`outbound_schema.database`, which
 needs SQLAlchemy (about a second to import), for the commands that only read
 the catalog through psycopg. A URL is read as SQLAlchemy's ``make_url`` reads
 it and handed to libpq as the keywords SQLAlchemy's psycopg dialect would
-give it; sessions get ``-c timezone=UTC`` after the URL's own ``options``.
+give it. Like :func:`outbound_schema.database.engine_for`, a connection sends no
+startup ``options`` of its own and prepares no statements, so that it works through
+a default PgBouncer in transaction pooling.
 
 Importing this module imports neither SQLAlchemy nor Alembic, nor psycopg,
 which :func:`connect` imports.
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 
 URL_ENV_VAR = "DATABASE_URL"
 APPLICATION_NAME = "outbound-schema"
-UTC_OPTION = "-c timezone=UTC"
 
 _ACCEPTED_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
 
@@ -80,6 +81,11 @@ def conninfo(raw: str, *, source: str) -> str:
         raise OutboundSchemaError(
             f"The database URL from {source} could not be parsed. Give a URL of the form "
             "postgresql://USER:PASSWORD@HOST:PORT/DBNAME (postgresql+psycopg:// works too)."
+        )
+    if "@" in (match["ipv4host"] or "") + (match["username"] or ""):
+        raise OutboundSchemaError(
+            f"The database URL from {source} ({mask(text)}) has more than one '@': a password or user name holding "
+            "'@' must be percent-encoded, as %40 (postgresql://USER:p%40ss@HOST/DBNAME)."
         )
     driver = match["name"]
     if driver not in _ACCEPTED_DRIVERS:
@@ -171,9 +177,9 @@ def connect(
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """A psycopg connection (not autocommit) to ``raw``; failing to connect is a clear error (exit code 2).
 
-    The session's ``options`` are the URL's followed by ``-c timezone=UTC``;
     ``application_name`` and ``connect_timeout`` (seconds) apply unless the URL
-    gives its own. ``kwargs`` go to :func:`psycopg.connect`.
+    gives its own; statements are never prepared on the server (a pooler may hand the
+    next one to another server connection). ``kwargs`` go to :func:`psycopg.connect`.
     """
     uri = conninfo(raw, source=source)
     import psycopg
@@ -181,10 +187,11 @@ def connect(
 
     try:
         params = conninfo_to_dict(uri)
-        params["options"] = f"{params.get('options') or ''} {UTC_OPTION}".strip()
         params.setdefault("application_name", application_name)
         params.setdefault("connect_timeout", connect_timeout)
-        return psycopg.connect(make_conninfo("", **params), autocommit=False, **kwargs)
+        connection = psycopg.connect(make_conninfo("", **params), autocommit=False, **kwargs)
+        connection.prepare_threshold = None
+        return connection
     except psycopg.Error as exc:
         detail = " ".join(str(exc).split())
         for password in _passwords(raw):

@@ -12,6 +12,7 @@ takes the migration lock for it (``outbound_schema.locking``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,11 +20,14 @@ from typing import Any
 from alembic.util import CommandError
 
 from outbound_schema.config import EXPECTED_ATTRIBUTE, LIMITS_ATTRIBUTE, LOCK_WAIT_ATTRIBUTE, PREFLIGHT_ATTRIBUTE
+from outbound_schema.database import mask
 from outbound_schema.ddl import Limits, resolve_limits
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
 from outbound_schema.safety import install
+
+log = logging.getLogger("outbound_schema.migrate")
 
 
 class MigrationError(OutboundSchemaError, CommandError):
@@ -74,6 +78,7 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
     if lock_wait is None:
         lock_wait = context.get_x_argument(as_dictionary=True).get("lock_wait")
     connection = migration_context.connection
+    log.info("Migrating %s", mask(connection.engine.url))
     # Rolling deploys start several upgrades at once: one migrates, the others
     # wait here, then find nothing left to do.
     with (

@@ -30,6 +30,8 @@ log = logging.getLogger("outbound_schema.lock")
 LOCK_KEY = 0x6F75_7462_6F75_6E64
 LOCK_WAIT_ENV_VAR = "OUTBOUND_SCHEMA_LOCK_WAIT"
 DEFAULT_LOCK_WAIT = 600.0
+#: "session": the operator says the pooler between us and the database pools sessions, not transactions.
+POOLER_ENV_VAR = "OUTBOUND_SCHEMA_POOLER"
 POLL_INTERVAL = 0.5
 
 _HOLDER = text(
@@ -92,6 +94,37 @@ def abort_if_client_dies(connection: Connection) -> Iterator[None]:
                 pass
 
 
+def refuse_transaction_pooling(connection: Connection) -> None:
+    """Refuse, before anything is locked, set or changed, a migration through a connection pooler that
+    may hand its transactions to different server sessions.
+
+    A migration needs one server session throughout: the migration lock is a session lock, and its
+    settings and concurrent index builds span transactions. Through PgBouncer in transaction or
+    statement pooling the lock would be taken on one server connection and released on another,
+    and the settings would outlive the run on connections other clients then use. A pooler shows
+    itself: the server process a connection was opened with (libpq's backend PID, which a pooler
+    makes up) is not the one serving it. Which pooling mode it runs no client can tell for sure,
+    so the operator says session pooling with ``OUTBOUND_SCHEMA_POOLER=session``.
+    """
+    dbapi = connection.connection.dbapi_connection
+    opened_with = getattr(getattr(dbapi, "info", None), "backend_pid", None)
+    serving = int(connection.scalar(text("SELECT pg_backend_pid()")) or 0)
+    connection.commit()
+    if opened_with is None or opened_with == serving:
+        return  # a direct connection
+    if os.environ.get(POOLER_ENV_VAR, "").strip().lower() == "session":
+        return
+    raise OutboundSchemaError(
+        "The database is reached through a connection pooler (PgBouncer or another: the server process "
+        f"serving this connection, {serving}, is not the one it was opened with, {opened_with}). A migration "
+        "needs one server session for the whole run (its lock, its settings and its concurrent index builds "
+        "span transactions), which transaction or statement pooling does not give. Nothing was locked, set "
+        "or changed. Run migrations through a direct connection to PostgreSQL; or, if this pooler entry uses "
+        f"session pooling (PgBouncer: pool_mode = session), say so with {POOLER_ENV_VAR}=session.",
+        exit_code=2,
+    )
+
+
 @contextmanager
 def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None]:
     """Hold the migration lock on ``connection`` for the duration of the block.
@@ -104,6 +137,7 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
             "not (engine.connect(), not engine.begin()) or the Engine itself: the migrations commit each change "
             "on their own and wait for the migration lock outside any transaction."
         )
+    refuse_transaction_pooling(connection)
     params = {"key": LOCK_KEY}
     deadline = time.monotonic() + wait_seconds
     started = time.monotonic()
@@ -136,7 +170,14 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
         try:
             if connection.in_transaction():
                 connection.rollback()
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), params)
+            released = connection.scalar(text("SELECT pg_advisory_unlock(:key)"), params)
             connection.commit()
+            if not released:
+                log.warning(
+                    "the migration lock was not held by this session at the end of the run: a pooler handed the "
+                    "run another server connection (is %s=session true?); the lock stays with the first one "
+                    "until that connection closes",
+                    POOLER_ENV_VAR,
+                )
         except SQLAlchemyError:  # the connection is gone, and the lock with it
             pass

@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from outbound_schema.catalog import HOST_TABLES
 
 # Server-side defaults, written as PostgreSQL stores and prints them.
-_NOW = text("CURRENT_TIMESTAMP")
+_NOW = text("timezone('utc', now())")  # UTC whatever the session's TimeZone (revision 47a)
 _ZERO = text("0")
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
+
+from outbound_schema.errors import OutboundSchemaError
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -34,3 +36,27 @@ def next_revision_id(heads: Iterable[str]) -> str | None:
     if not keys or any(key is None for key in keys):
         return None
     return f"{max(key[0] for key in keys if key is not None) + 1}a"
+
+
+def superseded_rows(current: Iterable[str], applied: Callable[[list[str]], set[str]]) -> list[str]:
+    """Rows of a version table that another row's revision already includes.
+
+    Our history has no branches, so the table holds one row; a row that precedes another (``40a``
+    beside ``46d``) was left by a script run twice and would make every reading of it wrong.
+    ``applied`` gives the revisions a list of heads means are applied.
+    """
+    rows = sorted(set(current))
+    return [row for row in rows if any(row in applied([other]) for other in rows if other != row)]
+
+
+def version_rows_error(version_table: str, current: Iterable[str], superseded: list[str]) -> OutboundSchemaError:
+    rows = ", ".join(sorted(set(current)))
+    extra = ", ".join(f"'{row}'" for row in superseded)
+    return OutboundSchemaError(
+        f"The version table {version_table} holds the rows {rows} where it should hold one: {', '.join(superseded)} "
+        "came before another row's revision, as an offline script run twice by an older outbound-schema leaves it. "
+        "Nothing was changed. Delete the earlier row(s) "
+        f"(DELETE FROM {version_table} WHERE version_num IN ({extra})), then run `outbound-schema check` to see "
+        "that the tables match the remaining revision.",
+        exit_code=2,
+    )

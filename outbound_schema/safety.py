@@ -69,6 +69,7 @@ from outbound_schema.ddl import Call, DDLRunner, Limits, Statement
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
 from outbound_schema.keywords import quote
+from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
 
 log = logging.getLogger("outbound_schema.migrate")
 
@@ -564,7 +565,12 @@ class SafeImpl(PostgresqlImpl):
         produce = context._migrations_fn
         if produce is None or self.planning:
             return
-        steps = list(produce(() if context.purge else context.get_current_heads(), context))
+        heads = () if context.purge else context.get_current_heads()
+        script = getattr(context, "script", None)
+        superseded = superseded_rows(heads, lambda h: applied_revisions(script, h)) if script else []
+        if superseded:
+            raise version_rows_error(context.version_table, heads, superseded)
+        steps = list(produce(heads, context))
         revision_steps = [s for s in steps if isinstance(s, RevisionStep)]
         self.plan = RunPlan(revision_steps, {s.revision.revision for s in revision_steps if is_managed(s.revision)})
         if self.plan.managed:

@@ -199,6 +199,8 @@ def _findings(
             state = "missing"
             if have is None and key[0] != "column" and key[1] in taken:
                 state, found = "conflict", "another relation of that name, not one of our tables' own"
+        elif have is None and had is not None and ("table", had.table) in before and ("table", had.table) not in live:
+            state = "missing"  # it changes an object of a table an earlier revision of the run creates
         elif any(_same(have, objects.get(key)) for objects in later) and (have is None or have.valid):
             state = "present"  # a later revision of the run left it so
         elif have is not None and want is not None and not have.valid and have.value == want.value:
@@ -242,13 +244,13 @@ def _tables_created_whole(
 def refuse_conflicts(reports: Iterable[RevisionReport]) -> None:
     conflicts = [f for report in reports if report.state == "conflicting" for f in report.conflicts()]
     if conflicts:
-        details = "; ".join(f"[{f.revision}] {f.describe()}" for f in conflicts)
+        details = "\n".join(f"  - [{f.revision}] {f.describe()}" for f in conflicts)
         raise OutboundSchemaError(
-            "The database holds objects under outbound-schema's names whose definitions differ from "
-            f"what the migrations create, so the upgrade was refused and nothing was changed: {details}. "
-            "Find out where they came from (a hand-made change, another tool), then alter or drop them "
-            "so that they match or are absent, and run the upgrade again; 'outbound-schema status' "
-            "shows every revision's state without changing anything."
+            f"The database holds {len(conflicts)} object(s) under outbound-schema's names whose definitions "
+            "differ from what the migrations create, so the upgrade was refused and nothing was changed. Find "
+            "out where they came from (a hand-made change, another tool), then alter or drop them so that they "
+            "match or are absent, and run the upgrade again; 'outbound-schema status' shows every revision's "
+            f"state without changing anything.\n{details}"
         )
 
 

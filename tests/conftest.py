@@ -10,6 +10,7 @@ committed files must equal them.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -24,6 +25,7 @@ from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.embedded import create_host_standins
 from outbound_schema.snapshot import generate
+from tests import pgbouncer
 from tests.helpers import catalog
 from tests.legacy import REVISIONS, apply_legacy
 from tests.provision import Server, provision
@@ -73,6 +75,27 @@ def pg_server(record_testsuite_property: Callable[[str, object], None]) -> Itera
         _served_by.append(served_by)
         record_testsuite_property("database_server", served_by)  # for .ci/totals.py
         yield server
+
+
+@pytest.fixture(scope="session")
+def pooler(pg_server: Server) -> Iterator[Callable[[str], URL]]:
+    """PgBouncer in front of the test server, one per pool mode asked for: ``pooler("transaction")``
+    gives its URL (set ``database`` to reach a test database through it)."""
+    if pgbouncer.binary() is None:
+        message = f"PgBouncer is not installed: {pgbouncer.HOW_TO_GET_IT}"
+        if os.environ.get(pgbouncer.REQUIRED_VAR):
+            pytest.fail(message)
+        pytest.skip(message)
+    with ExitStack() as stack:
+        started: dict[str, URL] = {}
+
+        def through(mode: str) -> URL:
+            if mode not in started:
+                owner = pgbouncer.socket_owner(pg_server.url)
+                started[mode] = stack.enter_context(pgbouncer.pgbouncer(pg_server.url, mode, run_as=owner))
+            return started[mode]
+
+        yield through
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,7 @@ def test_options_in_the_url_are_kept(host_db: URL) -> None:
     try:
         with engine.connect() as conn:
             assert conn.scalar(text("SHOW search_path")) == "dialer,public"
-            assert conn.scalar(text("SHOW timezone")) == "UTC"
+            assert conn.scalar(text("SHOW application_name")) == "outbound-schema"
     finally:
         engine.dispose()
     done = cli("upgrade", DATABASE_URL=plain(url))

@@ -292,10 +292,14 @@ def test_a_sequence_after_the_largest_id_is_fine(head_db: URL) -> None:
 
 
 EQUIVALENT = {
-    "now()": f"ALTER TABLE {RUNS} ALTER COLUMN created_at SET DEFAULT now()",
-    "transaction_timestamp()": f"ALTER TABLE {RUNS} ALTER COLUMN updated_at SET DEFAULT transaction_timestamp()",
-    "now() cast to the column's type": (
-        f"ALTER TABLE {JOBS} ALTER COLUMN created_at SET DEFAULT now()::timestamp without time zone"
+    "now() AT TIME ZONE, as PostgreSQL 16+ prints it": (
+        f"ALTER TABLE {RUNS} ALTER COLUMN created_at SET DEFAULT (now() AT TIME ZONE 'UTC')"
+    ),
+    "CURRENT_TIMESTAMP in UTC": (
+        f"ALTER TABLE {RUNS} ALTER COLUMN updated_at SET DEFAULT timezone('UTC', CURRENT_TIMESTAMP)"
+    ),
+    "transaction_timestamp() in UTC": (
+        f"ALTER TABLE {JOBS} ALTER COLUMN created_at SET DEFAULT timezone('utc', transaction_timestamp())"
     ),
     "a text literal on a varchar column": f"ALTER TABLE {JOBS} ALTER COLUMN status SET DEFAULT 'queued'::text",
     "a quoted number": f"ALTER TABLE {RUNS} ALTER COLUMN concurrency SET DEFAULT '3'",
@@ -307,6 +311,19 @@ def test_equivalent_spellings_are_no_drift(head_db: URL) -> None:
     inject(head_db, *EQUIVALENT.values())
     code, report = check(head_db)
     assert code == 0, drifted(report)
+
+
+def test_now_and_current_timestamp_are_one_default(legacy_head_db: URL) -> None:
+    """At 46d the defaults are CURRENT_TIMESTAMP, which now() and transaction_timestamp() equal."""
+    inject(
+        legacy_head_db,
+        f"ALTER TABLE {RUNS} ALTER COLUMN created_at SET DEFAULT now()",
+        f"ALTER TABLE {RUNS} ALTER COLUMN updated_at SET DEFAULT transaction_timestamp()",
+        f"ALTER TABLE {JOBS} ALTER COLUMN created_at SET DEFAULT now()::timestamp without time zone",
+    )
+    code, report = check(legacy_head_db)
+    assert [o for o in drifted(report) if o["kind"] != "revision"] == []
+    assert code == 1  # behind head, and only that
 
 
 def test_a_different_default_is_still_drift(head_db: URL) -> None:

@@ -208,34 +208,34 @@ def test_files_that_are_no_revisions_are_skipped(tmp_path: Path) -> None:
 
 
 UNREADABLE = {
-    "call": ("def some_function() -> str:\n    return '47a'\n\n\nrevision = some_function()\ndown_revision = '46d'\n"),
+    "call": ("def some_function() -> str:\n    return '99z'\n\n\nrevision = some_function()\ndown_revision = '46d'\n"),
     "concatenation": 'revision = "47" + "a"\ndown_revision = "46d"\n',
     "number": 'revision = 47\ndown_revision = "46d"\n',
     "empty": 'revision = ""\ndown_revision = "46d"\n',
-    "down-call": 'revision = "47a"\ndown_revision = tuple(["46d"])\n',
-    "labels-name": 'LABEL = "x"\nrevision = "47a"\ndown_revision = "46d"\nbranch_labels = LABEL\n',
-    "depends-tuple-of-names": 'revision = "47a"\ndown_revision = "46d"\ndepends_on = (HEAD,)\n',
-    "unpacking": 'revision, down_revision = "47a", "46d"\n',
-    "conditional": 'import os\n\nif os.environ:\n    revision = "47a"\nelse:\n    revision = "47b"\n'
+    "down-call": 'revision = "99z"\ndown_revision = tuple(["46d"])\n',
+    "labels-name": 'LABEL = "x"\nrevision = "99z"\ndown_revision = "46d"\nbranch_labels = LABEL\n',
+    "depends-tuple-of-names": 'revision = "99z"\ndown_revision = "46d"\ndepends_on = (HEAD,)\n',
+    "unpacking": 'revision, down_revision = "99z", "46d"\n',
+    "conditional": 'import os\n\nif os.environ:\n    revision = "99z"\nelse:\n    revision = "99y"\n'
     'down_revision = "46d"\n',
     "augmented": 'revision = "47"\nrevision += "a"\ndown_revision = "46d"\n',
-    "imported": 'from somewhere import down_revision\n\nrevision = "47a"\n',
-    "walrus": 'revision = "47a"\nprint(down_revision := "46d")\n',
-    "deleted": 'revision = "47a"\ndown_revision = "46d"\ndel down_revision\n',
-    "function-named": 'revision = "47a"\n\n\ndef down_revision() -> None:\n    pass\n',
-    "no-down-revision": 'revision = "47a"\n',
-    "syntax": 'revision = "47a"\ndown_revision = "46d"\ndef upgrade(:\n',
-    "missing-down": 'revision = "47a"\ndown_revision = "46x"\n',
-    "missing-depends": 'revision = "47a"\ndown_revision = "46d"\ndepends_on = "nowhere"\n',
-    "label-taken": 'revision = "47a"\ndown_revision = "46d"\nbranch_labels = "outbound_schema"\n',
-    "label-is-an-id": 'revision = "47a"\ndown_revision = "46d"\nbranch_labels = ["46a"]\n',
+    "imported": 'from somewhere import down_revision\n\nrevision = "99z"\n',
+    "walrus": 'revision = "99z"\nprint(down_revision := "46d")\n',
+    "deleted": 'revision = "99z"\ndown_revision = "46d"\ndel down_revision\n',
+    "function-named": 'revision = "99z"\n\n\ndef down_revision() -> None:\n    pass\n',
+    "no-down-revision": 'revision = "99z"\n',
+    "syntax": 'revision = "99z"\ndown_revision = "46d"\ndef upgrade(:\n',
+    "missing-down": 'revision = "99z"\ndown_revision = "46x"\n',
+    "missing-depends": 'revision = "99z"\ndown_revision = "46d"\ndepends_on = "nowhere"\n',
+    "label-taken": 'revision = "99z"\ndown_revision = "46d"\nbranch_labels = "outbound_schema"\n',
+    "label-is-an-id": 'revision = "99z"\ndown_revision = "46d"\nbranch_labels = ["46a"]\n',
 }
 
 
 @pytest.mark.parametrize("case", UNREADABLE)
 def test_an_unreadable_revision_file_is_named(tmp_path: Path, case: str) -> None:
     location = copy_migrations(tmp_path / "migrations")
-    path = write(location / "versions", "47a_bad.py", UNREADABLE[case])
+    path = write(location / "versions", "99z_bad.py", UNREADABLE[case])
     with pytest.raises(HistoryUnreadable) as caught:
         History.read(location)
     assert str(caught.value).startswith(f"{path}: ")
@@ -244,7 +244,7 @@ def test_an_unreadable_revision_file_is_named(tmp_path: Path, case: str) -> None
 
 def test_the_message_says_what_and_what_to_do(tmp_path: Path) -> None:
     location = copy_migrations(tmp_path / "migrations")
-    path = write(location / "versions", "47a_bad.py", UNREADABLE["call"])
+    path = write(location / "versions", "99z_bad.py", UNREADABLE["call"])
     with pytest.raises(HistoryUnreadable, match=r"`revision` is set to `some_function\(\)` \(line 5\)") as caught:
         History.read(location)
     assert "plain literals" in str(caught.value) and str(path) in str(caught.value)

@@ -66,13 +66,31 @@ def test_orm_and_raw_sql_rows_get_the_same_database_defaults(head_engine: Engine
         assert (run.concurrency, run.total_leads, run.queued_count, run.failed_count) == (3, 0, 0, 0)
         assert (run.in_progress_count, run.completed_count, run.status) == (0, 0, "running")
         assert run.outbound_list_id is None and run.completed_at is None and run.last_error is None
-        # Stamped by the database, in UTC (the engine's sessions run with timezone=UTC).
+        # Stamped by the database, in UTC whatever the session's time zone (revision 47a).
         assert run.created_at is not None and before <= run.created_at <= after
         assert run.updated_at is not None and before <= run.updated_at <= after
     for job in (jobs[job_id], jobs[raw_job]):
         assert job.status == "queued"
         assert job.created_at is not None and before <= job.created_at <= after
         assert (job.twilio_call_sid, job.dial_started_at, job.dial_lock_token) == (None, None, None)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata", "UTC"])
+def test_default_timestamps_are_utc_in_any_session_time_zone(head_engine: Engine, zone: str) -> None:
+    seed_host_rows(head_engine)
+    with Session(head_engine) as session:
+        session.execute(text(f"SET TIME ZONE '{zone}'"))
+        run = OutboundCallRun(business_id=1)
+        session.add(run)
+        session.flush()
+        raw = session.execute(
+            text("INSERT INTO outbound_call_jobs (run_id, lead_id) VALUES (:r, 1) RETURNING created_at"),
+            {"r": run.id},
+        ).scalar_one()
+        utc_now = datetime.now(UTC).replace(tzinfo=None)
+        for stamp in (run.created_at, run.updated_at, raw):
+            assert stamp is not None and abs(stamp - utc_now) < timedelta(seconds=30), (zone, stamp, utc_now)
+        session.rollback()
 
 
 def test_server_defaults_are_loaded_on_flush(head_engine: Engine) -> None:

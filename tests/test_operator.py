@@ -1,0 +1,209 @@
+"""What an operator can type or cause, and what each gets: re-runnable offline scripts, a damaged
+version table, unknown revisions, bad URLs and durations, hung servers, Ctrl-C, and the output's
+own manners (-v, -q, --version). Nothing here may end in a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from outbound_schema.config import VERSION_TABLE
+from tests.helpers import (
+    ALL_REVISIONS,
+    BIN,
+    HEAD,
+    catalog_text,
+    cli,
+    cli_here,
+    connected,
+    expected_text,
+    plain,
+    version,
+)
+
+
+def statements(sql: str) -> list[str]:
+    """The statements of an offline script, as psql sends them."""
+    chunks = (
+        "\n".join(line for line in chunk.splitlines() if not line.startswith("--")).strip()
+        for chunk in sql.split(";\n\n")
+    )
+    return [chunk for chunk in chunks if chunk]
+
+
+def run_psql_style(url: URL, script: list[str], *, stop_after: int | None = None) -> list[str]:
+    """Send ``script`` as psql does by default: autocommit, on past errors; the errors it met."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    errors = []
+    try:
+        with engine.connect() as conn:
+            for statement in script[:stop_after]:
+                try:
+                    conn.exec_driver_sql(statement)
+                except DBAPIError as exc:
+                    errors.append(f"{statement[:60]}: {str(exc.orig).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    return errors
+
+
+def offline(*args: str) -> list[str]:
+    done = cli_here("upgrade", *args, "--sql")
+    assert done.returncode == 0, done.stderr
+    return statements(done.stdout)
+
+
+def test_the_offline_script_runs_again_after_a_shorter_one(host_db: URL) -> None:
+    assert run_psql_style(host_db, offline("46b")) == []
+    assert version(host_db) == ["46b"]
+    full = offline()
+    assert run_psql_style(host_db, full) == []
+    assert run_psql_style(host_db, full) == []  # and again, at head
+    assert version(host_db) == [HEAD]
+    assert catalog_text(host_db, HEAD) == expected_text(HEAD)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.5, 0.8])
+def test_the_offline_script_runs_again_after_dying_at_any_statement(host_db: URL, share: float) -> None:
+    full = offline()
+    stop = max(1, int(len(full) * share))
+    run_psql_style(host_db, full, stop_after=stop)
+    assert run_psql_style(host_db, full) == []
+    assert version(host_db) == [HEAD]
+    assert catalog_text(host_db, HEAD) == expected_text(HEAD)
+
+
+def test_two_version_rows_are_an_error_never_at_head(head_db: URL) -> None:
+    with connected(head_db) as conn:
+        conn.execute(text(f"INSERT INTO {VERSION_TABLE} VALUES ('{ALL_REVISIONS[0]}')"))
+        conn.commit()
+    rows = f"{ALL_REVISIONS[0]}, {HEAD}"
+    check = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db))
+    assert check.returncode == 2 and json.loads(check.stdout)["status"] == "error"
+    assert f"holds the rows {rows} where it should hold one" in check.stderr
+    status = cli_here("status", "--check", DATABASE_URL=plain(head_db))
+    assert status.returncode == 2 and "at head" not in status.stdout
+    upgrade = cli_here("upgrade", DATABASE_URL=plain(head_db))
+    assert upgrade.returncode == 2 and f"DELETE FROM {VERSION_TABLE} WHERE version_num IN ('{ALL_REVISIONS[0]}')" in (
+        upgrade.stderr
+    )
+    assert "Traceback" not in check.stderr + status.stderr + upgrade.stderr
+    assert sorted(version(head_db) or []) == sorted([ALL_REVISIONS[0], HEAD])  # nothing changed
+
+
+@pytest.mark.parametrize("command", [("upgrade", "99z"), ("downgrade", "99z"), ("upgrade", "46d:99z", "--sql")])
+def test_an_unknown_revision_changes_nothing(host_db: URL, command: tuple[str, ...]) -> None:
+    done = cli_here(*command, DATABASE_URL=plain(host_db))
+    assert done.returncode == 1
+    assert "There is no revision '99z' in this version of outbound-schema, so nothing was done" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
+    assert version(host_db) is None  # no version table was created
+
+
+PASSWORD = "s3cret-pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (f"postgresql://app:{PASSWORD}@127.0.0.1:54x2/db", "could not be parsed"),
+        (f"postgresql://app:p@ss{PASSWORD}@127.0.0.1:1/db", "more than one '@'"),
+    ],
+)
+def test_bad_urls_in_every_command(url: str, expected: str) -> None:
+    for args in (("upgrade",), ("status",), ("check", "--format", "json")):
+        done = cli_here(*args, DATABASE_URL=url)
+        assert done.returncode in (1, 2), done.stderr
+        assert expected in done.stderr, done.stderr
+        assert PASSWORD not in done.stderr + done.stdout and "ss" + PASSWORD[:2] not in done.stderr
+        assert "Traceback" not in done.stderr
+        if args[0] == "check":
+            assert done.returncode == 2 and json.loads(done.stdout)["status"] == "error"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers, as a hung server or a dead proxy does."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+def test_a_server_that_never_answers_is_given_up_on(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outbound_schema import database
+
+    monkeypatch.setattr(database, "DEFAULT_CONNECT_TIMEOUT", 1)  # the default applies, shortened for the test
+    url = f"postgresql://app:{PASSWORD}@127.0.0.1:{silent_server}/db"
+    for args, given in ((("upgrade",), url), (("status",), url), (("check",), f"{url}?connect_timeout=1")):
+        started = time.monotonic()
+        done = cli_here(*args, DATABASE_URL=given)
+        assert time.monotonic() - started < 8
+        assert done.returncode == 2, done.stderr
+        assert "Could not connect" in done.stderr or "connection" in done.stderr
+        assert PASSWORD not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
+    from outbound_schema.locking import LOCK_KEY
+
+    holder = create_engine(host_db)
+    try:
+        with holder.connect() as conn:  # another migration holds the lock: the upgrade waits
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+            conn.commit()
+            process = subprocess.Popen(
+                [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            )
+            deadline = time.monotonic() + 60
+            while "another migration holds the lock" not in (
+                line := process.stderr.readline() if process.stderr else ""
+            ):
+                assert time.monotonic() < deadline and line != "", "the upgrade never waited for the lock"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=30)
+    finally:
+        holder.dispose()
+    assert process.returncode == 130
+    assert err.strip().startswith("outbound-schema: interrupted.") and err.strip().count("\n") == 0, err
+    assert version(host_db) is None
+
+
+def test_quiet_by_default_louder_and_quieter_on_request(host_db: URL) -> None:
+    first = cli_here("upgrade", DATABASE_URL=plain(host_db))
+    assert first.returncode == 0
+    assert "Migrating postgresql+psycopg://" in first.stderr and "Running upgrade" in first.stderr
+    assert "Will assume" not in first.stderr and "Context impl" not in first.stderr
+    assert "WARNI " not in first.stderr and "[alembic" not in first.stderr
+    assert cli_here("-q", "upgrade", DATABASE_URL=plain(host_db)).stderr == ""
+    assert cli_here("upgrade", "-q", DATABASE_URL=plain(host_db)).stderr == ""
+    assert "Context impl PostgresqlImpl" in cli_here("upgrade", "-v", DATABASE_URL=plain(host_db)).stderr
+    assert cli_here("status", "-q", DATABASE_URL=plain(host_db)).stderr == ""
+
+
+def test_version() -> None:
+    from importlib.metadata import version as installed
+
+    done = cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"outbound-schema {installed('outbound-schema')}"
+
+
+def test_status_says_upgrade_would_refuse_without_the_host_tables(empty_db: URL) -> None:
+    done = cli_here("status", DATABASE_URL=plain(empty_db))
+    assert done.returncode == 1
+    assert "upgrade would refuse: the host application's table(s) business, call_log, leads" in done.stdout
+    assert "upgrade would process" not in done.stdout

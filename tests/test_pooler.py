@@ -1,0 +1,150 @@
+"""Behind a real PgBouncer: transaction pooling is refused before anything changes, session pooling
+migrates once, the read-only commands and the README's consumer examples work in either mode, and
+our connections pass a default PgBouncer (which refuses startup ``options``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from outbound_schema.config import VERSION_TABLE
+from outbound_schema.locking import LOCK_KEY, POOLER_ENV_VAR
+from tests.helpers import BIN, HEAD, REPO, catalog_text, cli_here, connected, expected_text, plain, tables, version
+from tests.test_readme import PYTHON_BLOCKS
+
+Pooler = Callable[[str], URL]
+ROUNDS = 3
+CONCURRENT = 4
+
+
+def through(pooler: Pooler, mode: str, database: URL) -> URL:
+    return pooler(mode).set(database=database.database)
+
+
+def upgrade_all_at_once(url: URL, **env: str) -> list[subprocess.CompletedProcess[str]]:
+    """``CONCURRENT`` upgrades of ``url`` started together, as a rolling deploy starts them."""
+    argv = [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(url)]
+    environ = {**os.environ, **env}
+    processes = [
+        subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+        for _ in range(CONCURRENT)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    return [subprocess.CompletedProcess(argv, p.returncode, *out) for p, out in zip(processes, outputs, strict=True)]
+
+
+def server_sessions_are_clean(url: URL) -> None:
+    """Through the pooler, every server connection it holds shows default settings and no lock of ours."""
+    engines = [create_engine(url, connect_args={"prepare_threshold": None}) for _ in range(CONCURRENT)]
+    try:
+        connections = [engine.connect() for engine in engines]
+        for conn in connections:  # each holds a server connection while the others look
+            conn.begin()
+            settings = dict(
+                conn.execute(
+                    text(
+                        "SELECT name, setting FROM pg_settings WHERE name IN "
+                        "('client_connection_check_interval', 'lock_timeout', 'statement_timeout')"
+                    )
+                ).all()
+            )
+            assert settings == {"client_connection_check_interval": "0", "lock_timeout": "0", "statement_timeout": "0"}
+        locks = connections[0].scalar(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :low"),
+            {"low": LOCK_KEY & 0xFFFFFFFF},
+        )
+        assert locks == 0
+        for conn in connections:
+            conn.rollback()
+            conn.close()
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_upgrade_through_transaction_pooling_refuses_and_leaves_nothing(host_db: URL, pooler: Pooler) -> None:
+    pooled = through(pooler, "transaction", host_db)
+    refused = 0
+    for _ in range(ROUNDS):
+        for done in upgrade_all_at_once(pooled):
+            assert done.returncode == 2, done.stderr
+            assert "reached through a connection pooler" in done.stderr and "Nothing was locked" in done.stderr
+            assert "Traceback" not in done.stderr
+            refused += 1
+        assert version(host_db) is None and not {"outbound_call_jobs", "outbound_call_runs"} & tables(host_db)
+        server_sessions_are_clean(pooled)
+    assert refused == ROUNDS * CONCURRENT
+
+
+def test_upgrade_through_session_pooling_migrates_once(host_db: URL, pooler: Pooler) -> None:
+    """Told the pooler pools sessions, concurrent deploys behave as on a direct connection."""
+    pooled = through(pooler, "session", host_db)
+    for round_ in range(ROUNDS):
+        outcomes = upgrade_all_at_once(pooled, **{POOLER_ENV_VAR: "session"})
+        assert all(done.returncode == 0 for done in outcomes), [done.stderr for done in outcomes]
+        migrated = [done for done in outcomes if "Running upgrade" in done.stderr]
+        assert len(migrated) == (1 if round_ == 0 else 0)
+        assert version(host_db) == [HEAD]
+        server_sessions_are_clean(pooled)
+    assert catalog_text(host_db, HEAD) == expected_text(HEAD)
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_read_only_commands_through_a_pooler(head_db: URL, pooler: Pooler, mode: str) -> None:
+    pooled = plain(through(pooler, mode, head_db))
+    check = cli_here("check", DATABASE_URL=pooled)
+    assert check.returncode == 0, check.stdout + check.stderr
+    status = cli_here("status", "--check", DATABASE_URL=pooled)
+    assert status.returncode == 0, status.stdout + status.stderr
+
+
+@pytest.mark.parametrize("example", range(len(PYTHON_BLOCKS)))
+def test_readme_examples_through_transaction_pooling(head_db: URL, pooler: Pooler, example: int) -> None:
+    """Each README example, 4 threads, 10 times each at once, through transaction pooling."""
+    with connected(head_db) as conn:
+        conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
+        conn.commit()
+    program = (
+        "import sys, threading\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        f"BLOCK = {PYTHON_BLOCKS[example]!r}\n"
+        "def ten(_):\n"
+        "    for _ in range(10):\n"
+        "        exec(BLOCK, {'__name__': '__main__'})\n"
+        "with ThreadPoolExecutor(4) as pool:\n"
+        "    list(pool.map(ten, range(4)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        env={"DATABASE_URL": plain(through(pooler, "transaction", head_db)), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with connected(head_db) as conn:
+        assert conn.scalar(text("SELECT count(*) FROM outbound_call_runs")) == 40
+
+
+def test_our_connections_pass_a_default_pgbouncer(head_db: URL, pooler: Pooler) -> None:
+    """No startup options from us: a default PgBouncer would refuse them ('unsupported startup parameter')."""
+    pooled = through(pooler, "transaction", head_db)
+    from outbound_schema.database import engine_for
+
+    engine = engine_for(pooled)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(text(f"SELECT count(*) FROM {VERSION_TABLE}")) == 1
+    finally:
+        engine.dispose()
+    with ThreadPoolExecutor(CONCURRENT) as pool:  # many short checks at once share the pooler's connections
+        codes = list(pool.map(lambda _: cli_here("check", DATABASE_URL=plain(pooled)).returncode, range(8)))
+    assert codes == [0] * 8
