@@ -208,43 +208,44 @@ FIRING = {"O": "ENABLE", "D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALW
 
 
 @dataclass(frozen=True)
-class TriggerInfo:
-    """A user trigger (constraint triggers of foreign keys are their constraint's)."""
+class _Fires:
+    """A trigger or a rule: a definition on a table, and whether it fires (as ALTER TABLE sets it)."""
 
     name: str
     table: str
-    definition: str  # pg_get_triggerdef, the table named without its schema
+    definition: str  # as PostgreSQL deparses it, the table named without its schema
     enabled: str = "O"  # a key of FIRING
 
     @property
     def key(self) -> str:
         return f"{self.table}.{self.name}"
 
-    def shape(self) -> tuple[str, str, str]:
-        return (self.table, self.definition.split(f" {quote(self.name)} ", 1)[-1], self.enabled)
-
-    def describe(self) -> str:
-        state = "" if self.enabled == "O" else f", {FIRING[self.enabled].lower()}d"
-        return f"{self.definition.removeprefix('CREATE ')}{state}"
-
-
-@dataclass(frozen=True)
-class RuleInfo:
-    name: str
-    table: str
-    definition: str  # pg_get_ruledef on one line, the table named without its schema
-    enabled: str = "O"
-
-    @property
-    def key(self) -> str:
-        return f"{self.table}.{self.name}"
+    def body(self) -> str:
+        """The definition after its name: what it does, whatever it is called."""
+        raise NotImplementedError
 
     def shape(self) -> tuple[str, str, str]:
-        return (self.table, self.definition.split(" AS ", 1)[-1], self.enabled)
+        return (self.table, self.body(), self.enabled)
 
     def describe(self) -> str:
         state = "" if self.enabled == "O" else f", {FIRING[self.enabled].lower()}d"
         return f"{self.definition.removeprefix('CREATE ').removesuffix(';')}{state}"
+
+
+@dataclass(frozen=True)
+class TriggerInfo(_Fires):
+    """A user trigger (constraint triggers of foreign keys are their constraint's); pg_get_triggerdef."""
+
+    def body(self) -> str:
+        return self.definition.split(f" {quote(self.name)} ", 1)[-1]
+
+
+@dataclass(frozen=True)
+class RuleInfo(_Fires):
+    """A rewrite rule; pg_get_ruledef, on one line up to its actions."""
+
+    def body(self) -> str:
+        return self.definition.split(" AS ", 1)[-1]
 
 
 @dataclass(frozen=True)

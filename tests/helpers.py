@@ -140,6 +140,14 @@ def connected(url: URL) -> Iterator[Connection]:
         engine.dispose()
 
 
+def inject(url: URL, *statements: str) -> None:
+    """Change a database as an operator or another tool would: each statement, then commit."""
+    with connected(url) as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+        conn.commit()
+
+
 def catalog(url: URL) -> Snapshot:
     with connected(url) as conn:
         return snapshot(conn, our_tables())

@@ -6,22 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.revisions import next_revision_id
-from tests.helpers import BIN, HEAD, REPO, cli, cli_here, connected, plain, run
+from tests.helpers import BIN, HEAD, REPO, cli, cli_here, inject, plain, run
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
-
-
-def inject(url: URL, *statements: str) -> None:
-    with connected(url) as conn:
-        for statement in statements:
-            conn.execute(text(statement))
-        conn.commit()
 
 
 def check_json(url: URL) -> tuple[int, dict[str, object]]:

@@ -18,18 +18,11 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.expected import parse, render
-from tests.helpers import HEAD, cli_here, connected, copy_migrations, in_location, our_tables, plain
+from tests.helpers import HEAD, cli_here, connected, copy_migrations, in_location, inject, our_tables, plain
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
 TOUCH = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
-
-
-def inject(url: URL, *statements: str) -> None:
-    with connected(url) as conn:
-        for statement in statements:
-            conn.execute(text(statement))
-        conn.commit()
 
 
 def check(url: URL | str) -> tuple[int, dict[str, object]]:

@@ -168,6 +168,8 @@ def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
                 stderr=subprocess.PIPE,
                 text=True,
                 env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+                # As at a terminal: a run started in the background (CI) inherits SIGINT ignored.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
             deadline = time.monotonic() + 60
             while "another migration holds the lock" not in (
