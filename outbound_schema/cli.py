@@ -19,10 +19,8 @@ from outbound_schema.history import History, HistoryUnreadable
 # The migration commands need Alembic and SQLAlchemy (a second to import); `check` needs neither,
 # so they are imported by the commands that use them.
 if TYPE_CHECKING:
-    import psycopg
     from alembic.config import Config
     from sqlalchemy.engine import URL
-    from sqlalchemy.exc import DBAPIError
 
 _VERDICTS = {
     "applied": "applied",
@@ -143,8 +141,9 @@ def _existing_url(args: argparse.Namespace) -> URL:
     from outbound_schema import embedded
 
     if not (embedded.data_dir() / "PG_VERSION").is_file():
+        what = "check" if args.command == "check" else "report on"
         raise OutboundSchemaError(
-            f"No database URL is configured, so there is nothing to {args.command}. Set DATABASE_URL or pass "
+            f"No database URL is configured, so there is no database to {what}. Set DATABASE_URL or pass "
             f"--database-url; the embedded database is used only once 'outbound-schema upgrade' has created it "
             f"(it would be in {embedded.data_dir()}).",
             exit_code=2,
@@ -168,7 +167,7 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
     known = {rev.revision for rev in script.walk_revisions()}
     with connect(url) as connection:
         context = MigrationContext.configure(connection, opts={"version_table": version_table})
-        current = set(context.get_current_heads())
+        current = {str(head) for head in context.get_current_heads() if head is not None}
         if version_table != VERSION_TABLE:  # a host's table also records the host's own heads
             current &= known
         unknown = current - known
@@ -223,12 +222,19 @@ def _check(args: argparse.Namespace) -> int:
         with dsn.connect(raw, source=source) as connection:
             connection.read_only = True
             report = drift.check(connection, history, dsn.mask(raw), args.version_table)
-    except (OutboundSchemaError, HistoryUnreadable, psycopg.Error) as exc:
-        message = _database_refused(exc, reading=True) if isinstance(exc, psycopg.Error) else str(exc)
+    except (Exception, KeyboardInterrupt) as exc:  # whatever happens, exit 2 and, asked for JSON, print it
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted; nothing was checked and nothing was changed"
+        elif isinstance(exc, psycopg.Error):
+            message = _database_refused(exc, reading=True)
+        elif isinstance(exc, OutboundSchemaError | HistoryUnreadable):
+            message = str(exc)
+        else:  # a bug, or a database holding what no revision writes: say it, exit 2 all the same
+            message = f"the check failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
         if args.format == "json":
             print(json.dumps({"format": drift.FORMAT_VERSION, "status": "error", "error": message}))
         print(f"outbound-schema: could not check: {message}", file=sys.stderr)
-        return 2
+        return 130 if isinstance(exc, KeyboardInterrupt) else 2
     print(report.to_json() if args.format == "json" else report.to_text())
     return 1 if report.drift else 0
 
@@ -256,7 +262,7 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_refused(exc: DBAPIError | psycopg.Error, *, reading: bool = False) -> str:
+def _database_refused(exc: BaseException, *, reading: bool = False) -> str:
     """One paragraph for an error the server raised: what it said, and what follows from it."""
     original = getattr(exc, "orig", None) or exc
     detail = " ".join(str(original).split())
@@ -268,7 +274,14 @@ def _database_refused(exc: DBAPIError | psycopg.Error, *, reading: bool = False)
             "outbound tables and the version table (SELECT privilege; pg_read_all_data will do for check and "
             f"status), and for upgrades own the tables; {consequence}."
         )
-    if sqlstate.startswith("08") or "connection" in type(original).__name__.lower() or not sqlstate:
+    if "pooling mode" in detail:  # PgBouncer: "transaction blocks not allowed in statement pooling mode"
+        return (
+            f"The database is reached through a connection pooler in statement pooling ({detail}), which runs "
+            f"no transactions; {consequence}. Run outbound-schema through a direct connection to PostgreSQL or "
+            "a pooler entry in session pooling (PgBouncer: pool_mode = session)."
+        )
+    lost = sqlstate.startswith(("08", "57P")) or "connection" in type(original).__name__.lower() or not sqlstate
+    if lost:
         return (
             f"The connection to the database was lost or refused ({detail}); {consequence}. Check that the "
             "server is up and reachable, then run the command again."
@@ -338,18 +351,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         return _change_or_report(args)
     except KeyboardInterrupt:
-        print(
-            "outbound-schema: interrupted. A revision that was running was not recorded and is completed by "
-            "the next run; nothing else was left half-done.",
-            file=sys.stderr,
-        )
+        _interrupted(args)
         return 130
+
+
+def _interrupted(args: argparse.Namespace) -> None:
+    if args.command in ("status", "snapshot"):
+        said = "nothing was changed."
+    elif getattr(args, "sql", False):
+        said = "the script written to standard output is incomplete: do not run it."
+    else:
+        said = (
+            "a revision that was running was not recorded and is completed by the next run; nothing else was "
+            "left half-done."
+        )
+    print(f"outbound-schema: interrupted; {said}", file=sys.stderr)
 
 
 def _change_or_report(args: argparse.Namespace) -> int:
     from alembic import command
+    from alembic.script.revision import RevisionError
     from alembic.util import CommandError
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     from outbound_schema.config import LIMITS_ATTRIBUTE, alembic_config
     from outbound_schema.ddl import resolve_limits
@@ -377,23 +400,38 @@ def _change_or_report(args: argparse.Namespace) -> int:
         else:
             command.downgrade(config, args.revision, sql=args.sql)
         return 0
-    except (OutboundSchemaError, DBAPIError, CommandError) as exc:
+    except (OutboundSchemaError, SQLAlchemyError, CommandError, RevisionError, AssertionError) as exc:
+        if any(isinstance(cause, KeyboardInterrupt) for cause in _chain(exc)):
+            raise KeyboardInterrupt from None  # Ctrl-C, and the connection broke under it
         reading = args.command in ("status", "snapshot")
-        if isinstance(exc, DBAPIError):
-            message = _database_refused(exc, reading=reading)
-        else:
+        if isinstance(exc, OutboundSchemaError):
+            message = str(exc)
+        elif isinstance(exc, SQLAlchemyError):
+            original = next((c for c in _chain(exc) if isinstance(c, DBAPIError)), None)
+            message = _database_refused(original or exc, reading=reading)
+        else:  # Alembic could not resolve a revision against this database
+            detail = " ".join(str(exc).split()) or type(exc).__name__
             message = (
-                " ".join(str(exc).split())
-                if isinstance(exc, CommandError) and not isinstance(exc, OutboundSchemaError)
-                else str(exc)
+                f"Alembic could not take the database to '{getattr(args, 'revision', '')}' from where it is "
+                f"({detail}); nothing was changed. See where it is with `outbound-schema status`, and give a "
+                "revision, head, base, or a step that exists from there."
             )
         print(f"outbound-schema: error: {message}", file=sys.stderr)
         if args.command == "status":
             return 2  # could not tell
-        return exc.exit_code if isinstance(exc, OutboundSchemaError) else 1
+        return exc.exit_code if isinstance(exc, OutboundSchemaError) else (2 if reading else 1)
 
 
-_RELATIVE = re.compile(r"^(?:[+-]\d+|.*[+-]\d+)$")
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or while handling."""
+    found: list[BaseException] = []
+    while exc is not None and exc not in found:
+        found.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return found
+
+
+_RELATIVE = re.compile(r"^(?P<base>.*?)(?P<step>[+-]\d+)$")
 
 
 def _known_target(config: Config, target: str) -> None:
@@ -403,10 +441,14 @@ def _known_target(config: Config, target: str) -> None:
     from alembic.util import CommandError
 
     script = ScriptDirectory.from_config(config)
-    for part in target.split(":"):
-        if not part or _RELATIVE.match(part):
-            continue  # relative targets (-1, head+1) depend on where the database is: Alembic checks them
+    for whole in target.split(":"):
+        relative = _RELATIVE.match(whole)
+        part = relative.group("base") if relative else whole  # a step (-1, head+1) counts from where the database is
+        if relative and not part:
+            continue
         try:
+            if not part:
+                raise CommandError("empty")
             script.get_revisions(part)
         except (CommandError, RevisionError):
             known = [rev.revision for rev in reversed(list(script.walk_revisions()))]

@@ -139,10 +139,20 @@ class DDLRunner:
     to the script, with the same transactions and settings around them.
     """
 
-    def __init__(self, execute: Callable[[Statement], Any], limits: Limits, *, as_sql: bool) -> None:
+    def __init__(
+        self,
+        execute: Callable[[Statement], Any],
+        limits: Limits,
+        *,
+        as_sql: bool,
+        session_guard: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.execute = execute
         self.limits = limits
         self.as_sql = as_sql
+        #: Online, a statement that fails when this is no longer the server session holding the
+        #: migration lock (``locking.same_session_guard``): run first in every transaction.
+        self.session_guard = session_guard
 
     def in_transaction(
         self, statements: Sequence[Statement], *, label: str, tables: Sequence[str], waits_harmlessly: bool = False
@@ -163,9 +173,10 @@ class DDLRunner:
                 self.execute(statement)
             return
         attempts = limits.lock_retries + 1
+        guard = [g] if (g := self.session_guard()) else []
         for attempt in range(1, attempts + 1):
             try:
-                for statement in ("BEGIN", *settings, *statements, "COMMIT"):
+                for statement in ("BEGIN", *guard, *settings, *statements, "COMMIT"):
                     self.execute(statement)
                 return
             except BaseException as exc:
@@ -211,6 +222,13 @@ class DDLRunner:
         timeout = f"'{self.limits.statement_timeout_ms}ms'"
         saved = {"lock_timeout": "DEFAULT", "statement_timeout": "DEFAULT"}
         if not self.as_sql:
+            if guard := self.session_guard():
+                try:
+                    self.execute(guard)
+                except DBAPIError as exc:
+                    if _sqlstate(exc) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
+                        raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
+                    raise
             for name in saved:
                 saved[name] = f"'{self.execute(text(f'SHOW {name}')).scalar()}'"
         self.execute(f"SET lock_timeout = {timeout}")

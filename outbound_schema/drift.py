@@ -582,7 +582,8 @@ def read_versions(connection: Queryable, version_table: str) -> list[str]:
     exists = fetch(connection, "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": quote(version_table)})[0][0]
     if not exists:
         return []
-    return sorted(row[0] for row in fetch(connection, f"SELECT version_num FROM {quote(version_table)}", {}))
+    rows = fetch(connection, f"SELECT version_num FROM {quote(version_table)}", {})
+    return sorted(str(row[0]) for row in rows if row[0] is not None)  # whatever a hand-made table holds
 
 
 def revision_state(current: list[str], history: History, version_table: str = VERSION_TABLE) -> RevisionState:

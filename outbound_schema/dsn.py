@@ -52,8 +52,8 @@ _URL = re.compile(
 _SCHEME = re.compile(r"[\w+.\-]+://")
 #: A password given as a parameter: ``?password=...`` in a URL (up to the next ``&``), ``password=...`` in a
 #: key/value string (a quoted value, or up to the next blank).
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&]*")
-_KEYWORD_PASSWORD = re.compile(r"""(?i)((?:^|\s)password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)""")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:ssl)?password=)[^&]*")
+_KEYWORD_PASSWORD = re.compile(r"""(?i)((?:^|\s)(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)""")
 _PORT = re.compile(r"[0-9]+")
 _HOST_PORT = re.compile(r"[a-zA-Z0-9\-\.]*:[0-9]*")  # SQLAlchemy's test for a single host=HOST:PORT
 
@@ -211,5 +211,5 @@ def _passwords(raw: str) -> list[str]:
     if match is None:
         return []
     given = [unquote(match["password"] or "")]
-    given += [value for key, value in parse_qsl(match["query"] or "") if key == "password"]
+    given += [value for key, value in parse_qsl(match["query"] or "") if key in ("password", "sslpassword")]
     return [password for password in given if password]

@@ -9,7 +9,6 @@ the two would wait on each other for ever.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -56,9 +55,8 @@ def lock_wait_seconds(explicit: str | float | None = None) -> float:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
-        if isinstance(raw, str) and re.search(r"[a-z]\s*$", raw):
-            with contextlib.suppress(OutboundSchemaError):
-                seconds = parse_duration_ms(raw, name="migration lock wait") / 1000
+        if isinstance(raw, str) and re.search(r"[a-z]\s*$", raw) and raw.strip().lower() not in ("nan", "inf"):
+            seconds = parse_duration_ms(raw, name="migration lock wait") / 1000  # its errors say what is wrong
     if not 0 <= seconds < math.inf:  # also refuses nan
         raise OutboundSchemaError(
             f"The migration lock wait '{raw}' is not a duration. Give seconds, such as 600, or a duration such "
@@ -92,6 +90,34 @@ def abort_if_client_dies(connection: Connection) -> Iterator[None]:
                 connection.commit()
             except SQLAlchemyError:  # the connection is gone
                 pass
+
+
+#: Where, in the connection's ``info``, the server process holding the migration lock is kept for the run.
+BACKEND_KEY = "outbound_schema.lock_backend"
+
+
+def same_session_guard(connection: Connection) -> str | None:
+    """A statement that fails, saying why, unless it runs in the server session holding the migration lock.
+
+    Behind a pooler that the operator said pools sessions (``OUTBOUND_SCHEMA_POOLER=session``) but
+    that hands transactions around after all, the run stops at its next statement, the revision in
+    progress not recorded, instead of migrating beside another deploy.
+    """
+    holder = connection.info.get(BACKEND_KEY)
+    if holder is None:
+        return None
+    message = (
+        f"The server session changed during the migration: server process {int(holder)} took the migration lock, "
+        "this statement reached another. The pooler in between hands transactions to different server "
+        f"connections, so {POOLER_ENV_VAR}=session is not true here. The revision in progress was not recorded; "
+        f"the migration lock may stay with server process {int(holder)} until it closes (end it with SELECT "
+        f"pg_terminate_backend({int(holder)}) or PgBouncer's RECONNECT). Migrate through a direct connection."
+    )
+    quoted = message.replace("'", "''")
+    return (
+        f"DO $$BEGIN IF pg_backend_pid() <> {int(holder)} THEN "
+        f"RAISE EXCEPTION USING MESSAGE = '{quoted}'; END IF; END$$"
+    )
 
 
 def refuse_transaction_pooling(connection: Connection) -> None:
@@ -143,12 +169,15 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
     started = time.monotonic()
     announced = False
     while True:
-        acquired = connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), params)
+        acquired, backend = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key), pg_backend_pid()"), params
+        ).one()
         holder = (
             None if acquired else connection.scalar(_HOLDER, {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF})
         )
         connection.commit()  # a waiter holds no transaction open between polls
         if acquired:
+            connection.info[BACKEND_KEY] = backend
             break
         if not announced:
             log.info("another migration holds the lock (server process %s); waiting up to %.0f s", holder, wait_seconds)
@@ -167,17 +196,23 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
     try:
         yield
     finally:
+        holder = connection.info.pop(BACKEND_KEY, None)
         try:
-            if connection.in_transaction():
-                connection.rollback()
-            released = connection.scalar(text("SELECT pg_advisory_unlock(:key)"), params)
-            connection.commit()
-            if not released:
-                log.warning(
-                    "the migration lock was not held by this session at the end of the run: a pooler handed the "
-                    "run another server connection (is %s=session true?); the lock stays with the first one "
-                    "until that connection closes",
-                    POOLER_ENV_VAR,
-                )
+            if not (connection.invalidated or connection.closed):  # else the lock went with the session
+                if connection.in_transaction():
+                    connection.rollback()
+                released = connection.scalar(text("SELECT pg_advisory_unlock(:key)"), params)
+                connection.commit()
+                if not released:
+                    log.error(
+                        "the migration lock was not held by this session at the end of the run: a pooler handed "
+                        "the run another server connection (%s=session is not true here). The lock stays with "
+                        "server process %s until that connection closes: end it with SELECT "
+                        "pg_terminate_backend(%s) (or PgBouncer's RECONNECT), and migrate through a direct "
+                        "connection.",
+                        POOLER_ENV_VAR,
+                        holder,
+                        holder,
+                    )
         except SQLAlchemyError:  # the connection is gone, and the lock with it
             pass

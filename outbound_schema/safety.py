@@ -69,6 +69,7 @@ from outbound_schema.ddl import Call, DDLRunner, Limits, Statement
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
 from outbound_schema.keywords import quote
+from outbound_schema.locking import same_session_guard
 from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -516,13 +517,17 @@ class SafeImpl(PostgresqlImpl):
         self.expected = expected
         self.planning = planning
         self.preflight = preflight
-        self.runner = DDLRunner(self._raw_exec, limits, as_sql=self.as_sql)
+        self.runner = DDLRunner(self._raw_exec, limits, as_sql=self.as_sql, session_guard=self._session_guard)
         self.created_tables: set[str] = set()
         self.executed = 0
         self._offline_block: ExitStack | None = None
         self._guarded: set[str] = set()
 
     # Routing.
+
+    def _session_guard(self) -> str | None:
+        connection = self.migration_context.connection
+        return None if self.as_sql or connection is None else same_session_guard(connection)
 
     def _raw_exec(self, statement: Statement) -> Any:
         """Alembic's own executor, past the rules: for the statements this layer decided on."""

@@ -20,7 +20,7 @@ def test_flask_sqlalchemy_session(head_db: URL) -> None:
 
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = plain(head_db)
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"options": "-c timezone=UTC"}}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"prepare_threshold": None}}
     db = SQLAlchemy(app)
 
     class Business(db.Model):  # the host's own model of its table

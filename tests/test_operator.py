@@ -181,7 +181,7 @@ def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
     finally:
         holder.dispose()
     assert process.returncode == 130
-    assert err.strip().startswith("outbound-schema: interrupted.") and err.strip().count("\n") == 0, err
+    assert err.strip().startswith("outbound-schema: interrupted; a revision") and err.strip().count("\n") == 0, err
     assert version(host_db) is None
 
 
@@ -209,3 +209,44 @@ def test_status_says_upgrade_would_refuse_without_the_host_tables(empty_db: URL)
     assert done.returncode == 1
     assert "upgrade would refuse: the host application's table(s) business, call_log, leads" in done.stdout
     assert "upgrade would process" not in done.stdout
+
+
+def test_passwords_in_query_parameters_are_masked(host_db: URL) -> None:
+    url = (
+        f"{plain(host_db)}&password=SECRET-IN-QUERY&sslpassword=SECRET-SSL"
+        if "?" in plain(host_db)
+        else (f"{plain(host_db)}?password=SECRET-IN-QUERY&sslpassword=SECRET-SSL")
+    )
+    for args in (("upgrade",), ("status",), ("check",)):
+        done = cli_here(*args, DATABASE_URL=url)
+        assert "SECRET" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "password=***" in cli_here("status", DATABASE_URL=url).stdout
+
+
+def test_a_percent_encoded_at_in_the_user_name_is_a_user_name() -> None:
+    from outbound_schema.database import parse_url
+
+    url = parse_url("postgresql://app%40srv:p%40ss@db.example/app", source="a test")
+    assert (url.username, url.password, url.host) == ("app@srv", "p@ss", "db.example")
+
+
+@pytest.mark.parametrize("target", ["abc-1", "head+5", "47z+1", ""])
+def test_odd_targets_are_one_paragraph_and_change_nothing(host_db: URL, target: str) -> None:
+    done = cli_here("-q", "upgrade", target, DATABASE_URL=plain(host_db))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "nothing was" in done.stderr
+    assert version(host_db) is None
+
+
+def test_a_version_table_holding_what_no_revision_writes(head_db: URL) -> None:
+    with connected(head_db) as conn:
+        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        conn.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num integer)"))
+        conn.execute(text(f"INSERT INTO {VERSION_TABLE} VALUES (47), (NULL)"))
+        conn.commit()
+    check = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db))
+    assert check.returncode in (1, 2) and json.loads(check.stdout)["status"] in ("drift", "error")
+    status = cli_here("status", DATABASE_URL=plain(head_db))
+    assert status.returncode in (1, 2)
+    assert "Traceback" not in check.stderr + status.stderr

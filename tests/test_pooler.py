@@ -148,3 +148,54 @@ def test_our_connections_pass_a_default_pgbouncer(head_db: URL, pooler: Pooler) 
     with ThreadPoolExecutor(CONCURRENT) as pool:  # many short checks at once share the pooler's connections
         codes = list(pool.map(lambda _: cli_here("check", DATABASE_URL=plain(pooled)).returncode, range(8)))
     assert codes == [0] * 8
+
+
+def test_a_session_pooling_claim_that_is_false_stops_the_run(host_db: URL, pooler: Pooler) -> None:
+    """Told 'session' through transaction pooling, runs stop at the first statement on another server
+    session: never two migrating at once, never a traceback, and a direct upgrade then converges."""
+    pooled = through(pooler, "transaction", host_db)
+    # A lock left on a pooled server connection makes the others wait: only a few seconds here.
+    for done in upgrade_all_at_once(pooled, **{POOLER_ENV_VAR: "session", "OUTBOUND_SCHEMA_LOCK_WAIT": "3"}):
+        stopped = ("The server session changed during the migration", "has held the migration lock")
+        assert done.returncode == 0 or any(reason in done.stderr for reason in stopped), done.stderr
+        assert "Traceback" not in done.stderr
+    assert len(version(host_db) or []) <= 1
+    with connected(host_db) as conn:  # what a lying claim may leave: the lock on a pooled server connection
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = :low"),
+            {"low": LOCK_KEY & 0xFFFFFFFF},
+        )
+        conn.commit()
+    direct = cli_here("upgrade", DATABASE_URL=plain(host_db))
+    assert direct.returncode == 0, direct.stderr
+    assert version(host_db) == [HEAD] and catalog_text(host_db, HEAD) == expected_text(HEAD)
+
+
+def test_a_long_lived_engine_through_transaction_pooling(head_db: URL, pooler: Pooler) -> None:
+    """The README's advice: one engine per service, prepare_threshold=None. 4 threads x 30 sessions,
+    each statement run often enough on one connection that psycopg would prepare it otherwise."""
+    from sqlalchemy.orm import Session
+
+    from outbound_schema import OutboundCallJob, OutboundCallRun
+
+    with connected(head_db) as conn:
+        conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
+        conn.commit()
+    engine = create_engine(through(pooler, "transaction", head_db), connect_args={"prepare_threshold": None})
+
+    def sessions(_: int) -> None:
+        for _ in range(30):
+            with Session(engine) as session:
+                run = OutboundCallRun(business_id=42)
+                session.add(run)
+                session.flush()
+                session.add(OutboundCallJob(run_id=run.id, lead_id=7))
+                session.commit()
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(sessions, range(4)))
+    finally:
+        engine.dispose()
+    with connected(head_db) as conn:
+        assert conn.scalar(text("SELECT count(*) FROM outbound_call_jobs")) == 120
