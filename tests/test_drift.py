@@ -205,16 +205,6 @@ DRIFT = {
         "outbound_call_jobs_lead_id_fkey",
         "different",
     ),
-    "foreign key with cascade": (
-        [
-            f"ALTER TABLE {JOBS} DROP CONSTRAINT outbound_call_jobs_run_id_fkey",
-            f"ALTER TABLE {JOBS} ADD CONSTRAINT outbound_call_jobs_run_id_fkey FOREIGN KEY (run_id) "
-            f"REFERENCES {RUNS}(id) ON DELETE CASCADE",
-        ],
-        "constraint",
-        "outbound_call_jobs_run_id_fkey",
-        "different",
-    ),
     "renamed primary key": (
         [f"ALTER TABLE {RUNS} RENAME CONSTRAINT outbound_call_runs_pkey TO runs_pk"],
         "constraint",
