@@ -78,12 +78,7 @@ def connect(url: URL) -> Iterator[Connection]:
         try:
             connection = engine.connect()
         except OperationalError as exc:
-            raise OutboundSchemaError(
-                f"Could not connect to the database at {mask(url)} ({' '.join(str(exc.orig).split())}). "
-                "Check that the server is running and reachable and that the URL's host, port, user, "
-                "password and database name are right.",
-                exit_code=2,
-            ) from None
+            raise dsn.could_not_connect(mask(url), " ".join(str(exc.orig).split())) from None
         with connection:
             yield connection
     finally:

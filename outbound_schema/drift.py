@@ -71,7 +71,7 @@ from outbound_schema.config import VERSION_TABLE
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, load_file
 from outbound_schema.history import History
-from outbound_schema.keywords import quote
+from outbound_schema.keywords import literal, quote
 from outbound_schema.revisions import order_key, superseded_rows, version_rows_error
 
 if TYPE_CHECKING:
@@ -531,17 +531,13 @@ def position_verdicts(positions: Iterable[SequencePosition]) -> Iterator[Verdict
             continue
         table, column = position.column.split(".", 1)
         target = f"(SELECT {extreme}({quote(column)}) FROM {quote(table)})"
-        fix = f"SELECT setval({_literal(quote(position.sequence))}, {target})"
+        fix = f"SELECT setval({literal(quote(position.sequence))}, {target})"
         detail = (
             f"is behind its column: it would hand out {position.next_value}, but {position.column} already "
             f"holds values {up} {position.largest}, so the next insert that takes the default fails on the "
             f"unique key. Move it past them: {fix}"
         )
         yield Verdict("position", position.sequence, "behind", None, found, detail)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], version_table: str) -> Iterator[Verdict]:

@@ -197,12 +197,17 @@ def connect(
         for password in _passwords(raw):
             if len(password) >= 4:  # libpq never prints one; make sure
                 detail = detail.replace(password, "***")
-        raise OutboundSchemaError(
-            f"Could not connect to the database at {mask(raw)} ({detail}). "
-            "Check that the server is running and reachable and that the URL's host, port, user, "
-            "password and database name are right.",
-            exit_code=2,
-        ) from None
+        raise could_not_connect(mask(raw), detail) from None
+
+
+def could_not_connect(masked_url: str, detail: str) -> OutboundSchemaError:
+    """The one message for a connection that failed, from either kind of connection."""
+    return OutboundSchemaError(
+        f"Could not connect to the database at {masked_url} ({detail}). "
+        "Check that the server is running and reachable and that the URL's host, port, user, "
+        "password and database name are right.",
+        exit_code=2,
+    )
 
 
 def _passwords(raw: str) -> list[str]:

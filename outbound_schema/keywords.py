@@ -204,6 +204,11 @@ _FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _REST = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 
 
+def literal(value: str) -> str:
+    """``value`` as an SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def quote(name: str) -> str:
     """``name`` as PostgreSQL's quote_ident returns it (with quote_all_identifiers off, the default)."""
     if name[:1] in _FIRST and all(char in _REST for char in name) and name not in NEEDS_QUOTES:

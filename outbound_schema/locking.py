@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from outbound_schema.ddl import parse_duration_ms
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.keywords import literal
 
 log = logging.getLogger("outbound_schema.lock")
 
@@ -113,10 +114,9 @@ def same_session_guard(connection: Connection) -> str | None:
         f"the migration lock may stay with server process {int(holder)} until it closes (end it with SELECT "
         f"pg_terminate_backend({int(holder)}) or PgBouncer's RECONNECT). Migrate through a direct connection."
     )
-    quoted = message.replace("'", "''")
     return (
         f"DO $$BEGIN IF pg_backend_pid() <> {int(holder)} THEN "
-        f"RAISE EXCEPTION USING MESSAGE = '{quoted}'; END IF; END$$"
+        f"RAISE EXCEPTION USING MESSAGE = {literal(message)}; END IF; END$$"
     )
 
 

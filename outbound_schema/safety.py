@@ -68,7 +68,7 @@ from outbound_schema.catalog import HOST_TABLES, Snapshot
 from outbound_schema.ddl import Call, DDLRunner, Limits, Statement
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
-from outbound_schema.keywords import quote
+from outbound_schema.keywords import literal, quote
 from outbound_schema.locking import same_session_guard
 from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
 
@@ -389,11 +389,6 @@ class Rules:
 def runs_outside_transactions(sql: str) -> bool:
     """Whether a statement of ``op.execute`` cannot run in a transaction block (by its leading words)."""
     return bool(_OUTSIDE_TRANSACTIONS.match(_LEADING_COMMENTS.sub("", sql, count=1)))
-
-
-def literal(value: str) -> str:
-    """``value`` as an SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def raise_format(message: str) -> str:
