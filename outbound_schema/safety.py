@@ -586,6 +586,11 @@ class SafeImpl(PostgresqlImpl):
             self._enter_step(None)
 
         context._migrations_fn = tracked
+        guard = self._session_guard()
+        if guard is not None:
+            # Alembic reads the version table and creates it next, in this transaction: a server session
+            # that is not the lock's stops here, before two runs create it at once.
+            self._raw_exec(guard)
 
     def rules_for(self, step: RevisionStep) -> Rules:
         assert self.expected is not None

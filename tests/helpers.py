@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -99,11 +100,17 @@ def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess
     return subprocess.run(args, cwd=cwd, env=_environment(**env), capture_output=True, text=True, timeout=300)
 
 
+_IN_PROCESS = threading.Lock()
+
+
 def cli_here(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Our command line run in this process: the arguments, environment, output and exit code of the
     console script, without starting a Python. Tests of the console script itself use :func:`cli`."""
     from outbound_schema.cli import main
 
+    # The environment is the process's: two threads running this at once would see each other's.
+    if not _IN_PROCESS.acquire(blocking=False):
+        raise RuntimeError("cli_here runs one command at a time; run concurrent commands with cli()")
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(_environment(**env))
@@ -117,6 +124,7 @@ def cli_here(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        _IN_PROCESS.release()
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 

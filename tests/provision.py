@@ -38,6 +38,21 @@ class Server:
     provider: str
 
 
+#: Where the official image (and .ci/docker-postgres.sh's) keeps its data.
+CONTAINER_PGDATA = "/var/lib/postgresql/data"
+
+
+def memory_dir() -> str | None:
+    """A memory-backed folder for the embedded server's data, where the machine has one.
+
+    Creating and dropping a database per test is file work: on the disk-backed file system of
+    these machines (ext4 mounted with discard) a CREATE DATABASE took 200-450 ms, in memory 16 ms.
+    The server is thrown away at the end, so nothing is lost.
+    """
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 def docker_answers() -> bool:
     """Whether a Docker engine responds (DOCKER_HOST or the default socket)."""
     try:
@@ -77,7 +92,8 @@ def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Serv
             from testcontainers.postgres import PostgresContainer
 
         image = environ.get(IMAGE_VAR, "postgres:16-alpine")
-        container = PostgresContainer(image, driver="psycopg")
+        # The data in memory, as for the embedded server: a throw-away server need not wait for a disk.
+        container = PostgresContainer(image, driver="psycopg").with_tmpfs_mount(CONTAINER_PGDATA)
         try:
             stack.enter_context(container)
         except Exception as exc:
@@ -87,7 +103,7 @@ def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Serv
                 f"(.ci/docker-postgres.sh builds one), or set {PROVIDER_VAR}=embedded."
             ) from exc
         return Server(make_url(container.get_connection_url()), provider)
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-schema-pg-")))
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-schema-pg-", dir=memory_dir())))
     version = int(environ[EMBEDDED_VERSION_VAR]) if environ.get(EMBEDDED_VERSION_VAR) else None
     server = start_server(folder / "pgdata", postgres_version=version, delete_on_exit=True)
     stack.callback(server.cleanup)

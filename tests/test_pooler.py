@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.locking import LOCK_KEY, POOLER_ENV_VAR
-from tests.helpers import BIN, HEAD, REPO, catalog_text, cli_here, connected, expected_text, plain, tables, version
+from tests.helpers import BIN, HEAD, REPO, catalog_text, cli, cli_here, connected, expected_text, plain, tables, version
 from tests.test_readme import PYTHON_BLOCKS
 
 Pooler = Callable[[str], URL]
@@ -145,8 +145,10 @@ def test_our_connections_pass_a_default_pgbouncer(head_db: URL, pooler: Pooler) 
             assert conn.scalar(text(f"SELECT count(*) FROM {VERSION_TABLE}")) == 1
     finally:
         engine.dispose()
-    with ThreadPoolExecutor(CONCURRENT) as pool:  # many short checks at once share the pooler's connections
-        codes = list(pool.map(lambda _: cli_here("check", DATABASE_URL=plain(pooled)).returncode, range(8)))
+    # Many short checks at once share the pooler's connections: processes, as deploys are (and because
+    # an in-process run swaps the environment, which threads would share).
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        codes = list(pool.map(lambda _: cli("check", DATABASE_URL=plain(pooled)).returncode, range(8)))
     assert codes == [0] * 8
 
 
