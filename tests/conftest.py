@@ -29,7 +29,7 @@ from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.embedded import create_host_standins
 from outbound_schema.snapshot import generate
-from tests import pgbouncer
+from tests import pgbouncer, typecheck
 from tests.helpers import catalog
 from tests.legacy import REVISIONS, apply_legacy
 from tests.provision import Server, provision
@@ -74,6 +74,13 @@ class Databases:
         with self.admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
+    def release(self, url: URL) -> None:
+        """A test is done with its database. On a server of our own it stays until the server is thrown
+        away (a drop, ending the test's leftover sessions, costs up to 100 ms); on a server we were
+        given, it is dropped now."""
+        if self.server.provider == "url":
+            self.drop(str(url.database))
+
 
 _served_by: list[str] = []
 _provisioning_ms: list[float] = []  # each copy of a template this process made for a test
@@ -102,6 +109,18 @@ def pg_server() -> Iterator[Server]:
         engine.dispose()
         _served_by.append(f"PostgreSQL {version} via {server.provider}")
         yield server
+
+
+@pytest.fixture(scope="session")
+def mypy_report() -> typecheck.Report:
+    return typecheck.report()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In the main process only (pytest-xdist's workers inherit the variable naming the output).
+    if not hasattr(config, "workerinput") and typecheck.wanted(config.args):
+        process = typecheck.start()
+        config.add_cleanup(lambda: typecheck.stop(process))
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +167,9 @@ def databases(pg_server: Server) -> Iterator[Databases]:
     try:
         yield dbs
     finally:
-        for name in reversed(dbs.created):
-            dbs.drop(name)
+        if pg_server.provider == "url":  # our own server goes, with all its databases
+            for name in reversed(dbs.created):
+                dbs.drop(name)
         admin.dispose()
 
 
@@ -170,7 +190,7 @@ def legacy_catalogs(databases: Databases) -> dict[str, Snapshot]:
             apply_legacy(conn, through=revision)
         engine.dispose()
         result[revision] = catalog(url)
-        databases.drop(str(url.database))
+        databases.release(url)
     return result
 
 
@@ -179,7 +199,7 @@ def empty_db(databases: Databases) -> Iterator[URL]:
     """A database with nothing in it, not even the host application's tables."""
     url = databases.create()
     yield url
-    databases.drop(str(url.database))
+    databases.release(url)
 
 
 @pytest.fixture
@@ -187,7 +207,7 @@ def host_db(databases: Databases) -> Iterator[URL]:
     """A database holding only the host application's tables, as before our first migration."""
     url = databases.create(TEMPLATE_HOST)
     yield url
-    databases.drop(str(url.database))
+    databases.release(url)
 
 
 @pytest.fixture
@@ -195,7 +215,7 @@ def head_db(databases: Databases) -> Iterator[URL]:
     """A database migrated to head."""
     url = databases.create(TEMPLATE_HEAD)
     yield url
-    databases.drop(str(url.database))
+    databases.release(url)
 
 
 @pytest.fixture
@@ -203,7 +223,7 @@ def legacy_head_db(databases: Databases) -> Iterator[URL]:
     """A database migrated to 46d, the last legacy revision, whatever revisions come after it."""
     url = databases.create(TEMPLATE_LEGACY)
     yield url
-    databases.drop(str(url.database))
+    databases.release(url)
 
 
 def _engine(url: URL) -> Iterator[Engine]:
@@ -220,6 +240,12 @@ def host_engine(host_db: URL) -> Iterator[Engine]:
 @pytest.fixture
 def head_engine(head_db: URL) -> Iterator[Engine]:
     yield from _engine(head_db)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests first (in their order), then the rest: pytest-xdist hands tests out in this order, so
+    no worker is left alone at the end with a long one."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 # What each process saw, summed up once at the end. Under pytest-xdist the workers send theirs to the

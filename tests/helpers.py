@@ -103,29 +103,53 @@ def run(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess
 _IN_PROCESS = threading.Lock()
 
 
-def cli_here(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Our command line run in this process: the arguments, environment, output and exit code of the
-    console script, without starting a Python. Tests of the console script itself use :func:`cli`."""
-    from outbound_schema.cli import main
-
-    # The environment is the process's: two threads running this at once would see each other's.
+def _in_process(
+    main: Callable[[], int | None], args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run a command's entry point in this process, as its console script would run it: in ``cwd``,
+    with this environment (see :func:`run`), its output and exit code captured."""
+    # The environment and the working folder are the process's: two threads at once would share them.
     if not _IN_PROCESS.acquire(blocking=False):
-        raise RuntimeError("cli_here runs one command at a time; run concurrent commands with cli()")
-    saved = dict(os.environ)
+        raise RuntimeError("commands run in-process one at a time; run concurrent commands with cli()")
+    saved, saved_cwd = dict(os.environ), os.getcwd()
     os.environ.clear()
     os.environ.update(_environment(**env))
+    os.chdir(cwd)
     out, err = io.StringIO(), io.StringIO()
     try:
         with redirect_stdout(out), redirect_stderr(err):
             try:
-                code = main(list(args))
-            except SystemExit as exc:  # argparse
-                code = exc.code if isinstance(exc.code, int) else 2
+                code = main()
+            except SystemExit as exc:  # argparse, Alembic's command line
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)  # what the interpreter prints on its way out
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
+        os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved)
         _IN_PROCESS.release()
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(args, code or 0, out.getvalue(), err.getvalue())
+
+
+def cli_here(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    """Our command line run in this process: the arguments, environment, output and exit code of the
+    console script, without starting a Python. Tests of the console script itself use :func:`cli`."""
+    from outbound_schema.cli import main
+
+    return _in_process(lambda: main(list(args)), list(args), cwd, env)
+
+
+def alembic_here(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    """Alembic's command line (``alembic ...``) run in this process, as :func:`cli_here` runs ours."""
+    from alembic.config import CommandLine
+
+    class HereCommandLine(CommandLine):
+        def run_cmd(self, config: Config, options: Any) -> None:
+            config.stdout = sys.stdout  # Config's default is the stdout of import time, not the captured one
+            super().run_cmd(config, options)
+
+    return _in_process(lambda: HereCommandLine(prog="alembic").main(list(args)), ["alembic", *args], cwd, env)
 
 
 def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:

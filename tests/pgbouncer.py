@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -98,7 +99,12 @@ def pgbouncer(server: URL, pool_mode: str, *, run_as: str | None = None) -> Iter
                 time.sleep(0.1)
         yield URL.create("postgresql+psycopg", username=user, host="127.0.0.1", port=port, database="postgres")
     finally:
-        process.terminate()
+        # Signalled itself: through runuser, stopping it took 2 s.
+        pidfile = work / "pgbouncer.pid"
+        try:
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:

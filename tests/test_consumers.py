@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from sqlalchemy import Integer, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outbound_schema import OutboundCallJob, OutboundCallRun
-from tests.helpers import REPO, connected, plain
+from tests.helpers import connected, plain
+from tests.typecheck import Report
 
 
 def test_flask_sqlalchemy_session(head_db: URL) -> None:
@@ -50,28 +47,12 @@ def test_flask_sqlalchemy_session(head_db: URL) -> None:
         db.session.remove()
 
 
-def mypy(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+def test_consumer_code_passes_mypy_strict(mypy_report: Report) -> None:
+    assert mypy_report.ran(), mypy_report.output
+    assert mypy_report.errors("tests/consumer/typed_consumer.py") == [], mypy_report.output
 
 
-def test_consumer_code_passes_mypy_strict() -> None:
-    done = mypy(REPO / "tests" / "consumer" / "typed_consumer.py")
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_mypy_catches_a_misuse_of_the_models(tmp_path: Path) -> None:
-    """The check above can fail: a nullable column is not a str, a NOT NULL one is not Optional."""
-    wrong = tmp_path / "wrong_consumer.py"
-    wrong.write_text(
-        "from outbound_schema import OutboundCallJob\n\n\n"
-        "def token(job: OutboundCallJob) -> str:\n"
-        "    return job.dial_lock_token\n"
-    )
-    done = mypy(wrong)
-    assert done.returncode == 1
-    assert 'Incompatible return value type (got "str | None", expected "str")' in done.stdout
+def test_mypy_catches_a_misuse_of_the_models(mypy_report: Report) -> None:
+    """The check above can fail: a nullable column is not a str (tests/consumer/misuse.py)."""
+    (error,) = mypy_report.errors("tests/consumer/misuse.py")
+    assert 'Incompatible return value type (got "str | None", expected "str")' in error

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.revisions import next_revision_id
-from tests.helpers import BIN, HEAD, REPO, cli, cli_here, inject, plain, run
+from tests.helpers import HEAD, REPO, alembic_here, cli_here, inject, plain
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
@@ -290,7 +290,7 @@ def test_could_not_check_exits_2(head_db: URL) -> None:
 
 def test_nothing_to_check_without_a_url(tmp_path: Path) -> None:
     for command in (("check",), ("status", "--check")):
-        done = cli(*command, cwd=tmp_path)
+        done = cli_here(*command, cwd=tmp_path)
         assert done.returncode == 2
         assert "No database URL is configured" in done.stderr
     assert not (tmp_path / ".outbound-schema").exists()
@@ -316,12 +316,12 @@ def test_no_permission_exits_2(head_db: URL) -> None:
 
 
 def test_alembic_check_from_the_repository(head_db: URL) -> None:
-    clean = run(str(BIN / "alembic"), "-x", f"url={plain(head_db)}", "check")
+    clean = alembic_here("-x", f"url={plain(head_db)}", "check")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "No new upgrade operations detected." in clean.stdout + clean.stderr
 
     inject(head_db, f"ALTER TABLE {RUNS} ALTER COLUMN concurrency SET DEFAULT 5")
-    drifted = run(str(BIN / "alembic"), "-x", f"url={plain(head_db)}", "check")
+    drifted = alembic_here("-x", f"url={plain(head_db)}", "check")
     assert drifted.returncode != 0
     assert "modify_default" in drifted.stdout + drifted.stderr
 
@@ -330,7 +330,7 @@ def test_autogenerate_writes_no_empty_revision(head_db: URL) -> None:
     versions = REPO / "alembic" / "versions"
     before = set(versions.glob("*.py"))
     try:
-        done = run(str(BIN / "alembic"), "-x", f"url={plain(head_db)}", "revision", "--autogenerate", "-m", "noop")
+        done = alembic_here("-x", f"url={plain(head_db)}", "revision", "--autogenerate", "-m", "noop")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "no revision file generated" in done.stdout
     finally:

@@ -7,13 +7,13 @@ from sqlalchemy.engine import URL
 
 from outbound_schema import is_at_head, is_migrated
 from outbound_schema.database import engine_for
-from tests.helpers import BIN, HEAD, REPO, cli_here, connected, plain, run, tables
+from tests.helpers import HEAD, REPO, alembic_here, cli_here, connected, plain, tables
 
 HOST = REPO / "tests" / "host_project"
 
 
 def host_alembic(ini: str, url: URL, *args: str) -> str:
-    done = run(str(BIN / "alembic"), "-c", str(HOST / ini), *args, cwd=HOST, DATABASE_URL=plain(url))
+    done = alembic_here("-c", str(HOST / ini), *args, cwd=HOST, DATABASE_URL=plain(url))
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
 
@@ -48,8 +48,7 @@ def test_one_history_with_our_branch(empty_db: URL) -> None:
     assert "h2 (host) (head)" in heads and f"{HEAD} (outbound_schema) (head)" in heads
 
     # On an empty database ours must wait for the host's tables: it refuses, changing nothing.
-    first = run(
-        str(BIN / "alembic"),
+    first = alembic_here(
         "-c",
         str(HOST / "alembic_shared.ini"),
         "upgrade",

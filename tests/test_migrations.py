@@ -28,6 +28,7 @@ from tests.helpers import (
     MIGRATIONS,
     REPO,
     catalog_text,
+    cli_here,
     expected_text,
     our_tables,
     run_script,
@@ -101,13 +102,8 @@ def test_each_downgrade_returns_to_the_previous_file(head_db: URL, target: str) 
 
 
 def offline_sql(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "outbound_schema.cli", "upgrade", *args, "--sql"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    done = cli_here("upgrade", *args, "--sql")  # no DATABASE_URL: the script needs no server
+    assert done.returncode == 0, done.stderr
     return done.stdout
 
 

@@ -86,7 +86,7 @@ def nxt(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Next:
     revision = put_on_top(location, EXAMPLE, "dial_attempts")
     scratch = databases.create(TEMPLATE_HOST)
     write(script(location), generate(script(location), scratch))
-    databases.drop(str(scratch.database))
+    databases.release(scratch)
     return Next(location, revision)
 
 
@@ -96,7 +96,7 @@ def next_db(nxt: Next, databases: Databases) -> Iterator[URL]:
     url = databases.create(TEMPLATE_HEAD)
     command.upgrade(nxt.config(url), "head")
     yield url
-    databases.drop(str(url.database))
+    databases.release(url)
 
 
 def seed_jobs(url: URL, count: int = 3) -> None:

@@ -140,6 +140,7 @@ def silent_server() -> Iterator[int]:
         yield int(listener.getsockname()[1])
 
 
+@pytest.mark.heavy
 def test_a_server_that_never_answers_is_given_up_on(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
     from outbound_schema import database
 
@@ -154,6 +155,7 @@ def test_a_server_that_never_answers_is_given_up_on(silent_server: int, monkeypa
         assert PASSWORD not in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.heavy
 def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
     from outbound_schema.locking import LOCK_KEY
 

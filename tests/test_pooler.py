@@ -21,6 +21,9 @@ from tests.test_readme import PYTHON_BLOCKS
 
 Pooler = Callable[[str], URL]
 ROUNDS = 3
+# Processes through a real PgBouncer: among the first tests scheduled (conftest).
+pytestmark = pytest.mark.heavy
+
 CONCURRENT = 4
 
 

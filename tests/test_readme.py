@@ -19,6 +19,7 @@ SH_COMMANDS = re.findall(r"^```sh\n(.*?)^```$", README, flags=re.S | re.M)
 
 
 @pytest.mark.parametrize("example", range(len(PYTHON_BLOCKS)))
+@pytest.mark.heavy
 def test_python_examples_run(head_db: URL, example: int) -> None:
     with connected(head_db) as conn:
         conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
@@ -44,6 +45,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert any(line.startswith(f"{test_command} || status=1") for line in ci_lines)
 
 
+@pytest.mark.heavy
 def test_the_main_job_runs_against_the_embedded_default(tmp_path: Path) -> None:
     """The README's first command, minus the install: `alembic upgrade head` with no URL."""
     assert SH_COMMANDS[0].strip().endswith(".venv/bin/alembic upgrade head")

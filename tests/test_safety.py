@@ -22,7 +22,7 @@ from tests.helpers import (
     HEAD,
     catalog,
     catalog_text,
-    cli,
+    cli_here,
     config_for,
     connected,
     copy_migrations,
@@ -180,7 +180,7 @@ def test_unsafe_operations_are_refused_before_anything_changes(busy_db: URL, tmp
 
 def test_the_command_line_says_it_in_one_paragraph_and_exits_1(busy_db: URL, tmp_path: Path) -> None:
     location, _ = revision_on_top(tmp_path, REFUSED["dropping a column, after a safe change"][0])
-    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+    done = cli_here("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     error = done.stderr[done.stderr.index("outbound-schema: error:") :]
@@ -201,7 +201,7 @@ def test_the_opt_out_allows_exactly_what_it_names(busy_db: URL, tmp_path: Path) 
     allow = '\nallow_unsafe = {"drop_column outbound_call_jobs.call_sid": "no release maps call_sid since 2.3"}\n'
     location, revision = revision_on_top(tmp_path, 'op.drop_column("outbound_call_jobs", "call_sid")', allow)
 
-    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+    done = cli_here("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
 
     assert done.returncode == 0, done.stderr
     assert (
@@ -240,7 +240,7 @@ op.add_column("outbound_call_notes",
     )
     nodes = file_nodes(busy_db)
 
-    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+    done = cli_here("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
 
     assert done.returncode == 0, done.stderr
     assert f"{revision}: created index" not in done.stderr or "concurrently" in done.stderr
@@ -262,7 +262,7 @@ def test_a_check_the_rows_break_stops_with_the_constraint_not_valid(busy_db: URL
     location, _ = revision_on_top(
         tmp_path, 'op.create_check_constraint("outbound_call_jobs_no_sid", "outbound_call_jobs", "call_sid IS NULL")'
     )
-    done = cli("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
+    done = cli_here("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "outbound_call_jobs_no_sid" in done.stderr
     assert catalog(busy_db).constraints["outbound_call_jobs_no_sid"].definition.endswith("NOT VALID")

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import ALL_REVISIONS, BIN, REPO, cli
+from tests.helpers import ALL_REVISIONS, BIN, REPO, cli_here
 
 
 def squawk(sql: str) -> subprocess.CompletedProcess[str]:
@@ -20,7 +20,7 @@ def squawk(sql: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("start", ["base", *ALL_REVISIONS[:-1]])
 def test_offline_upgrade_script_passes_squawk(start: str) -> None:
-    script = cli("upgrade", "head" if start == "base" else f"{start}:head", "--sql")
+    script = cli_here("upgrade", "head" if start == "base" else f"{start}:head", "--sql")
     assert script.returncode == 0, script.stderr
     linted = squawk(script.stdout)
     assert linted.returncode == 0, linted.stdout + linted.stderr

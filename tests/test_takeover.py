@@ -232,6 +232,7 @@ def read_until(stream: IO[str], marker: str) -> str:
     raise AssertionError(f"{marker!r} never came; got: {''.join(seen)}")
 
 
+@pytest.mark.heavy
 def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
     legacy_db(host_db, "46a")
     before = rows(host_db)
@@ -281,6 +282,7 @@ def test_lock_wait_expires_with_a_clear_message(host_db: URL) -> None:
     assert catalog(host_db) == before and version(host_db) is None
 
 
+@pytest.mark.heavy
 def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL) -> None:
     legacy_db(host_db, "46b")
     before = rows(host_db)
