@@ -242,6 +242,13 @@ def head_engine(head_db: URL) -> Iterator[Engine]:
     yield from _engine(head_db)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than there are cores. Tests spend part of their time waiting (on the
+    server, on locks held on purpose, on child processes); the extra worker keeps the cores busy
+    meanwhile. On 2 cores: 51 s with 3 workers, 64 s with 2 (the README's command, measured here)."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Heavy tests first (in their order), then the rest: pytest-xdist hands tests out in this order, so
     no worker is left alone at the end with a long one."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import threading
 import time
 
@@ -19,7 +17,7 @@ from outbound_schema.database import engine_for
 from outbound_schema.ddl import parse_duration_ms
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.locking import LOCK_KEY, lock_wait_seconds
-from tests.helpers import BIN, HEAD, backends, catalog, cli_here, connected, plain, run_script, version
+from tests.helpers import HEAD, backends, catalog, cli_forked, cli_here, connected, plain, run_script, version
 
 
 def hold_table_lock(url: URL, table: str) -> tuple[threading.Event, threading.Thread]:
@@ -71,13 +69,7 @@ def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL) -> None:
 def test_a_lock_released_during_the_retries_lets_the_upgrade_finish(head_db: URL) -> None:
     assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
     stop, holder = hold_table_lock(head_db, "outbound_call_jobs")
-    deploy = subprocess.Popen(
-        [str(BIN / "outbound-schema"), "upgrade", "--lock-timeout", "50ms"],
-        env={**os.environ, "DATABASE_URL": plain(head_db)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert deploy.stderr is not None
+    deploy = cli_forked("upgrade", "--lock-timeout", "50ms", DATABASE_URL=plain(head_db))  # a process of its own
     for line in deploy.stderr:  # the first lock timeout, then let the holder finish
         if "retrying" in line:
             break
@@ -97,11 +89,7 @@ def test_workers_keep_writing_while_ddl_waits(head_db: URL) -> None:
         conn.execute(text("INSERT INTO outbound_call_runs (business_id) VALUES (1)"))
         conn.commit()
     stop, holder = hold_table_lock(head_db, "outbound_call_jobs")
-    deploy = subprocess.Popen(
-        [str(BIN / "outbound-schema"), "upgrade", "--lock-timeout", "100ms", "--lock-retries", "3"],
-        env={**os.environ, "DATABASE_URL": plain(head_db)},
-        stderr=subprocess.DEVNULL,
-    )
+    deploy = cli_forked("upgrade", "--lock-timeout", "100ms", "--lock-retries", "3", DATABASE_URL=plain(head_db))
     worst = 0.0
     engine = create_engine(head_db, isolation_level="AUTOCOMMIT")
     try:
@@ -114,7 +102,7 @@ def test_workers_keep_writing_while_ddl_waits(head_db: URL) -> None:
     finally:
         stop.set()
         holder.join()
-        deploy.wait(timeout=120)
+        deploy.communicate(timeout=120)
         engine.dispose()
     # 100 ms of queueing behind one attempt, plus scheduling slack on a busy CI machine.
     assert worst < 0.5, f"a writer stalled {worst * 1000:.0f} ms"

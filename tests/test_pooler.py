@@ -4,7 +4,6 @@ our connections pass a default PgBouncer (which refuses startup ``options``)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,7 +15,18 @@ from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.locking import LOCK_KEY, POOLER_ENV_VAR
-from tests.helpers import BIN, HEAD, REPO, catalog_text, cli, cli_here, connected, expected_text, plain, tables, version
+from tests.helpers import (
+    HEAD,
+    REPO,
+    catalog_text,
+    cli_forked,
+    cli_here,
+    connected,
+    expected_text,
+    plain,
+    tables,
+    version,
+)
 from tests.test_readme import PYTHON_BLOCKS
 
 Pooler = Callable[[str], URL]
@@ -32,15 +42,14 @@ def through(pooler: Pooler, mode: str, database: URL) -> URL:
 
 
 def upgrade_all_at_once(url: URL, **env: str) -> list[subprocess.CompletedProcess[str]]:
-    """``CONCURRENT`` upgrades of ``url`` started together, as a rolling deploy starts them."""
-    argv = [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(url)]
-    environ = {**os.environ, **env}
-    processes = [
-        subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
-        for _ in range(CONCURRENT)
-    ]
+    """``CONCURRENT`` upgrades of ``url`` started together, as a rolling deploy starts them: each a
+    process of its own (forked, see helpers.cli_forked)."""
+    args = ("upgrade", "--database-url", plain(url))
+    processes = [cli_forked(*args, **env) for _ in range(CONCURRENT)]
     outputs = [p.communicate(timeout=120) for p in processes]
-    return [subprocess.CompletedProcess(argv, p.returncode, *out) for p, out in zip(processes, outputs, strict=True)]
+    return [
+        subprocess.CompletedProcess(list(args), p.returncode, *out) for p, out in zip(processes, outputs, strict=True)
+    ]
 
 
 def server_sessions_are_clean(url: URL) -> None:
@@ -148,10 +157,11 @@ def test_our_connections_pass_a_default_pgbouncer(head_db: URL, pooler: Pooler) 
             assert conn.scalar(text(f"SELECT count(*) FROM {VERSION_TABLE}")) == 1
     finally:
         engine.dispose()
-    # Many short checks at once share the pooler's connections: processes, as deploys are (and because
-    # an in-process run swaps the environment, which threads would share).
-    with ThreadPoolExecutor(CONCURRENT) as pool:
-        codes = list(pool.map(lambda _: cli("check", DATABASE_URL=plain(pooled)).returncode, range(8)))
+    # Many short checks at once share the pooler's connections: processes, as deploys are.
+    checks = [cli_forked("check", DATABASE_URL=plain(pooled)) for _ in range(8)]
+    for check in checks:
+        check.communicate(timeout=120)
+    codes = [check.returncode for check in checks]
     assert codes == [0] * 8
 
 

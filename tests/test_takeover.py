@@ -22,6 +22,7 @@ from tests.helpers import (
     backends,
     catalog,
     catalog_text,
+    cli_forked,
     cli_here,
     connected,
     expected_text,
@@ -237,17 +238,7 @@ def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
     legacy_db(host_db, "46a")
     before = rows(host_db)
     release = hold_migration_lock(host_db)
-    env = {**os.environ, "DATABASE_URL": plain(host_db)}
-    deploys = [
-        subprocess.Popen(
-            [str(BIN / "outbound-schema"), "upgrade"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
+    deploys = [cli_forked("upgrade", DATABASE_URL=plain(host_db)) for _ in range(4)]  # processes of their own
     early: list[str] = []
     try:
         # Every deploy reports that it is waiting before any may proceed.
