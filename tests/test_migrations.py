@@ -130,5 +130,6 @@ def test_revisions_never_import_the_orm_models() -> None:
         "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
         "print('outbound_schema.models' in sys.modules)\n"
     )
+    # A fresh Python: this one has imported the models long ago.
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

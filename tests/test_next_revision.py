@@ -37,6 +37,7 @@ from tests.helpers import (
     BIN,
     HEAD,
     REPO,
+    alembic_here,
     catalog_text,
     cli_here,
     config_for,
@@ -48,7 +49,6 @@ from tests.helpers import (
     plain,
     put_on_top,
     rows,
-    run,
     run_script,
     script,
     version,
@@ -349,7 +349,7 @@ def test_a_revision_written_by_hand_gets_the_next_id(tmp_path: Path) -> None:
     for name in ("alembic.ini", "pyproject.toml"):
         shutil.copy(REPO / name, tmp_path / name)
     location = copy_migrations(tmp_path / "alembic")
-    done = run(str(BIN / "alembic"), "-c", str(tmp_path / "alembic.ini"), "revision", "-m", "by hand", cwd=tmp_path)
+    done = alembic_here("-c", str(tmp_path / "alembic.ini"), "revision", "-m", "by hand", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "embedded" not in done.stderr
     new_id = next_revision_id([HEAD])

@@ -170,6 +170,7 @@ def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
         with holder.connect() as conn:  # another migration holds the lock: the upgrade waits
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
             conn.commit()
+            # The installed program, as a process: SIGINT is delivered to a real one, as at a terminal.
             process = subprocess.Popen(
                 [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)],
                 stdout=subprocess.PIPE,
@@ -208,7 +209,7 @@ def test_quiet_by_default_louder_and_quieter_on_request(host_db: URL) -> None:
 def test_version() -> None:
     from importlib.metadata import version as installed
 
-    done = cli("--version")
+    done = cli("--version")  # the installed console script: its version comes from the installed metadata
     assert done.returncode == 0 and done.stdout.strip() == f"outbound-schema {installed('outbound-schema')}"
 
 

@@ -24,6 +24,7 @@ def test_python_examples_run(head_db: URL, example: int) -> None:
     with connected(head_db) as conn:
         conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
         conn.commit()
+    # A fresh Python, as a reader would run the block: nothing imported or set up beforehand.
     done = subprocess.run(
         [sys.executable, "-c", PYTHON_BLOCKS[example]],
         env={"DATABASE_URL": plain(head_db), "PATH": "/usr/bin:/bin"},
@@ -49,6 +50,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_the_main_job_runs_against_the_embedded_default(tmp_path: Path) -> None:
     """The README's first command, minus the install: `alembic upgrade head` with no URL."""
     assert SH_COMMANDS[0].strip().endswith(".venv/bin/alembic upgrade head")
+    # The command as typed, a process: the embedded server it starts lives as long as that process.
     done = run(str(BIN / "alembic"), "upgrade", "head", OUTBOUND_SCHEMA_EMBEDDED_DIR=str(tmp_path / "pg"))
     assert done.returncode == 0, done.stderr
     assert f"using the embedded PostgreSQL in {tmp_path / 'pg'}" in done.stderr

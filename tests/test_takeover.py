@@ -283,6 +283,7 @@ def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL) -> None:
     blocker = blocker_engine.connect()
     blocker.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
     blocker.execute(text("SELECT 1"))
+    # The installed program, as a process: what kill -9 stops is a real deploy.
     deploy = subprocess.Popen(
         [str(BIN / "outbound-schema"), "upgrade"],
         env={**os.environ, "DATABASE_URL": plain(host_db)},
