@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import URL
 
+#: The version of ``status --format json``'s output; keys are only ever added within one.
+STATUS_FORMAT_VERSION = 1
+
 _VERDICTS = {
     "applied": "applied",
     "present": "present, untracked: upgrade will record it without changes",
@@ -101,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--check", action="store_true", help="exit 0 only at head (1 otherwise, 2 if it could not check)"
     )
+    status.add_argument("--format", choices=("text", "json"), default="text")
 
     check = sub.add_parser(
         "check",
@@ -151,21 +155,26 @@ def _existing_url(args: argparse.Namespace) -> URL:
     return embedded.default_database_url()
 
 
-def _status(url: URL, *, version_table: str, gate: bool) -> int:
-    """Each step's state. Exit 1 on conflicts or an unknown revision, or with ``gate`` anywhere but head."""
+def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> int:
+    """Each step's state, and the migration running now if one is. Exit 1 on conflicts or an unknown
+    revision, or with ``gate`` anywhere but head."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
+    from outbound_schema import progress
     from outbound_schema.catalog import existing_relations
     from outbound_schema.config import alembic_config
     from outbound_schema.database import connect, mask
     from outbound_schema.expected import ExpectedSchemas, foreign_tables
+    from outbound_schema.locking import LOCK_KEY
     from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
     from outbound_schema.takeover import RevisionReport, assess
 
     script = ScriptDirectory.from_config(alembic_config(url))
     known = {rev.revision for rev in script.walk_revisions()}
     with connect(url) as connection:
+        running = progress.running(connection, LOCK_KEY)
+        connection.commit()
         context = MigrationContext.configure(connection, opts={"version_table": version_table})
         current = {str(head) for head in context.get_current_heads() if head is not None}
         if version_table != VERSION_TABLE:  # a host's table also records the host's own heads
@@ -184,29 +193,57 @@ def _status(url: URL, *, version_table: str, gate: bool) -> int:
             )
             present = existing_relations(connection, needed, kinds="rp")
             missing_host_tables = [name for name in needed if name not in present]
+    pending = [r.revision for r in reports if r.state != "applied"]
+    if unknown:
+        state, code = "unknown", 1
+        verdict = f"unknown revision {', '.join(sorted(unknown))}: this database is newer than this library"
+    elif any(r.state == "conflicting" for r in reports):
+        state, verdict, code = "conflicting", "conflicting objects: upgrade would refuse", 1
+    elif pending and missing_host_tables:
+        state, code = "refused", 1
+        verdict = (
+            f"behind head, and upgrade would refuse: the host application's table(s) "
+            f"{', '.join(missing_host_tables)} are missing (run the host's migrations first)"
+        )
+    elif pending:
+        state, verdict, code = "behind", "behind head; upgrade would process " + " -> ".join(pending), 1 if gate else 0
+    else:
+        state, verdict, code = "at_head", "at head", 0
+    if fmt == "json":
+        print(
+            json.dumps(
+                {
+                    "format": STATUS_FORMAT_VERSION,
+                    "database": mask(url),
+                    "version": sorted(current),
+                    "head": list(script.get_heads()),
+                    "state": state,
+                    "summary": verdict,
+                    "revisions": [
+                        {
+                            "revision": r.revision,
+                            "state": r.state,
+                            "findings": [f.describe() for f in r.findings if r.state in ("partial", "conflicting")],
+                        }
+                        for r in reports
+                    ],
+                    "running": None if running is None else running.to_json(),
+                }
+            )
+        )
+        return code
     print(f"database: {mask(url)}")
     print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {version_table} table): untracked'}")
     print(f"head:     {', '.join(script.get_heads())}")
-    if unknown:
-        print(f"state:    unknown revision {', '.join(sorted(unknown))}: this database is newer than this library")
-        return 1
+    if running is not None:
+        print(f"running:  {running.describe()}")
     for report in reports:
         print(f"  {report.revision}  {_VERDICTS[report.state]}")
         if report.state in ("partial", "conflicting"):
             for finding in report.findings:
                 print(f"        {finding.describe()}")
-    if any(r.state == "conflicting" for r in reports):
-        print("state:    conflicting objects: upgrade would refuse")
-        return 1
-    pending = [r.revision for r in reports if r.state != "applied"]
-    if pending and missing_host_tables:
-        print(
-            f"state:    behind head, and upgrade would refuse: the host application's table(s) "
-            f"{', '.join(missing_host_tables)} are missing (run the host's migrations first)"
-        )
-        return 1
-    print(f"state:    {'behind head; upgrade would process ' + ' -> '.join(pending) if pending else 'at head'}")
-    return 1 if gate and pending else 0
+    print(f"state:    {verdict}")
+    return code
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -380,7 +417,7 @@ def _change_or_report(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "status":
-            return _status(_existing_url(args), version_table=args.version_table, gate=args.check)
+            return _status(_existing_url(args), version_table=args.version_table, gate=args.check, fmt=args.format)
         if args.command == "snapshot":
             return _snapshot(args)
         lock_wait = lock_wait_seconds(args.lock_wait)
@@ -418,6 +455,8 @@ def _change_or_report(args: argparse.Namespace) -> int:
             )
         print(f"outbound-schema: error: {message}", file=sys.stderr)
         if args.command == "status":
+            if args.format == "json":
+                print(json.dumps({"format": STATUS_FORMAT_VERSION, "state": "error", "error": message}))
             return 2  # could not tell
         return exc.exit_code if isinstance(exc, OutboundSchemaError) else (2 if reading else 1)
 

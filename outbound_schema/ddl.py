@@ -26,6 +26,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 RAISE_EXCEPTION = "P0001"  # our own guards (DO ... RAISE EXCEPTION) refusing a change
 #: PostgreSQL's units for time settings (its "Parameter Names and Values"), case as it takes them.
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|ms|s|min|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(us|ms|s|min|h|d)?\s*$")  # 1e3 too
 _UNIT_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
 
 
@@ -146,6 +147,7 @@ class DDLRunner:
         *,
         as_sql: bool,
         session_guard: Callable[[], str | None] = lambda: None,
+        watch: Callable[[str], AbstractContextManager[object]] = lambda _label: nullcontext(),
     ) -> None:
         self.execute = execute
         self.limits = limits
@@ -153,6 +155,8 @@ class DDLRunner:
         #: Online, a statement that fails when this is no longer the server session holding the
         #: migration lock (``locking.same_session_guard``): run first in every transaction.
         self.session_guard = session_guard
+        #: Around each statement as it runs: reports its progress while it runs long (``progress.Watch``).
+        self.watch = watch
 
     def in_transaction(
         self, statements: Sequence[Statement], *, label: str, tables: Sequence[str], waits_harmlessly: bool = False
@@ -176,8 +180,9 @@ class DDLRunner:
         guard = [g] if (g := self.session_guard()) else []
         for attempt in range(1, attempts + 1):
             try:
-                for statement in ("BEGIN", *guard, *settings, *statements, "COMMIT"):
-                    self.execute(statement)
+                with self.watch(label):
+                    for statement in ("BEGIN", *guard, *settings, *statements, "COMMIT"):
+                        self.execute(statement)
                 return
             except BaseException as exc:
                 self._rollback()
@@ -234,7 +239,8 @@ class DDLRunner:
         self.execute(f"SET lock_timeout = {timeout}")
         self.execute(f"SET statement_timeout = {timeout}")
         try:
-            self.execute(statement)
+            with self.watch(label) if not self.as_sql else nullcontext():
+                self.execute(statement)
         except DBAPIError as exc:
             if _sqlstate(exc) in (QUERY_CANCELED, LOCK_NOT_AVAILABLE):
                 raise _statement_timeout(label, self.limits) from None

@@ -175,7 +175,8 @@ def connect(
     connect_timeout: int = 10,
     **kwargs: Any,
 ) -> psycopg.Connection[tuple[Any, ...]]:
-    """A psycopg connection (not autocommit) to ``raw``; failing to connect is a clear error (exit code 2).
+    """A psycopg connection (not autocommit, unless ``autocommit=True``) to ``raw``; failing to connect is a
+    clear error (exit code 2).
 
     ``application_name`` and ``connect_timeout`` (seconds) apply unless the URL
     gives its own; statements are never prepared on the server (a pooler may hand the
@@ -189,7 +190,7 @@ def connect(
         params = conninfo_to_dict(uri)
         params.setdefault("application_name", application_name)
         params.setdefault("connect_timeout", connect_timeout)
-        connection = psycopg.connect(make_conninfo("", **params), autocommit=False, **kwargs)
+        connection = psycopg.connect(make_conninfo("", **params), **{"autocommit": False, **kwargs})
         connection.prepare_threshold = None
         return connection
     except psycopg.Error as exc:

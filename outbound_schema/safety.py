@@ -35,8 +35,8 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ from alembic.ddl.postgresql import PostgresqlColumnType, PostgresqlImpl
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script
-from sqlalchemy import CheckConstraint, Computed, Identity, TextClause, text
+from sqlalchemy import CheckConstraint, Computed, Connection, Identity, TextClause, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.exc import DBAPIError
@@ -64,12 +64,13 @@ from sqlalchemy.schema import (
 from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.util import immutabledict
 
+from outbound_schema import dsn, progress
 from outbound_schema.catalog import HOST_TABLES, Snapshot
 from outbound_schema.ddl import Call, DDLRunner, Limits, Statement
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
 from outbound_schema.keywords import literal, quote
-from outbound_schema.locking import same_session_guard
+from outbound_schema.locking import BACKEND_KEY, same_session_guard
 from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -422,6 +423,22 @@ def _allowances(revision: Script) -> dict[str, str]:
 # The implementation that runs the operations.
 
 
+def _monitor(connection: Connection) -> Callable[[], AbstractContextManager[Any]] | None:
+    """A way to open a second connection to the migrated database, for progress readings."""
+    url = connection.engine.url
+    if url.get_backend_name() != "postgresql":
+        return None
+
+    def connect() -> AbstractContextManager[Any]:
+        raw = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # Autocommit: a transaction left open here would hold a snapshot the index build waits for.
+        return dsn.connect(
+            raw, source="the migration's database URL", application_name="outbound-schema progress", autocommit=True
+        )
+
+    return connect
+
+
 def _is_version_table(construct: Any, version_table: str) -> bool:
     element = getattr(construct, "element", None)
     if isinstance(construct, CreateTable | DropTable) and element is not None:
@@ -512,7 +529,11 @@ class SafeImpl(PostgresqlImpl):
         self.expected = expected
         self.planning = planning
         self.preflight = preflight
-        self.runner = DDLRunner(self._raw_exec, limits, as_sql=self.as_sql, session_guard=self._session_guard)
+        self.runner = DDLRunner(
+            self._raw_exec, limits, as_sql=self.as_sql, session_guard=self._session_guard, watch=self._watch
+        )
+        self.progress_interval = progress.interval_seconds()
+        self.reporter = progress.Reporter()
         self.created_tables: set[str] = set()
         self.executed = 0
         self._offline_block: ExitStack | None = None
@@ -523,6 +544,17 @@ class SafeImpl(PostgresqlImpl):
     def _session_guard(self) -> str | None:
         connection = self.migration_context.connection
         return None if self.as_sql or connection is None else same_session_guard(connection)
+
+    def _watch(self, label: str) -> AbstractContextManager[object]:
+        """Online: name the statement in the connection's application_name (``outbound-schema status``
+        reads it) and report its progress while it runs long."""
+        connection = self.migration_context.connection
+        if self.as_sql or connection is None:
+            return nullcontext()
+        super()._exec(sql_text(f"SET application_name = {literal(progress.application_name(label))}"))
+        return progress.watching(
+            _monitor(connection), connection.info.get(BACKEND_KEY), label, self.progress_interval, self.reporter
+        )
 
     def _raw_exec(self, statement: Statement) -> Any:
         """Alembic's own executor, past the rules: for the statements this layer decided on."""

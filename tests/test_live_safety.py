@@ -187,11 +187,20 @@ def test_bad_limits_are_refused(option: str, value: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "milliseconds"),
-    [("250ms", 250), ("30s", 30_000), ("5min", 300_000), ("1h", 3_600_000), ("1.5h", 5_400_000)],
+    [
+        ("250ms", 250),
+        ("30s", 30_000),
+        ("5min", 300_000),
+        ("1h", 3_600_000),
+        ("1.5h", 5_400_000),
+        ("1e3", 1000),
+        ("1.5e1s", 15_000),
+    ],
 )
 def test_durations_are_read_as_postgresql_reads_them(value: str, milliseconds: int) -> None:
     assert parse_duration_ms(value, name="statement timeout") == milliseconds
-    assert lock_wait_seconds(value) == milliseconds / 1000
+    if not value[-1].isdigit():  # a plain number is seconds for the lock wait, milliseconds for a timeout
+        assert lock_wait_seconds(value) == milliseconds / 1000
 
 
 def test_a_connection_inside_a_transaction_is_refused(head_db: URL) -> None:

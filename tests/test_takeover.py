@@ -300,7 +300,7 @@ def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL) -> None:
         deploy.send_signal(signal.SIGKILL)
         deploy.wait()
         # The server notices its client is gone (client_connection_check_interval).
-        wait_for(lambda: backends(host_db, "application_name = 'outbound-schema'") == 0, seconds=30)
+        wait_for(lambda: backends(host_db, "application_name LIKE 'outbound-schema%'") == 0, seconds=30)
     finally:
         blocker.close()
         blocker_engine.dispose()

@@ -1,0 +1,362 @@
+"""What a long statement of a migration is doing, as PostgreSQL reports it.
+
+While a statement of an upgrade or downgrade runs, a watcher thread with a
+connection of its own reads, every few seconds, the migration's server process
+in ``pg_stat_activity``, its index build in ``pg_stat_progress_create_index``
+and whoever it waits for (``pg_blocking_pids``, the build's current locker).
+The migration's connection names what it runs in ``application_name``
+(``outbound-schema 46d: create index ...``), so that ``outbound-schema
+status`` in another shell finds it (the holder of the migration lock) and
+shows the same progress, without writing anything.
+
+Other sessions are described by who they are, never by their SQL, which may
+hold personal data.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from outbound_schema.catalog import fetch
+from outbound_schema.errors import OutboundSchemaError
+
+if TYPE_CHECKING:
+    from outbound_schema.catalog import Queryable
+
+log = logging.getLogger("outbound_schema.progress")
+
+INTERVAL_ENV_VAR = "OUTBOUND_SCHEMA_PROGRESS_INTERVAL"
+DEFAULT_INTERVAL_S = 5.0
+#: What the migration's connection is called while it runs a statement: ``outbound-schema <label>``.
+APPLICATION_PREFIX = "outbound-schema "
+_NAMEDATALEN = 63  # PostgreSQL keeps this many bytes of an application_name
+
+_ACTIVITY = """
+    SELECT EXTRACT(EPOCH FROM clock_timestamp() - a.query_start)::float8, a.state, a.wait_event_type, a.wait_event,
+           p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,
+           p.lockers_done, p.lockers_total, p.current_locker_pid,
+           pg_blocking_pids(a.pid), a.application_name
+    FROM pg_stat_activity a LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
+    WHERE a.pid = %(pid)s
+"""
+_SESSIONS = """
+    SELECT pid, usename, application_name, state, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8
+    FROM pg_stat_activity WHERE pid = ANY(%(pids)s) ORDER BY pid
+"""
+
+
+def interval_seconds(raw: str | None = None) -> float:
+    """How often a long statement reports: ``raw``, else OUTBOUND_SCHEMA_PROGRESS_INTERVAL, else 5 s."""
+    raw = raw if raw is not None else os.environ.get(INTERVAL_ENV_VAR)
+    if raw is None or not raw.strip():
+        return DEFAULT_INTERVAL_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise OutboundSchemaError(
+            f"The progress interval '{raw}' ({INTERVAL_ENV_VAR}) is not a number of seconds between 0 and 3600; "
+            "give one such as 5 or 0.5."
+        )
+    return seconds
+
+
+def duration(seconds: float) -> str:
+    """``0.4 s``, ``12 s``, ``3 min 05 s``, ``2 h 04 min``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+@dataclass(frozen=True)
+class Session:
+    """Another server session, as an operator needs to know it: who, never what SQL."""
+
+    pid: int
+    user: str
+    application: str
+    state: str
+    in_transaction_s: float | None
+
+    def describe(self) -> str:
+        held = f", in its transaction for {duration(self.in_transaction_s)}" if self.in_transaction_s else ""
+        return f"pid {self.pid} (user {self.user}, application {self.application or '-'}, {self.state}{held})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "user": self.user,
+            "application": self.application,
+            "state": self.state,
+            "in_transaction_s": None if self.in_transaction_s is None else round(self.in_transaction_s, 1),
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One reading of a running statement."""
+
+    seconds: float
+    phase: str
+    done: int | None = None
+    total: int | None = None
+    unit: str | None = None
+    waiting_for: tuple[Session, ...] = ()
+    statement: str = ""  # our own label for it, from the connection's application_name
+
+    @property
+    def share(self) -> float | None:
+        return self.done / self.total if self.done is not None and self.total else None
+
+    def describe(self, *, advice: bool = True) -> str:
+        parts = [self.phase]
+        if self.share is not None:
+            parts.append(f"{self.share:.0%} ({self.done:,} of {self.total:,} {self.unit})")
+        parts.append(duration(self.seconds))
+        text = ", ".join(parts)
+        if self.waiting_for:
+            text += f"; {self.waiting(advice=advice)}"
+        return text
+
+    def waiting(self, *, advice: bool = True) -> str:
+        """Whom it waits on, and (``advice``) what the operator can do about it."""
+        who = "; ".join(session.describe() for session in self.waiting_for)
+        if not advice:
+            return f"waiting on {who}"
+        ended = " and ".join(f"SELECT pg_terminate_backend({s.pid})" for s in self.waiting_for)
+        return (
+            f"waiting on {who}. It goes on by itself once that transaction ends; ask its owner to finish it, or "
+            f"end it with {ended}. Stopping the upgrade instead is safe: the next run completes the step"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "statement": self.statement,
+            "phase": self.phase,
+            "seconds": round(self.seconds, 1),
+            "done": self.done,
+            "total": self.total,
+            "unit": self.unit,
+            "share": None if self.share is None else round(self.share, 4),
+            "waiting_for": [session.to_json() for session in self.waiting_for],
+        }
+
+
+def read(connection: Queryable, pid: int) -> Progress | None:
+    """What server process ``pid`` is doing now, or None when it runs nothing."""
+    rows = fetch(connection, _ACTIVITY, {"pid": pid})
+    if not rows:
+        return None
+    (seconds, state, wait_type, wait_event, phase, blocks_done, blocks_total, tuples_done, tuples_total) = rows[0][:9]
+    lockers_done, lockers_total, locker, blocking, application = rows[0][9:]
+    if state != "active":
+        return None
+    done = total = unit = None
+    if phase is not None:
+        for d, t, u in (
+            (blocks_done, blocks_total, "blocks"),
+            (tuples_done, tuples_total, "tuples"),
+            (lockers_done, lockers_total, "transactions"),
+        ):
+            if t:
+                done, total, unit = int(d or 0), int(t), u
+                break
+    elif wait_type == "Lock":
+        phase = f"waiting for a lock ({wait_event})"
+    else:
+        phase = "running"
+    pids = sorted({*(blocking or []), *([locker] if locker else [])} - {pid})
+    waiting_for = tuple(Session(*row) for row in fetch(connection, _SESSIONS, {"pids": pids})) if pids else ()
+    label = application[len(APPLICATION_PREFIX) :] if (application or "").startswith(APPLICATION_PREFIX) else ""
+    return Progress(float(seconds or 0), str(phase), done, total, unit, waiting_for, label)
+
+
+def application_name(label: str) -> str:
+    """``outbound-schema <label>``, cut to what PostgreSQL keeps (63 bytes), for the connection running it."""
+    name = (APPLICATION_PREFIX + label).encode()[:_NAMEDATALEN].decode(errors="ignore")
+    return name.replace("'", "")
+
+
+@dataclass
+class Reporter:
+    """Where readings go: plain log lines (deploy logs), or one redrawn line with a bar on a terminal."""
+
+    stream: TextIO | None = None  # None: sys.stderr at the time
+    drawn: bool = field(default=False, init=False)
+    advised: tuple[int, ...] = field(default=(), init=False)  # the blockers last explained on a terminal
+
+    @property
+    def out(self) -> TextIO:
+        return self.stream if self.stream is not None else sys.stderr
+
+    def terminal(self) -> bool:
+        isatty = getattr(self.out, "isatty", None)
+        return bool(isatty and isatty())
+
+    def update(self, label: str, progress: Progress) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # -q
+        if not self.terminal():
+            log.info("%s: %s", label, progress.describe())
+            return
+        blockers = tuple(session.pid for session in progress.waiting_for)
+        if blockers and blockers != self.advised:  # said once in full, above the redrawn line
+            self.out.write(f"\r\x1b[K{label}: {progress.waiting()}\n")
+            self.advised = blockers
+        bar = ""
+        if progress.share is not None:
+            filled = round(progress.share * 20)
+            bar = f"[{'#' * filled}{'.' * (20 - filled)}] "
+        line = f"{label}: {bar}{progress.describe(advice=False)}"
+        if width := self.width():
+            line = line[: width - 1]  # one row: a wrapped line cannot be redrawn in place
+        self.out.write(f"\r\x1b[K{line}")
+        self.out.flush()
+        self.drawn = True
+
+    def width(self) -> int | None:
+        """The terminal's width, when it says (a terminal of unknown size reports 0)."""
+        try:
+            columns = os.get_terminal_size(self.out.fileno()).columns
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None
+        return columns if columns >= 40 else None
+
+    def finish(self, label: str, seconds: float) -> None:
+        if self.drawn:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self.drawn = False
+        log.info("%s: done in %s", label, duration(seconds))
+
+
+class Watch:
+    """Reports on server process ``pid`` running ``label`` every ``interval`` seconds while the block runs.
+
+    The readings come from a connection of its own (``connect``), opened at the first reading, so a
+    statement that ends within the interval costs nothing. A reading that fails stops the watching,
+    never the migration.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], AbstractContextManager[Any]],
+        pid: int,
+        label: str,
+        interval: float,
+        reporter: Reporter,
+    ) -> None:
+        self.connect, self.pid, self.label, self.interval, self.reporter = connect, pid, label, interval, reporter
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"outbound-schema progress {label}", daemon=True)
+        self.reported = False
+
+    def __enter__(self) -> Watch:
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.reported and exc[0] is None:
+            self.reporter.finish(self.label, time.monotonic() - self.started)
+
+    def _watch(self) -> None:
+        if self._stop.wait(self.interval):
+            return
+        try:
+            with self.connect() as connection:
+                while True:
+                    progress = read(connection, self.pid)
+                    if self._stop.is_set():
+                        return
+                    if progress is not None:
+                        self.reporter.update(self.label, progress)
+                        self.reported = True
+                    if self._stop.wait(self.interval):
+                        return
+        except Exception as exc:  # the migration goes on unwatched
+            log.debug("%s: progress readings stopped (%s)", self.label, exc)
+
+
+@contextmanager
+def watching(
+    connect: Callable[[], AbstractContextManager[Any]] | None,
+    pid: int | None,
+    label: str,
+    interval: float,
+    reporter: Reporter,
+) -> Iterator[None]:
+    """A :class:`Watch` when there is something to watch (online), else nothing."""
+    if connect is None or pid is None:
+        yield
+        return
+    with Watch(connect, pid, label, interval, reporter):
+        yield
+
+
+@dataclass(frozen=True)
+class Running:
+    """A migration running now, as another session sees it: the holder of the migration lock."""
+
+    pid: int
+    user: str
+    client: str
+    running_s: float
+    progress: Progress | None
+
+    def describe(self) -> str:
+        head = (
+            f"migration running: server process {self.pid} (user {self.user}, from {self.client}), "
+            f"connected {duration(self.running_s)} ago"
+        )
+        if self.progress is None:
+            return f"{head}; between statements"
+        statement = self.progress.statement or "a statement"
+        return f"{head}; {statement}: {self.progress.describe()}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "user": self.user,
+            "client": self.client,
+            "running_s": round(self.running_s, 1),
+            "progress": None if self.progress is None else self.progress.to_json(),
+        }
+
+
+_LOCK_HOLDER = """
+    SELECT a.pid, a.usename, coalesce(host(a.client_addr), 'local socket'),
+           EXTRACT(EPOCH FROM clock_timestamp() - a.backend_start)::float8
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
+            SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = CAST(%(high)s AS oid) AND l.objid = CAST(%(low)s AS oid) AND l.objsubid = 1
+"""
+
+
+def running(connection: Queryable, lock_key: int) -> Running | None:
+    """The migration holding the lock ``lock_key`` on this database, with what it does now; read-only."""
+    rows = fetch(connection, _LOCK_HOLDER, {"high": lock_key >> 32, "low": lock_key & 0xFFFFFFFF})
+    if not rows:
+        return None
+    pid, user, client, seconds = rows[0]
+    with suppress(Exception):
+        return Running(int(pid), str(user), str(client), float(seconds or 0), read(connection, int(pid)))
+    return Running(int(pid), str(user), str(client), float(seconds or 0), None)

@@ -1,0 +1,214 @@
+"""Long statements say what they are doing: progress while they run, who they wait on (never that
+session's SQL), the running migration in `status` from another shell, a redrawn line on a terminal."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import logging
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import URL
+
+from outbound_schema import progress
+from outbound_schema.progress import Progress, Reporter, Session
+from tests.helpers import BIN, HEAD, cli_forked, cli_here, connected, plain, version
+
+INTERVAL = {progress.INTERVAL_ENV_VAR: "0.2"}
+SECRET = "personal-data-4711"  # in the writer's SQL: must never be shown
+WRITER_APP = "dialer-worker"
+BUILD_46D = "46d: create index idx_outbound_call_jobs_status_twilio_sid"
+COLUMNS = 100  # the test terminal's width
+
+
+@dataclass
+class Writer:
+    """A worker's transaction that has written to the jobs table and stays open."""
+
+    engine: Engine
+    conn: Connection
+    pid: int
+
+    def finish(self) -> None:
+        self.conn.commit()
+        self.conn.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def at_46c(head_db: URL) -> URL:
+    assert cli_here("downgrade", "46c", DATABASE_URL=plain(head_db)).returncode == 0
+    with connected(head_db) as conn:
+        conn.execute(text("INSERT INTO business (id) VALUES (1); INSERT INTO leads (id) VALUES (1)"))
+        conn.execute(text("INSERT INTO outbound_call_runs (business_id) VALUES (1)"))
+        conn.execute(text("INSERT INTO outbound_call_jobs (run_id, lead_id) SELECT id, 1 FROM outbound_call_runs"))
+        conn.commit()
+    return head_db
+
+
+@pytest.fixture
+def writer(at_46c: URL) -> Iterator[Writer]:
+    engine = create_engine(at_46c, connect_args={"application_name": WRITER_APP})
+    conn = engine.connect()
+    conn.execute(text(f"UPDATE outbound_call_jobs SET dial_lock_token = '{SECRET}'"))
+    held = Writer(engine, conn, int(conn.scalar(text("SELECT pg_backend_pid()")) or 0))
+    yield held
+    if not conn.closed:
+        held.finish()
+
+
+def status_json(url: URL) -> dict[str, object]:
+    done = cli_here("status", "--format", "json", DATABASE_URL=plain(url))
+    assert done.returncode in (0, 1), done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def wait_for_running(url: URL, pid: int, seconds: float = 30) -> dict[str, object]:
+    """``status --format json`` until it shows the migration waiting on ``pid``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        running = status_json(url)["running"]
+        report = running.get("progress") if isinstance(running, dict) else None
+        if report and any(s["pid"] == pid for s in report["waiting_for"]):
+            return running  # type: ignore[return-value]
+        time.sleep(0.1)
+    raise AssertionError(f"status never showed the migration waiting on {pid}")
+
+
+@pytest.mark.heavy
+def test_a_waiting_build_names_who_it_waits_on_and_status_shows_it(at_46c: URL, writer: Writer) -> None:
+    deploy = cli_forked("upgrade", DATABASE_URL=plain(at_46c), **INTERVAL)
+    try:
+        running = wait_for_running(at_46c, writer.pid)
+        # From another shell: which process, which revision and statement, for how long, the same progress.
+        report = running["progress"]
+        assert isinstance(report, dict)
+        assert str(report["statement"]).startswith(BUILD_46D[:40])
+        assert report["phase"].startswith("waiting for")
+        assert [s["application"] for s in report["waiting_for"]] == [WRITER_APP]
+        assert [s["state"] for s in report["waiting_for"]] == ["idle in transaction"]
+        assert running["pid"] != writer.pid and running["running_s"] >= 0
+        text_status = cli_here("status", DATABASE_URL=plain(at_46c))
+        (line,) = [line for line in text_status.stdout.splitlines() if line.startswith("running:")]
+        assert f"server process {running['pid']}" in line and BUILD_46D[:40] in line
+        assert f"waiting on pid {writer.pid} (user " in line and SECRET not in text_status.stdout
+        time.sleep(1)  # a few readings
+    finally:
+        writer.finish()
+    _, stderr = deploy.communicate(timeout=120)
+    assert deploy.returncode == 0, stderr
+    assert version(at_46c) == [HEAD]
+
+    lines = [line for line in stderr.splitlines() if line.startswith(f"{BUILD_46D}:")]
+    waiting = [line for line in lines if f"waiting on pid {writer.pid} " in line]
+    assert len(waiting) >= 2, stderr  # one every interval while it waits
+    assert re.search(
+        rf"waiting on pid {writer.pid} \(user \w+, application {WRITER_APP}, idle in transaction, "
+        r"in its transaction for [\d.]+ s\)\. It goes on by itself once that transaction ends; .*"
+        rf"SELECT pg_terminate_backend\({writer.pid}\)",
+        waiting[0],
+    ), waiting[0]
+    assert re.fullmatch(rf"{BUILD_46D}: done in [\d.]+ s", lines[-1]), lines[-1]
+    assert SECRET not in stderr and "UPDATE" not in stderr
+    after = status_json(at_46c)
+    assert after["running"] is None and after["state"] == "at_head"
+
+
+def test_quiet_upgrades_print_no_progress(at_46c: URL, writer: Writer) -> None:
+    deploy = cli_forked("upgrade", "-q", DATABASE_URL=plain(at_46c), **INTERVAL)
+    try:
+        wait_for_running(at_46c, writer.pid)
+        time.sleep(0.5)
+    finally:
+        writer.finish()
+    _, stderr = deploy.communicate(timeout=120)
+    assert deploy.returncode == 0 and stderr == "", stderr
+
+
+@pytest.mark.heavy
+def test_on_a_terminal_one_line_is_redrawn(at_46c: URL, writer: Writer) -> None:
+    """The installed program on a real terminal (a pty): the line is redrawn in place, not repeated."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    deploy = subprocess.Popen(
+        [str(BIN / "outbound-schema"), "upgrade"],
+        env={**env, "DATABASE_URL": plain(at_46c), **INTERVAL},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    screen = b""
+    try:
+        wait_for_running(at_46c, writer.pid)
+        time.sleep(1)
+    finally:
+        writer.finish()
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:  # the program closed the terminal
+            chunk = b""
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert deploy.wait(timeout=60) == 0, screen.decode(errors="replace")
+    shown = screen.decode(errors="replace")
+    redraws = re.findall(rf"\r\x1b\[K{re.escape(BUILD_46D)}: (?:\[[#.]{{20}}\] )?waiting for [^\r\n]*", shown)
+    assert len(redraws) >= 2, shown  # redrawn in place: no newline between readings
+    assert all(len(redraw) - len("\r\x1b[K") < COLUMNS for redraw in redraws), redraws  # never wraps
+    # Who blocks, and what to do, once in full on a line of its own above the redrawn one.
+    advice = re.findall(rf"{re.escape(BUILD_46D)}: waiting on pid {writer.pid} [^\r\n]*\r?\n", shown)
+    assert len(advice) == 1 and f"SELECT pg_terminate_backend({writer.pid})" in advice[0], shown
+    assert re.search(rf"\r\x1b\[K{re.escape(BUILD_46D)}: done in [\d.]+ s\r?\n", shown), shown
+
+
+def test_a_reading_with_a_share_shows_it_and_a_bar(caplog: pytest.LogCaptureFixture) -> None:
+    reading = Progress(72.0, "building index: scanning table", 41_000, 100_000, "blocks", (), BUILD_46D)
+    assert reading.describe() == "building index: scanning table, 41% (41,000 of 100,000 blocks), 1 min 12 s"
+    terminal = _Terminal()
+    with caplog.at_level(logging.INFO, logger="outbound_schema.progress"):
+        Reporter(terminal).update(BUILD_46D, reading)
+    assert terminal.getvalue() == f"\r\x1b[K{BUILD_46D}: [########............] {reading.describe()}"
+    waiting = Progress(
+        3.0, "waiting for writers before build", 0, 1, "transactions", (Session(7, "app", "w", "idle", 9.5),)
+    )
+    assert "waiting on pid 7 (user app, application w, idle, in its transaction for 9.5 s)" in waiting.describe()
+    assert json.loads(json.dumps(reading.to_json()))["share"] == 0.41
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_plain_lines_when_not_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    reading = Progress(6.0, "running")
+    stream = io.StringIO()
+    with caplog.at_level(logging.INFO, logger="outbound_schema.progress"):
+        Reporter(stream).update("47a: alter column", reading)
+    assert stream.getvalue() == ""
+    assert [r.getMessage() for r in caplog.records] == ["47a: alter column: running, 6.0 s"]
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "99999"])
+def test_a_bad_progress_interval_is_one_paragraph(head_db: URL, raw: str) -> None:
+    done = cli_here("upgrade", DATABASE_URL=plain(head_db), **{progress.INTERVAL_ENV_VAR: raw})
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"The progress interval '{raw}'" in done.stderr and done.stderr.strip().count("\n") == 0
