@@ -194,7 +194,10 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
             present = existing_relations(connection, needed, kinds="rp")
             missing_host_tables = [name for name in needed if name not in present]
     pending = [r.revision for r in reports if r.state != "applied"]
-    if unknown:
+    if running is not None and pending and not unknown:
+        # What the running migration has not finished yet shows as partly present or missing.
+        state, verdict, code = "migrating", f"migrating: {' -> '.join(pending)} in progress", 1 if gate else 0
+    elif unknown:
         state, code = "unknown", 1
         verdict = f"unknown revision {', '.join(sorted(unknown))}: this database is newer than this library"
     elif any(r.state == "conflicting" for r in reports):

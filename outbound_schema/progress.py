@@ -44,7 +44,7 @@ _ACTIVITY = """
     SELECT EXTRACT(EPOCH FROM clock_timestamp() - a.query_start)::float8, a.state, a.wait_event_type, a.wait_event,
            p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,
            p.lockers_done, p.lockers_total, p.current_locker_pid,
-           pg_blocking_pids(a.pid), a.application_name
+           pg_blocking_pids(a.pid), a.application_name, p.index_relid::regclass::text
     FROM pg_stat_activity a LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
     WHERE a.pid = %(pid)s
 """
@@ -163,7 +163,7 @@ def read(connection: Queryable, pid: int) -> Progress | None:
     if not rows:
         return None
     (seconds, state, wait_type, wait_event, phase, blocks_done, blocks_total, tuples_done, tuples_total) = rows[0][:9]
-    lockers_done, lockers_total, locker, blocking, application = rows[0][9:]
+    lockers_done, lockers_total, locker, blocking, application, index = rows[0][9:]
     if state != "active":
         return None
     done = total = unit = None
@@ -183,6 +183,8 @@ def read(connection: Queryable, pid: int) -> Progress | None:
     pids = sorted({*(blocking or []), *([locker] if locker else [])} - {pid})
     waiting_for = tuple(Session(*row) for row in fetch(connection, _SESSIONS, {"pids": pids})) if pids else ()
     label = application[len(APPLICATION_PREFIX) :] if (application or "").startswith(APPLICATION_PREFIX) else ""
+    if index and len(application.encode()) >= _NAMEDATALEN and ":" in label:  # cut short: the build names it
+        label = f"{label.split(':')[0]}: create index {index}"
     return Progress(float(seconds or 0), str(phase), done, total, unit, waiting_for, label)
 
 

@@ -96,7 +96,7 @@ def test_a_waiting_build_names_who_it_waits_on_and_status_shows_it(at_46c: URL, 
         # From another shell: which process, which revision and statement, for how long, the same progress.
         report = running["progress"]
         assert isinstance(report, dict)
-        assert str(report["statement"]).startswith(BUILD_46D[:40])
+        assert report["statement"] == BUILD_46D  # cut in application_name, named again from the build
         assert report["phase"].startswith("waiting for")
         assert [s["application"] for s in report["waiting_for"]] == [WRITER_APP]
         assert [s["state"] for s in report["waiting_for"]] == ["idle in transaction"]
@@ -105,6 +105,8 @@ def test_a_waiting_build_names_who_it_waits_on_and_status_shows_it(at_46c: URL, 
         (line,) = [line for line in text_status.stdout.splitlines() if line.startswith("running:")]
         assert f"server process {running['pid']}" in line and BUILD_46D[:40] in line
         assert f"waiting on pid {writer.pid} (user " in line and SECRET not in text_status.stdout
+        assert "state:    migrating: 46d -> 47a in progress" in text_status.stdout
+        assert status_json(at_46c)["state"] == "migrating"
         time.sleep(1)  # a few readings
     finally:
         writer.finish()
