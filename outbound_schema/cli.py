@@ -194,9 +194,13 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
             present = existing_relations(connection, needed, kinds="rp")
             missing_host_tables = [name for name in needed if name not in present]
     pending = [r.revision for r in reports if r.state != "applied"]
-    if running is not None and pending and not unknown:
-        # What the running migration has not finished yet shows as partly present or missing.
-        state, verdict, code = "migrating", f"migrating: {' -> '.join(pending)} in progress", 1 if gate else 0
+    if running is not None and not unknown:
+        # What the running migration has not finished shows as partly present or missing (or, going down,
+        # as applied): the state is that it runs.
+        state, code = "migrating", 1 if gate else 0
+        verdict = (
+            f"migrating: {' -> '.join(pending) + ' in progress' if pending else f'by server process {running.pid}'}"
+        )
     elif unknown:
         state, code = "unknown", 1
         verdict = f"unknown revision {', '.join(sorted(unknown))}: this database is newer than this library"

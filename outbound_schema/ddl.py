@@ -35,6 +35,7 @@ from sqlalchemy import Executable, text
 from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.keywords import literal
 
 log = logging.getLogger("outbound_schema.ddl")
 
@@ -148,6 +149,7 @@ class DDLRunner:
         as_sql: bool,
         session_guard: Callable[[], str | None] = lambda: None,
         watch: Callable[[str], AbstractContextManager[object]] = lambda _label: nullcontext(),
+        application_name: Callable[[str], str | None] = lambda _label: None,
     ) -> None:
         self.execute = execute
         self.limits = limits
@@ -157,6 +159,9 @@ class DDLRunner:
         self.session_guard = session_guard
         #: Around each statement as it runs: reports its progress while it runs long (``progress.Watch``).
         self.watch = watch
+        #: Online, what the connection is called while it runs a statement (``progress.application_name``),
+        #: for ``outbound-schema status`` in another shell; set after the session guard, given back after.
+        self.application_name = application_name
 
     def in_transaction(
         self, statements: Sequence[Statement], *, label: str, tables: Sequence[str], waits_harmlessly: bool = False
@@ -178,6 +183,8 @@ class DDLRunner:
             return
         attempts = limits.lock_retries + 1
         guard = [g] if (g := self.session_guard()) else []
+        if name := self.application_name(label):
+            settings.append(f"SET LOCAL application_name = {literal(name)}")  # given back at COMMIT
         for attempt in range(1, attempts + 1):
             try:
                 with self.watch(label):
@@ -234,8 +241,12 @@ class DDLRunner:
                     if _sqlstate(exc) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
                         raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
                     raise
-            for name in saved:
-                saved[name] = f"'{self.execute(text(f'SHOW {name}')).scalar()}'"
+            if (name := self.application_name(label)) is not None:
+                saved["application_name"] = literal(name)
+            for setting in saved:
+                saved[setting] = literal(str(self.execute(text(f"SHOW {setting}")).scalar()))
+            if name is not None:
+                self.execute(f"SET application_name = {literal(name)}")
         self.execute(f"SET lock_timeout = {timeout}")
         self.execute(f"SET statement_timeout = {timeout}")
         try:
@@ -246,8 +257,8 @@ class DDLRunner:
                 raise _statement_timeout(label, self.limits) from None
             raise
         finally:
-            for name, value in saved.items():
-                self.execute(f"SET {name} = {value}")
+            for setting, value in saved.items():
+                self.execute(f"SET {setting} = {value}")
 
     def _lock_holders(self, tables: Sequence[str]) -> str:
         # Who, not what: other sessions' SQL may carry personal data.

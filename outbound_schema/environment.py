@@ -24,7 +24,7 @@ from outbound_schema.database import mask
 from outbound_schema.ddl import Limits, resolve_limits
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas
-from outbound_schema.locking import abort_if_client_dies, keep_application_name, lock_wait_seconds, migration_lock
+from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
 from outbound_schema.safety import install
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -84,7 +84,6 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
     with (
         migration_lock(connection, lock_wait_seconds(lock_wait)),
         abort_if_client_dies(connection),
-        keep_application_name(connection),
         context.begin_transaction(),
     ):
         context.run_migrations()

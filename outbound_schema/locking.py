@@ -93,25 +93,6 @@ def abort_if_client_dies(connection: Connection) -> Iterator[None]:
                 pass
 
 
-@contextmanager
-def keep_application_name(connection: Connection) -> Iterator[None]:
-    """Give the connection its application_name back after the block.
-
-    While it migrates, the connection names the statement it runs there (``progress``), for
-    ``outbound-schema status`` in another shell; a connection handed to us goes back as it came.
-    """
-    saved = connection.scalar(text("SHOW application_name"))
-    connection.commit()
-    try:
-        yield
-    finally:
-        try:
-            connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": saved or ""})
-            connection.commit()
-        except SQLAlchemyError:  # the connection is gone
-            pass
-
-
 #: Where, in the connection's ``info``, the server process holding the migration lock is kept for the run.
 BACKEND_KEY = "outbound_schema.lock_backend"
 

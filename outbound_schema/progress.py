@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("outbound_schema.progress")
 
 INTERVAL_ENV_VAR = "OUTBOUND_SCHEMA_PROGRESS_INTERVAL"
+JOIN_TIMEOUT_S = 1.0  # the longest a statement's end waits for its watcher
+READING_TIMEOUT_MS = 2000  # a reading that takes longer is given up
 DEFAULT_INTERVAL_S = 5.0
 #: What the migration's connection is called while it runs a statement: ``outbound-schema <label>``.
 APPLICATION_PREFIX = "outbound-schema "
@@ -87,13 +89,17 @@ def duration(seconds: float) -> str:
 class Session:
     """Another server session, as an operator needs to know it: who, never what SQL."""
 
-    pid: int
-    user: str
-    application: str
-    state: str
+    pid: int  # 0: a prepared transaction, which has no session
+    user: str | None
+    application: str | None
+    state: str | None  # None: hidden from a role without pg_read_all_stats
     in_transaction_s: float | None
 
     def describe(self) -> str:
+        if self.pid == 0:
+            return "a prepared transaction (see pg_prepared_xacts)"
+        if self.state is None:
+            return f"pid {self.pid} (user {self.user}, details hidden from this role: grant it pg_read_all_stats)"
         held = f", in its transaction for {duration(self.in_transaction_s)}" if self.in_transaction_s else ""
         return f"pid {self.pid} (user {self.user}, application {self.application or '-'}, {self.state}{held})"
 
@@ -138,10 +144,12 @@ class Progress:
         who = "; ".join(session.describe() for session in self.waiting_for)
         if not advice:
             return f"waiting on {who}"
-        ended = " and ".join(f"SELECT pg_terminate_backend({s.pid})" for s in self.waiting_for)
+        ends = [f"SELECT pg_terminate_backend({s.pid})" for s in self.waiting_for if s.pid]
+        if any(s.pid == 0 for s in self.waiting_for):
+            ends.append("COMMIT PREPARED or ROLLBACK PREPARED '<gid>'")
         return (
             f"waiting on {who}. It goes on by itself once that transaction ends; ask its owner to finish it, or "
-            f"end it with {ended}. Stopping the upgrade instead is safe: the next run completes the step"
+            f"end it with {' and '.join(ends)}. Stopping the upgrade instead is safe: the next run completes the step"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -164,28 +172,51 @@ def read(connection: Queryable, pid: int) -> Progress | None:
         return None
     (seconds, state, wait_type, wait_event, phase, blocks_done, blocks_total, tuples_done, tuples_total) = rows[0][:9]
     lockers_done, lockers_total, locker, blocking, application, index = rows[0][9:]
+    if state is None:  # another role's session, and this one lacks pg_read_all_stats
+        return Progress(0.0, HIDDEN)
     if state != "active":
         return None
     done = total = unit = None
     if phase is not None:
-        for d, t, u in (
-            (blocks_done, blocks_total, "blocks"),
-            (tuples_done, tuples_total, "tuples"),
-            (lockers_done, lockers_total, "transactions"),
-        ):
-            if t:
-                done, total, unit = int(d or 0), int(t), u
-                break
+        # PostgreSQL keeps a phase's counters into the next phases: read the ones this phase reports.
+        counters = {
+            "transactions": (lockers_done, lockers_total),
+            "blocks": (blocks_done, blocks_total),
+            "tuples": (tuples_done, tuples_total),
+        }
+        unit = _phase_unit(str(phase))
+        if unit is not None and counters[unit][1]:
+            done, total = int(counters[unit][0] or 0), int(counters[unit][1])
+        else:
+            unit = None
     elif wait_type == "Lock":
         phase = f"waiting for a lock ({wait_event})"
     else:
         phase = "running"
     pids = sorted({*(blocking or []), *([locker] if locker else [])} - {pid})
-    waiting_for = tuple(Session(*row) for row in fetch(connection, _SESSIONS, {"pids": pids})) if pids else ()
+    sessions = {row[0]: Session(*row) for row in fetch(connection, _SESSIONS, {"pids": pids})} if pids else {}
+    # pid 0: a prepared transaction, which no session holds.
+    waiting_for = tuple(sessions.get(p, Session(p, None, None, None, None)) for p in pids if p in sessions or p == 0)
     label = application[len(APPLICATION_PREFIX) :] if (application or "").startswith(APPLICATION_PREFIX) else ""
-    if index and len(application.encode()) >= _NAMEDATALEN and ":" in label:  # cut short: the build names it
+    cut_short = len((application or "").encode()) >= _NAMEDATALEN
+    if cut_short and index not in (None, "-", "0") and ":" in label:  # the build names its index in full
         label = f"{label.split(':')[0]}: create index {index}"
     return Progress(float(seconds or 0), str(phase), done, total, unit, waiting_for, label)
+
+
+HIDDEN = "details hidden from this role: grant it pg_read_all_stats to see them"
+
+
+def _phase_unit(phase: str) -> str | None:
+    """Which counters ``pg_stat_progress_create_index`` advances in ``phase`` (PostgreSQL's "CREATE
+    INDEX Phases"): the transactions it waits for, the blocks it scans, the tuples it loads."""
+    if phase.startswith("waiting for"):
+        return "transactions"
+    if phase.endswith(("scanning table", "scanning index")):
+        return "blocks"
+    if phase.endswith("loading tuples in tree"):
+        return "tuples"
+    return None
 
 
 def application_name(label: str) -> str:
@@ -239,12 +270,16 @@ class Reporter:
             return None
         return columns if columns >= 40 else None
 
-    def finish(self, label: str, seconds: float) -> None:
+    def finish(self, label: str, seconds: float, *, done: bool = True) -> None:
+        """The statement ended: the redrawn line cleared (an error is printed on a clean row), and, if it
+        ran long enough to report and succeeded, how long it took."""
         if self.drawn:
-            self.out.write("\r\x1b[K")
-            self.out.flush()
             self.drawn = False
-        log.info("%s: done in %s", label, duration(seconds))
+            with suppress(OSError, ValueError):  # a closed stderr must not fail a statement that committed
+                self.out.write("\r\x1b[K")
+                self.out.flush()
+        if done:
+            log.info("%s: done in %s", label, duration(seconds))
 
 
 class Watch:
@@ -265,6 +300,8 @@ class Watch:
     ) -> None:
         self.connect, self.pid, self.label, self.interval, self.reporter = connect, pid, label, interval, reporter
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # a reading is reported whole, or not at all once the statement ended
+        self._connection: Any = None
         self._thread = threading.Thread(target=self._watch, name=f"outbound-schema progress {label}", daemon=True)
         self.reported = False
 
@@ -275,22 +312,30 @@ class Watch:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
-        if self.reported and exc[0] is None:
-            self.reporter.finish(self.label, time.monotonic() - self.started)
+        # The migration never waits on its watcher: a reading still running is cancelled, and a watcher
+        # still connecting is left to give up on its own (it reports nothing once stopped).
+        self._thread.join(JOIN_TIMEOUT_S)
+        if self._thread.is_alive() and (connection := self._connection) is not None:
+            with suppress(Exception):
+                connection.cancel_safe(timeout=JOIN_TIMEOUT_S)
+        with self._lock:
+            self.reporter.finish(self.label, time.monotonic() - self.started, done=self.reported and exc[0] is None)
 
     def _watch(self) -> None:
         if self._stop.wait(self.interval):
             return
         try:
             with self.connect() as connection:
-                while True:
+                self._connection = connection
+                connection.execute(f"SET statement_timeout = '{READING_TIMEOUT_MS}ms'")
+                while not self._stop.is_set():
                     progress = read(connection, self.pid)
-                    if self._stop.is_set():
-                        return
-                    if progress is not None:
-                        self.reporter.update(self.label, progress)
-                        self.reported = True
+                    with self._lock:
+                        if self._stop.is_set():
+                            return
+                        if progress is not None:
+                            self.reporter.update(self.label, progress)
+                            self.reported = True
                     if self._stop.wait(self.interval):
                         return
         except Exception as exc:  # the migration goes on unwatched
@@ -319,14 +364,16 @@ class Running:
 
     pid: int
     user: str
-    client: str
-    running_s: float
+    client: str | None  # None: hidden from a role without pg_read_all_stats
+    connected_s: float | None  # how long ago its connection was opened (a host's may be older than the run)
     progress: Progress | None
 
     def describe(self) -> str:
+        if self.client is None or self.connected_s is None:
+            return f"migration running: server process {self.pid} (user {self.user}); {HIDDEN}"
         head = (
             f"migration running: server process {self.pid} (user {self.user}, from {self.client}), "
-            f"connected {duration(self.running_s)} ago"
+            f"connected {duration(self.connected_s)} ago"
         )
         if self.progress is None:
             return f"{head}; between statements"
@@ -338,13 +385,14 @@ class Running:
             "pid": self.pid,
             "user": self.user,
             "client": self.client,
-            "running_s": round(self.running_s, 1),
+            "connected_s": None if self.connected_s is None else round(self.connected_s, 1),
             "progress": None if self.progress is None else self.progress.to_json(),
         }
 
 
 _LOCK_HOLDER = """
-    SELECT a.pid, a.usename, coalesce(host(a.client_addr), 'local socket'),
+    SELECT a.pid, a.usename,
+           CASE WHEN a.backend_start IS NOT NULL THEN coalesce(host(a.client_addr), 'local socket') END,
            EXTRACT(EPOCH FROM clock_timestamp() - a.backend_start)::float8
     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
@@ -359,6 +407,4 @@ def running(connection: Queryable, lock_key: int) -> Running | None:
     if not rows:
         return None
     pid, user, client, seconds = rows[0]
-    with suppress(Exception):
-        return Running(int(pid), str(user), str(client), float(seconds or 0), read(connection, int(pid)))
-    return Running(int(pid), str(user), str(client), float(seconds or 0), None)
+    return Running(int(pid), str(user), client, None if seconds is None else float(seconds), read(connection, pid))

@@ -64,7 +64,7 @@ from sqlalchemy.schema import (
 from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.util import immutabledict
 
-from outbound_schema import dsn, progress
+from outbound_schema import progress
 from outbound_schema.catalog import HOST_TABLES, Snapshot
 from outbound_schema.ddl import Call, DDLRunner, Limits, Statement
 from outbound_schema.errors import OutboundSchemaError
@@ -424,17 +424,22 @@ def _allowances(revision: Script) -> dict[str, str]:
 
 
 def _monitor(connection: Connection) -> Callable[[], AbstractContextManager[Any]] | None:
-    """A way to open a second connection to the migrated database, for progress readings."""
-    url = connection.engine.url
-    if url.get_backend_name() != "postgresql":
+    """A way to open a second connection to the server and database the migration's connection is on,
+    with its parameters (TLS ones included), for progress readings."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    info = getattr(connection.connection.dbapi_connection, "info", None)
+    if info is None or not hasattr(info, "get_parameters"):
         return None
+    params: dict[str, Any] = {**info.get_parameters(), "host": info.host, "port": info.port, "dbname": info.dbname}
+    if info.password:
+        params["password"] = info.password
+    params.update(application_name="outbound-schema progress", connect_timeout=3)
 
     def connect() -> AbstractContextManager[Any]:
-        raw = url.set(drivername="postgresql").render_as_string(hide_password=False)
         # Autocommit: a transaction left open here would hold a snapshot the index build waits for.
-        return dsn.connect(
-            raw, source="the migration's database URL", application_name="outbound-schema progress", autocommit=True
-        )
+        return psycopg.connect(make_conninfo("", **params), autocommit=True, prepare_threshold=None)
 
     return connect
 
@@ -530,7 +535,12 @@ class SafeImpl(PostgresqlImpl):
         self.planning = planning
         self.preflight = preflight
         self.runner = DDLRunner(
-            self._raw_exec, limits, as_sql=self.as_sql, session_guard=self._session_guard, watch=self._watch
+            self._raw_exec,
+            limits,
+            as_sql=self.as_sql,
+            session_guard=self._session_guard,
+            watch=self._watch,
+            application_name=lambda label: None if self.as_sql else progress.application_name(label),
         )
         self.progress_interval = progress.interval_seconds()
         self.reporter = progress.Reporter()
@@ -546,12 +556,10 @@ class SafeImpl(PostgresqlImpl):
         return None if self.as_sql or connection is None else same_session_guard(connection)
 
     def _watch(self, label: str) -> AbstractContextManager[object]:
-        """Online: name the statement in the connection's application_name (``outbound-schema status``
-        reads it) and report its progress while it runs long."""
+        """Online: report the statement's progress while it runs long."""
         connection = self.migration_context.connection
         if self.as_sql or connection is None:
             return nullcontext()
-        super()._exec(sql_text(f"SET application_name = {literal(progress.application_name(label))}"))
         return progress.watching(
             _monitor(connection), connection.info.get(BACKEND_KEY), label, self.progress_interval, self.reporter
         )

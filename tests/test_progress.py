@@ -14,8 +14,10 @@ import select
 import struct
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -69,6 +71,15 @@ def writer(at_46c: URL) -> Iterator[Writer]:
         held.finish()
 
 
+def reader(url: URL) -> URL:
+    """A role with pg_read_all_data and no pg_read_all_stats (a monitoring login, say)."""
+    with connected(url) as conn:
+        conn.execute(text("DROP ROLE IF EXISTS progress_reader"))
+        conn.execute(text("CREATE ROLE progress_reader LOGIN PASSWORD 'pw' IN ROLE pg_read_all_data"))
+        conn.commit()
+    return url.set(username="progress_reader", password="pw")
+
+
 def status_json(url: URL) -> dict[str, object]:
     done = cli_here("status", "--format", "json", DATABASE_URL=plain(url))
     assert done.returncode in (0, 1), done.stderr
@@ -100,7 +111,10 @@ def test_a_waiting_build_names_who_it_waits_on_and_status_shows_it(at_46c: URL, 
         assert report["phase"].startswith("waiting for")
         assert [s["application"] for s in report["waiting_for"]] == [WRITER_APP]
         assert [s["state"] for s in report["waiting_for"]] == ["idle in transaction"]
-        assert running["pid"] != writer.pid and running["running_s"] >= 0
+        assert running["pid"] != writer.pid and running["connected_s"] >= 0
+        # A role that may read the data but not other sessions' activity sees that one runs, not what.
+        hidden = cli_here("status", DATABASE_URL=plain(reader(at_46c)))
+        assert f"server process {running['pid']} (user " in hidden.stdout and progress.HIDDEN in hidden.stdout
         text_status = cli_here("status", DATABASE_URL=plain(at_46c))
         (line,) = [line for line in text_status.stdout.splitlines() if line.startswith("running:")]
         assert f"server process {running['pid']}" in line and BUILD_46D[:40] in line
@@ -214,3 +228,58 @@ def test_a_bad_progress_interval_is_one_paragraph(head_db: URL, raw: str) -> Non
     done = cli_here("upgrade", DATABASE_URL=plain(head_db), **{progress.INTERVAL_ENV_VAR: raw})
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"The progress interval '{raw}'" in done.stderr and done.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("phase", "unit"),
+    [
+        ("waiting for writers before build", "transactions"),
+        ("building index: scanning table", "blocks"),
+        ("building index: sorting live tuples", None),
+        ("building index: loading tuples in tree", "tuples"),
+        ("waiting for writers before validation", "transactions"),
+        ("index validation: scanning index", "blocks"),
+        ("index validation: scanning table", "blocks"),
+        ("waiting for old snapshots", "transactions"),
+    ],
+)
+def test_each_phase_reads_its_own_counters(phase: str, unit: str | None) -> None:
+    """PostgreSQL leaves a phase's counters standing into the next: a wait must not show 100% of blocks."""
+    assert progress._phase_unit(phase) == unit
+
+
+def test_the_end_of_a_statement_never_waits_for_its_watcher() -> None:
+    @contextmanager
+    def slow_to_connect() -> Iterator[None]:
+        time.sleep(5)  # a pooler queueing the progress connection, say
+        yield
+
+    started = time.monotonic()
+    with progress.Watch(slow_to_connect, 1, "47a: x", 0.05, Reporter(io.StringIO())):
+        time.sleep(0.1)
+    assert time.monotonic() - started < 2
+
+
+def test_a_hosts_connection_gets_its_name_back(at_46c: URL, writer: Writer) -> None:
+    """The connection names each statement while it runs, for status; a host's connection goes back as it came."""
+    from alembic import command
+
+    from outbound_schema.config import alembic_config
+
+    engine = create_engine(at_46c, connect_args={"application_name": "host-app"})
+    try:
+        with engine.connect() as conn:
+            config = alembic_config(at_46c)
+            config.attributes["connection"] = conn
+            release = threading.Timer(3.0, writer.finish)
+            release.start()
+            seen = []
+            watcher = threading.Thread(target=lambda: seen.append(wait_for_running(at_46c, writer.pid)))
+            watcher.start()
+            command.upgrade(config, "head")
+            watcher.join()
+            release.join()
+            assert seen and seen[0]["progress"]["statement"] == BUILD_46D
+            assert conn.scalar(text("SHOW application_name")) == "host-app"
+    finally:
+        engine.dispose()
