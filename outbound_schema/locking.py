@@ -34,6 +34,14 @@ DEFAULT_LOCK_WAIT = 600.0
 POOLER_ENV_VAR = "OUTBOUND_SCHEMA_POOLER"
 POLL_INTERVAL = 0.5
 
+_TRY_LOCK = text(
+    """
+    SELECT held, CASE WHEN NOT held THEN pg_try_advisory_lock(:key) ELSE false END, pg_backend_pid()
+    FROM (SELECT EXISTS (
+        SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+          AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1) AS held) AS mine
+    """
+)
 _HOLDER = text(
     """
     SELECT pid FROM pg_locks
@@ -168,13 +176,20 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
     deadline = time.monotonic() + wait_seconds
     started = time.monotonic()
     announced = False
+    ids = {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF}
     while True:
-        acquired, backend = connection.execute(
-            text("SELECT pg_try_advisory_lock(:key), pg_backend_pid()"), params
-        ).one()
-        holder = (
-            None if acquired else connection.scalar(_HOLDER, {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF})
-        )
+        # A session lock is re-entrant: a server session that already holds it would grant it again. Only
+        # through a pooler sharing server connections can a run find its own session holding it already.
+        shared, acquired, backend = connection.execute(_TRY_LOCK, {**params, **ids}).one()
+        if shared:
+            connection.commit()
+            raise OutboundSchemaError(
+                f"The server session this run was given (server process {backend}) already holds the migration "
+                "lock: another client's migration took it there, so a pooler in between shares server "
+                f"connections between clients and {POOLER_ENV_VAR}=session is not true here. Nothing was "
+                "changed. Migrate through a direct connection."
+            )
+        holder = None if acquired else connection.scalar(_HOLDER, ids)
         connection.commit()  # a waiter holds no transaction open between polls
         if acquired:
             connection.info[BACKEND_KEY] = backend
