@@ -209,6 +209,16 @@ def cli_forked(*args: str, cwd: Path = REPO, **env: str) -> Forked:
     script itself, of Ctrl-C and of kill -9 start the real program with :func:`cli`/``Popen``."""
     from outbound_schema.cli import main
 
+    return _fork(lambda: main(list(args)), cwd, _environment(**env))
+
+
+def python_forked(code: str, *, cwd: Path = REPO, **env: str) -> Forked:
+    """``code`` run as ``python -c`` would run it (as ``__main__``, in a namespace of its own, exit code 1
+    on an exception), in a process forked from this one, with exactly ``env`` as its environment."""
+    return _fork(lambda: exec(compile(code, "<string>", "exec"), {"__name__": "__main__"}), cwd, env)
+
+
+def _fork(body: Callable[[], int | None], cwd: Path, environ: dict[str, str]) -> Forked:
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     pid = os.fork()
@@ -222,12 +232,12 @@ def cli_forked(*args: str, cwd: Path = REPO, **env: str) -> Forked:
             sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
             os.environ.clear()
-            os.environ.update(_environment(**env))
+            os.environ.update(environ)
             os.chdir(cwd)
             try:
-                code = main(list(args))
+                code = body() or 0
             except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:
             traceback.print_exc()
         finally:

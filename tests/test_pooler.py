@@ -5,7 +5,6 @@ our connections pass a default PgBouncer (which refuses startup ``options``)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,13 +16,13 @@ from outbound_schema.config import VERSION_TABLE
 from outbound_schema.locking import LOCK_KEY, POOLER_ENV_VAR
 from tests.helpers import (
     HEAD,
-    REPO,
     catalog_text,
     cli_forked,
     cli_here,
     connected,
     expected_text,
     plain,
+    python_forked,
     tables,
     version,
 )
@@ -133,15 +132,10 @@ def test_readme_examples_through_transaction_pooling(head_db: URL, pooler: Poole
         "with ThreadPoolExecutor(4) as pool:\n"
         "    list(pool.map(ten, range(4)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program],
-        env={"DATABASE_URL": plain(through(pooler, "transaction", head_db)), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # A process of its own, forked (the README's own test runs each block in a fresh Python).
+    done = python_forked(program, DATABASE_URL=plain(through(pooler, "transaction", head_db)), PATH="/usr/bin:/bin")
+    _, stderr = done.communicate(timeout=300)
+    assert done.returncode == 0, stderr[-3000:]
     with connected(head_db) as conn:
         assert conn.scalar(text("SELECT count(*) FROM outbound_call_runs")) == 40
 
