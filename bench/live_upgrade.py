@@ -29,11 +29,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
-from alembic import command
-from scratch import Server
+from scratch import Server, libpq
 from sqlalchemy.engine import URL
-
-from outbound_schema.config import alembic_config
 
 LEGACY_46C_46D = (
     (
@@ -42,28 +39,6 @@ LEGACY_46C_46D = (
     ),
     ("CREATE INDEX idx_outbound_call_jobs_status_twilio_sid ON outbound_call_jobs(status, twilio_call_sid)",),
 )
-
-
-def libpq(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def build_46b(server: Server, rows: int) -> URL:
-    url = server.create_with_host_tables()
-    command.upgrade(alembic_config(url), "46b")
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("INSERT INTO business (id) SELECT generate_series(1, 100)")
-        conn.execute("INSERT INTO leads (id) SELECT generate_series(1, 10000)")
-        conn.execute("INSERT INTO outbound_call_runs (business_id) SELECT 1 + i % 100 FROM generate_series(1, 100) i")
-        conn.execute(
-            "INSERT INTO outbound_call_jobs (run_id, lead_id, status, call_sid, twilio_call_sid, created_at) "
-            "SELECT 1 + i %% 100, 1 + i %% 10000, (ARRAY['queued','dialing','completed','failed'])[1 + i %% 4], "
-            "'CA' || md5(i::text), CASE WHEN i %% 2 = 0 THEN 'CA' || md5(i::text) END, "
-            "now() - i * interval '1 second' FROM generate_series(1, %s) i",
-            (rows,),
-        )
-        conn.execute("VACUUM ANALYZE outbound_call_jobs")
-    return url
 
 
 class Writer(threading.Thread):
@@ -136,7 +111,7 @@ def main() -> None:
     with ExitStack() as stack:
         server = Server(stack)
         started = time.perf_counter()
-        template = build_46b(server, args.rows)
+        template = server.with_jobs("46b", args.rows)
         print(f"database at 46b with {args.rows:,} jobs built in {time.perf_counter() - started:.1f} s")
         results = {}
         for name, make in (("outbound-schema upgrade", ours), ("old script's plain DDL", legacy)):

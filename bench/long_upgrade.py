@@ -24,35 +24,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
-from alembic import command
-from scratch import Server
-from sqlalchemy.engine import URL
-
-from outbound_schema.config import alembic_config
+from scratch import Server, libpq
 
 BIN = Path(sys.executable).parent
-
-
-def libpq(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def build_46c(server: Server, rows: int) -> URL:
-    url = server.create_with_host_tables()
-    command.upgrade(alembic_config(url), "46c")
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("INSERT INTO business (id) SELECT generate_series(1, 100)")
-        conn.execute("INSERT INTO leads (id) SELECT generate_series(1, 10000)")
-        conn.execute("INSERT INTO outbound_call_runs (business_id) SELECT 1 + i % 100 FROM generate_series(1, 100) i")
-        conn.execute(
-            "INSERT INTO outbound_call_jobs (run_id, lead_id, status, call_sid, twilio_call_sid, created_at) "
-            "SELECT 1 + i %% 100, 1 + i %% 10000, (ARRAY['queued','dialing','completed','failed'])[1 + i %% 4], "
-            "'CA' || md5(i::text), CASE WHEN i %% 2 = 0 THEN 'CA' || md5(i::text) END, "
-            "now() - i * interval '1 second' FROM generate_series(1, %s) i",
-            (rows,),
-        )
-        conn.execute("VACUUM ANALYZE outbound_call_jobs")
-    return url
 
 
 def main() -> int:
@@ -63,7 +37,7 @@ def main() -> int:
     with ExitStack() as stack:
         server = Server(stack)
         print(f"# building a database at 46c with {args.rows:,} jobs ...", flush=True)
-        url = build_46c(server, args.rows)
+        url = server.with_jobs("46c", args.rows)
         env = {**os.environ, "DATABASE_URL": libpq(url)}
 
         started = time.monotonic()

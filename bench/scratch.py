@@ -7,11 +7,17 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.database import configured_url
 from outbound_schema.embedded import create_host_standins, server_url, start_server
+
+
+def libpq(url: URL) -> str:
+    """``url`` as libpq (psycopg) takes it, password included."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Server:
@@ -44,6 +50,30 @@ class Server:
         with engine.begin() as conn:
             create_host_standins(conn)
         engine.dispose()
+        return url
+
+    def with_jobs(self, revision: str, rows: int) -> URL:
+        """A database migrated to ``revision`` holding ``rows`` jobs (100 runs, 10,000 leads), analyzed."""
+        from alembic import command
+
+        from outbound_schema.config import alembic_config
+
+        url = self.create_with_host_tables()
+        command.upgrade(alembic_config(url), revision)
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute("INSERT INTO business (id) SELECT generate_series(1, 100)")
+            conn.execute("INSERT INTO leads (id) SELECT generate_series(1, 10000)")
+            conn.execute(
+                "INSERT INTO outbound_call_runs (business_id) SELECT 1 + i % 100 FROM generate_series(1, 100) i"
+            )
+            conn.execute(
+                "INSERT INTO outbound_call_jobs (run_id, lead_id, status, call_sid, twilio_call_sid, created_at) "
+                "SELECT 1 + i %% 100, 1 + i %% 10000, (ARRAY['queued','dialing','completed','failed'])[1 + i %% 4], "
+                "'CA' || md5(i::text), CASE WHEN i %% 2 = 0 THEN 'CA' || md5(i::text) END, "
+                "now() - i * interval '1 second' FROM generate_series(1, %s) i",
+                (rows,),
+            )
+            conn.execute("VACUUM ANALYZE outbound_call_jobs")
         return url
 
     def drop_all(self) -> None:
