@@ -266,7 +266,8 @@ class DDLRunner:
             text(
                 "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, l.mode "
                 "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY("
+                "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = ("
+                "SELECT oid FROM pg_database WHERE datname = current_database()) AND l.relation = ANY("
                 "SELECT to_regclass(quote_ident(t)) FROM unnest(CAST(:tables AS text[])) AS t) ORDER BY a.pid"
             ).bindparams(tables=list(tables))
         )

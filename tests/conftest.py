@@ -6,6 +6,9 @@ only) and ``head`` (host tables plus our schema migrated to head). ``head`` is
 built the way ``outbound-schema snapshot`` builds the expected-schema files,
 one revision at a time, and the catalogs it passes through are kept: the
 committed files must equal them.
+
+Under pytest-xdist the workers share one server and one set of templates, which the main process
+prepares while they start (tests/session_server.py).
 """
 
 from __future__ import annotations
@@ -29,16 +32,15 @@ from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.embedded import create_host_standins
 from outbound_schema.snapshot import generate
-from tests import pgbouncer, typecheck
+from tests import pgbouncer, session_server, typecheck
 from tests.helpers import catalog
 from tests.legacy import REVISIONS, apply_legacy
 from tests.provision import Server, provision
 
-#: Each pytest-xdist worker has its own templates (and, unless a URL is given, its own server).
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-TEMPLATE_HOST = f"outbound_tmpl_host{_WORKER}"
-TEMPLATE_HEAD = f"outbound_tmpl_head{_WORKER}"
-TEMPLATE_LEGACY = f"outbound_tmpl_legacy{_WORKER}"  # at 46d, the last legacy revision, whatever comes after it
+TEMPLATE_HOST = "outbound_tmpl_host"
+TEMPLATE_HEAD = "outbound_tmpl_head"
+TEMPLATE_LEGACY = "outbound_tmpl_legacy"  # at 46d, the last legacy revision, whatever comes after it
+TEMPLATES = (TEMPLATE_LEGACY, TEMPLATE_HEAD, TEMPLATE_HOST)
 
 
 class Databases:
@@ -70,6 +72,23 @@ class Databases:
         self.created.append(name)
         return self.url(name)
 
+    def build_templates(self) -> None:
+        """The templates, built anew; ``generated`` gets the catalog after each revision."""
+        for name in TEMPLATES:
+            self.drop(name)
+        host = self.create(name=TEMPLATE_HOST)
+        engine = create_engine(host)
+        with engine.begin() as conn:
+            create_host_standins(conn)
+        engine.dispose()
+        head = self.create(template=TEMPLATE_HOST, name=TEMPLATE_HEAD)
+
+        def keep_legacy_head(revision: str) -> None:
+            if revision == REVISIONS[-1]:
+                self.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY)
+
+        self.generated = generate(ScriptDirectory.from_config(alembic_config()), head, keep_legacy_head)
+
     def drop(self, name: str) -> None:
         with self.admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -95,19 +114,57 @@ THROWAWAY_SERVER_SETTINGS = {
 }
 
 
+def _configure(server: Server) -> str:
+    """Settings for a server of our own; returns what serves the run ("PostgreSQL 18.4 via embedded")."""
+    engine = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        version = conn.scalar(text("SHOW server_version"))
+        if server.provider != "url":  # never on a server someone gave us
+            for name, value in THROWAWAY_SERVER_SETTINGS.items():
+                conn.execute(text(f"ALTER SYSTEM SET {name} = {value}"))
+            conn.execute(text("SELECT pg_reload_conf()"))
+    engine.dispose()
+    return f"PostgreSQL {version} via {server.provider}"
+
+
+def _prepare_shared(stack: ExitStack) -> session_server.Prepared:
+    """In the main process under pytest-xdist: the server and templates all workers use."""
+    server = provision(stack)
+    served_by = _configure(server)
+    admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    try:
+        dbs = Databases(server, admin)
+        dbs.build_templates()
+    finally:
+        admin.dispose()
+    _served_by.append(served_by)
+    return session_server.Prepared(server, served_by, dbs.generated)
+
+
+def _release_shared(prepared: session_server.Prepared) -> None:
+    """The templates go with a server of our own; on a server we were given, they are dropped."""
+    if prepared.server.provider == "url":
+        admin = create_engine(prepared.server.url, isolation_level="AUTOCOMMIT")
+        try:
+            for name in TEMPLATES:
+                Databases(prepared.server, admin).drop(name)
+        finally:
+            admin.dispose()
+
+
+def _shared() -> bool:
+    """Whether this process is a pytest-xdist worker of a run whose main process prepares the server."""
+    return session_server.FOLDER_VAR in os.environ
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
+    if _shared():
+        yield session_server.wait().server
+        return
     with ExitStack() as stack:
         server = provision(stack)
-        engine = create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            version = conn.scalar(text("SHOW server_version"))
-            if server.provider != "url":  # never on a server someone gave us
-                for name, value in THROWAWAY_SERVER_SETTINGS.items():
-                    conn.execute(text(f"ALTER SYSTEM SET {name} = {value}"))
-                conn.execute(text("SELECT pg_reload_conf()"))
-        engine.dispose()
-        _served_by.append(f"PostgreSQL {version} via {server.provider}")
+        _served_by.append(_configure(server))
         yield server
 
 
@@ -121,6 +178,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and typecheck.wanted(config.args):
         process = typecheck.start()
         config.add_cleanup(lambda: typecheck.stop(process))
+    distributed = config.getoption("dist", "no") != "no" and config.getoption("tx", None)
+    if not hasattr(config, "workerinput") and distributed and not config.getoption("collectonly"):
+        background = session_server.start(_prepare_shared)
+        config.add_cleanup(lambda: session_server.stop(background, _release_shared))
 
 
 @pytest.fixture(scope="session")
@@ -150,20 +211,10 @@ def pooler(pg_server: Server) -> Iterator[Callable[[str], URL]]:
 def databases(pg_server: Server) -> Iterator[Databases]:
     admin = create_engine(pg_server.url, isolation_level="AUTOCOMMIT")
     dbs = Databases(pg_server, admin)
-    for name in (TEMPLATE_LEGACY, TEMPLATE_HEAD, TEMPLATE_HOST):
-        dbs.drop(name)
-    host = dbs.create(name=TEMPLATE_HOST)
-    engine = create_engine(host)
-    with engine.begin() as conn:
-        create_host_standins(conn)
-    engine.dispose()
-    head = dbs.create(template=TEMPLATE_HOST, name=TEMPLATE_HEAD)
-
-    def keep_legacy_head(revision: str) -> None:
-        if revision == REVISIONS[-1]:
-            dbs.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY)
-
-    dbs.generated = generate(ScriptDirectory.from_config(alembic_config()), head, keep_legacy_head)
+    if _shared():
+        dbs.generated = session_server.wait().generated
+    else:
+        dbs.build_templates()
     try:
         yield dbs
     finally:

@@ -17,6 +17,7 @@ from outbound_schema.database import engine_for
 from outbound_schema.ddl import parse_duration_ms
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.locking import LOCK_KEY, lock_wait_seconds
+from tests.conftest import TEMPLATE_HEAD, Databases
 from tests.helpers import HEAD, backends, catalog, cli_forked, cli_here, connected, plain, run_script, version
 
 
@@ -40,16 +41,23 @@ def hold_table_lock(url: URL, table: str) -> tuple[threading.Event, threading.Th
 
 
 @pytest.mark.heavy
-def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL) -> None:
+def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL, databases: Databases) -> None:
     assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
+    # A copy of the same template on the same server: its tables have the same OIDs as ours. A lock held
+    # there blocks nothing here and must not be named.
+    sibling = databases.create(TEMPLATE_HEAD)
     stop, holder = hold_table_lock(head_db, "outbound_call_jobs")
+    stop_sibling, sibling_holder = hold_table_lock(sibling, "outbound_call_jobs")
     try:
         started = time.monotonic()
         done = cli_here("upgrade", "--lock-timeout", "50ms", "--lock-retries", "2", DATABASE_URL=plain(head_db))
         elapsed = time.monotonic() - started
     finally:
         stop.set()
+        stop_sibling.set()
         holder.join()
+        sibling_holder.join()
+        databases.release(sibling)
     assert done.returncode == 1
     message = " ".join(done.stderr.split())
     assert "lock not granted within 50 ms (attempt 1 of 3); retrying" in message
@@ -57,7 +65,10 @@ def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL) -> None:
     assert "46b: add column outbound_call_jobs.dial_started_at: the lock it needs on outbound_call_jobs" in message
     assert "was not granted within 50 ms in 3 attempts" in message
     # Names the blocking session: who and how, never its SQL.
-    assert re.search(r"pid \d+ \(user \w+, application [^,]+, idle in transaction, holding AccessShareLock\)", message)
+    blockers = re.findall(
+        r"pid \d+ \(user \w+, application [^,]+, idle in transaction, holding AccessShareLock\)", message
+    )
+    assert len(blockers) == 1, message  # the sibling database's session is not one
     assert "LOCK TABLE" not in message
     assert elapsed < 30, "it gave up instead of queueing"
     assert version(head_db) == ["46a"]

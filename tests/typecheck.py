@@ -54,9 +54,11 @@ def start() -> subprocess.Popen[bytes]:
     folder = Path(tempfile.mkdtemp(prefix="outbound-schema-mypy-"))
     final = folder / "mypy.out"
     os.environ[OUTPUT_VAR] = str(final)
-    # --no-incremental: no cache from an earlier run can hide an error. The output is renamed into
-    # place only once mypy has finished, so a reader never sees half of it.
-    command = " ".join([sys.executable, "-m", "mypy", "--strict", "--no-incremental", *CHECKED])
+    # mypy's own incremental cache (.mypy_cache): a repeat run re-reads only what changed, about 1 s
+    # against 12 s from scratch (most of it SQLAlchemy's types); a clean checkout, as in CI, checks
+    # everything. The output is renamed into place only once mypy has finished, so a reader never sees
+    # half of it.
+    command = " ".join([sys.executable, "-m", "mypy", "--strict", *CHECKED])
     return subprocess.Popen(
         ["sh", "-c", f'{command} > "$0.part" 2>&1; mv "$0.part" "$0"', str(final)],
         cwd=REPO,

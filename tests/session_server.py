@@ -1,0 +1,96 @@
+"""One server and one set of template databases for a whole test run, shared by pytest-xdist's workers.
+
+Each worker bringing up its own server and migrating its own templates repeated the same seconds of
+work per worker, on cores the tests need. Under pytest-xdist the main process does it once instead,
+in a thread started as the run starts (``start``), while the workers start and collect; the workers'
+``pg_server`` fixture waits for it (``wait``). The server lives as long as the main process: it is
+stopped when the run ends (``stop``), not when the worker that asked first is done.
+
+Tests only copy the templates (``CREATE DATABASE ... TEMPLATE``), which many sessions may do at once.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from outbound_schema.catalog import Snapshot
+from tests.provision import Server
+
+#: Names the folder where the main process leaves the prepared server for the workers (they inherit it).
+FOLDER_VAR = "OUTBOUND_SCHEMA_TEST_SHARED_SERVER"
+TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A server with its templates built, and what building them saw."""
+
+    server: Server
+    served_by: str  # "PostgreSQL 18.4 via embedded"
+    generated: dict[str, Snapshot] = field(default_factory=dict)  # the catalog after each revision
+
+
+@dataclass
+class Background:
+    thread: threading.Thread
+    stack: ExitStack
+    folder: Path
+
+
+def start(prepare: Callable[[ExitStack], Prepared]) -> Background:
+    """Run ``prepare`` in a thread of this (the main) process; its result lands, whole, in a file of a
+    folder the workers find through ``FOLDER_VAR``."""
+    folder = Path(tempfile.mkdtemp(prefix="outbound-schema-shared-"))
+    os.environ[FOLDER_VAR] = str(folder)
+    stack = ExitStack()
+
+    def run() -> None:
+        try:
+            payload: object = prepare(stack)
+        except BaseException:  # handed to every worker that asks, as the error of its fixture
+            payload = traceback.format_exc()
+        part = folder / "prepared.part"
+        part.write_bytes(pickle.dumps(payload))
+        part.rename(folder / "prepared")
+
+    thread = threading.Thread(target=run, name="outbound-schema-shared-server", daemon=True)
+    thread.start()
+    return Background(thread, stack, folder)
+
+
+def wait() -> Prepared:
+    """In a worker: the prepared server, once the main process has it ready."""
+    ready = Path(os.environ[FOLDER_VAR]) / "prepared"
+    deadline = time.monotonic() + TIMEOUT_S
+    while not ready.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the shared test server was not ready within {TIMEOUT_S} s")
+        time.sleep(0.05)
+    payload = pickle.loads(ready.read_bytes())
+    if isinstance(payload, str):
+        raise RuntimeError(f"The test run's shared server could not be prepared:\n{payload}")
+    assert isinstance(payload, Prepared)
+    return payload
+
+
+def stop(background: Background, release: Callable[[Prepared], None]) -> None:
+    """At the end of the run, in the main process: ``release`` what was prepared, then the server goes."""
+    background.thread.join()
+    try:
+        payload = pickle.loads((background.folder / "prepared").read_bytes())
+        if isinstance(payload, Prepared):
+            release(payload)
+    finally:
+        background.stack.close()
+        for leftover in background.folder.iterdir():
+            leftover.unlink()
+        background.folder.rmdir()
