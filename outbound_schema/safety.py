@@ -777,8 +777,13 @@ class SafeImpl(PostgresqlImpl):
             self.runner.in_transaction([call], label=label, tables=tables)
             self.executed += 1
             if isinstance(construct, base.AddColumn):
-                log.info("%s: added column %s.%s", rules.revision, table, construct.column.name)
+                self._done("%s: added column %s.%s", rules.revision, table, construct.column.name)
         return None
+
+    def _done(self, message: str, *args: object) -> None:
+        """What a statement changed, for the deploy log; written into a ``--sql`` script, it changed
+        nothing yet (the script is the output there), so only ``-v`` shows it."""
+        log.log(logging.DEBUG if self.as_sql else logging.INFO, message, *args)
 
     def _outside(self, statement: Statement, label: str) -> None:
         self.runner.outside(statement, label=label)
@@ -793,7 +798,7 @@ class SafeImpl(PostgresqlImpl):
         self.runner.in_transaction([statement], label=label, tables=[table.name, *_referenced(table)])
         self.executed += 1
         self.created_tables.add(table.name)
-        log.info("%s: created table %s", rules.revision, table.name)
+        self._done("%s: created table %s", rules.revision, table.name)
 
     def _create_index(self, construct: CreateIndex, label: str, rules: Rules) -> None:
         index = construct.element
@@ -828,10 +833,10 @@ class SafeImpl(PostgresqlImpl):
         if new_table:
             self.runner.in_transaction([statement], label=label, tables=[table])
             self.executed += 1
-            log.info("%s: created index %s", rules.revision, name)
+            self._done("%s: created index %s", rules.revision, name)
         else:
             self._outside(statement, label)
-            log.info("%s: created index %s concurrently", rules.revision, name)
+            self._done("%s: created index %s concurrently", rules.revision, name)
 
     def _add_constraint(self, construct: AddConstraint, label: str, rules: Rules) -> None:
         constraint = construct.element
@@ -882,7 +887,7 @@ class SafeImpl(PostgresqlImpl):
                     "validates it."
                 ) from None
             self.executed += 1
-        log.info("%s: added constraint %s", rules.revision, name)
+        self._done("%s: added constraint %s", rules.revision, name)
 
     def _drop(self, construct: Any, label: str, rules: Rules, table: str, column: str | None) -> None:
         statements: list[Statement] = [construct]

@@ -206,6 +206,16 @@ def test_quiet_by_default_louder_and_quieter_on_request(host_db: URL) -> None:
     assert cli_here("status", "-q", DATABASE_URL=plain(host_db)).stderr == ""
 
 
+def test_a_written_script_does_not_say_it_changed_anything() -> None:
+    """``--sql`` writes statements; nothing is created until someone runs them, and stderr says no more."""
+    script = cli_here("upgrade", "--sql")
+    assert script.returncode == 0 and "CREATE TABLE" in script.stdout
+    assert "Running upgrade" in script.stderr
+    assert not [line for line in script.stderr.splitlines() if ": created " in line or ": added " in line]
+    louder = cli_here("upgrade", "--sql", "-v")
+    assert "40a: created table outbound_call_runs" in louder.stderr
+
+
 def test_version() -> None:
     from importlib.metadata import version as installed
 
