@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from outbound_schema.keywords import neutral, quote
+from outbound_schema.keywords import literal, neutral, quote
 
 if TYPE_CHECKING:
     import psycopg
@@ -249,6 +249,46 @@ class RuleInfo(_Fires):
 
 
 @dataclass(frozen=True)
+class TypeInfo:
+    """An enum or a domain one of our columns is of (directly, or as the elements of an array)."""
+
+    name: str
+    definition: str  # CREATE TYPE "x" AS ENUM ('a', 'b') / CREATE DOMAIN "x" AS ..., as the file holds it
+    labels: tuple[str, ...] | None = None  # an enum's labels, in their order; None for a domain
+
+    @property
+    def table(self) -> str:
+        return ""  # a type of the schema, not of one table
+
+    def shape(self) -> str:
+        return self.definition.split(f" {quote(self.name)} AS ", 1)[1]
+
+    def describe(self) -> str:
+        if self.labels is not None:
+            return f"enum of {', '.join(self.labels)}" if self.labels else "enum of no labels"
+        return f"domain over {self.shape()}"
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """A function the triggers of our tables run: what they do is in its body."""
+
+    name: str
+    definition: str  # pg_get_functiondef, without the schema: CREATE OR REPLACE FUNCTION "x"() ...
+
+    @property
+    def table(self) -> str:
+        return ""
+
+    def shape(self) -> str:
+        return self.definition.strip()
+
+    def describe(self) -> str:
+        header = self.definition.strip().splitlines()[0].removeprefix("CREATE OR REPLACE FUNCTION ")
+        return f"{header}, {len(self.definition.strip().splitlines())} lines"
+
+
+@dataclass(frozen=True)
 class TableInfo:
     name: str
     columns: tuple[ColumnInfo, ...]
@@ -300,6 +340,8 @@ class Snapshot:
     policies: dict[str, PolicyInfo] = field(default_factory=dict)
     triggers: dict[str, TriggerInfo] = field(default_factory=dict)
     rules: dict[str, RuleInfo] = field(default_factory=dict)
+    types: dict[str, TypeInfo] = field(default_factory=dict)  # enums and domains our columns are of
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)  # those our triggers run
 
 
 def fetch(connection: Queryable, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -425,6 +467,56 @@ _RULES = f"""
 """
 
 
+# Enums and domains our columns are of, directly or as an array's elements (wherever on the search path).
+_TYPES = f"""
+    SELECT t.typname, t.typtype,
+           ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),
+           format_type(t.typbasetype, t.typtypmod),
+           CASE WHEN t.typcollation <> bt.typcollation THEN
+               (SELECT quote_ident(collname) FROM pg_collation WHERE oid = t.typcollation) END,
+           t.typdefault, t.typnotnull,
+           ARRAY(SELECT 'CONSTRAINT ' || quote_ident(c.conname) || ' ' || pg_get_constraintdef(c.oid)
+                 FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c' ORDER BY c.conname COLLATE "C")
+    FROM pg_type t LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+    WHERE t.typtype IN ('e', 'd') AND t.oid IN (
+        SELECT CASE WHEN at.typcategory = 'A' AND at.typelem <> 0 THEN at.typelem ELSE at.oid END
+        FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+        WHERE a.attrelid = ANY({_OIDS}) AND a.attnum > 0 AND NOT a.attisdropped)
+"""
+
+# The functions our tables' user triggers run (PostgreSQL's own, in pg_catalog, cannot change).
+_FUNCTIONS = f"""
+    SELECT p.proname, pg_get_functiondef(p.oid), quote_ident(n.nspname) || '.'
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname <> 'pg_catalog' AND p.oid IN (
+        SELECT tg.tgfoid FROM pg_trigger tg WHERE tg.tgrelid = ANY({_OIDS}) AND NOT tg.tgisinternal)
+"""
+
+
+def type_definition(
+    name: str,
+    kind: str,
+    labels: Sequence[str],
+    base: str,
+    collation: str | None,
+    default: str | None,
+    not_null: bool,
+    checks: Sequence[str],
+) -> str:
+    """The statement that creates the type, as the expected-schema file holds it."""
+    if kind == "e":
+        return f"CREATE TYPE {quote(name)} AS ENUM ({', '.join(literal(label) for label in labels)})"
+    parts = [f"CREATE DOMAIN {quote(name)} AS {base}"]
+    if collation:
+        parts.append(f"COLLATE {collation}")
+    if default is not None:
+        parts.append(f"DEFAULT {neutral(default)}")
+    if not_null:
+        parts.append("NOT NULL")
+    parts.extend(neutral(check) for check in checks)
+    return " ".join(parts)
+
+
 def table_oids(connection: Queryable, tables: Sequence[str]) -> dict[str, int]:
     """OIDs of those of ``tables`` that exist on the search path (tables, partitioned tables)."""
     rows = fetch(
@@ -512,6 +604,13 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
     for name, table, definition, enabled, qualified in fetch(connection, _RULES, params):
         rule = RuleInfo(name, table, _unqualified(definition, qualified, table), enabled)
         snap.rules[rule.key] = rule
+    for name, kind, labels, base, collation, default, not_null, checks in fetch(connection, _TYPES, params):
+        definition = type_definition(name, kind, labels, base, collation, default, not_null, checks)
+        snap.types[name] = TypeInfo(name, definition, tuple(labels) if kind == "e" else None)
+    for name, definition, schema in fetch(connection, _FUNCTIONS, params):
+        header = f"CREATE OR REPLACE FUNCTION {schema}"
+        unqualified = definition.replace(header, "CREATE OR REPLACE FUNCTION ", 1).rstrip("\n")
+        snap.functions[name] = FunctionInfo(name, unqualified)
     return snap
 
 

@@ -13,11 +13,13 @@ settings), table settings (logged or not, storage parameters, row-level
 security, replica identity, inheritance), every constraint (definition with
 its actions and deferrability, NOT VALID, triggers disabled), indexes
 (definition, validity), sequences (options, ownership, and whether one feeding
-a unique column has fallen behind its values), policies, triggers and rules;
-then where the search path finds our tables, and where the version table
-stands. Comments, grants and owners are not compared: they do not change what
-the tables hold or do. Nothing of the host application's tables, nor of
-schemas off the search path, is read.
+a unique column has fallen behind its values), policies, triggers and rules,
+the enums and domains the columns are of (labels, definition) and the
+functions the triggers run (their whole definition); then where the search
+path finds our tables, and where the version table stands. Comments, grants
+and owners are not compared: they do not change what the tables hold or do.
+Nothing of the host application's tables, nor of schemas off the search path,
+is read.
 
 The check needs no SQLAlchemy and no Alembic at run time: it reads the
 revision graph from the revision files (``outbound_schema.history``) and talks
@@ -52,6 +54,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from outbound_schema.catalog import (
     ColumnInfo,
     ConstraintInfo,
+    FunctionInfo,
     IndexInfo,
     PolicyInfo,
     Resolution,
@@ -61,6 +64,7 @@ from outbound_schema.catalog import (
     Snapshot,
     TableInfo,
     TriggerInfo,
+    TypeInfo,
     align_defaults,
     fetch,
     resolve,
@@ -336,6 +340,36 @@ def _rule_detail(want: RuleInfo, have: RuleInfo) -> str:
     return _firing_detail(have.enabled, want.enabled, "it no longer rewrites queries")
 
 
+def _type_detail(want: TypeInfo, have: TypeInfo) -> str:
+    if want.labels is None or have.labels is None:
+        return f"is {have.describe()}, expected {want.describe()}"
+    added = [label for label in have.labels if label not in want.labels]
+    lacking = [label for label in want.labels if label not in have.labels]
+    said = []
+    if added:
+        said.append(f"accepts {_labels(added)}, which no revision added (ALTER TYPE … ADD VALUE)")
+    if lacking:
+        said.append(f"lacks {_labels(lacking)}, which the revisions created")
+    if not said:
+        said.append(f"orders its labels {', '.join(have.labels)}, expected {', '.join(want.labels)} (it sorts by them)")
+    return "; ".join(said)
+
+
+def _labels(labels: Iterable[str]) -> str:
+    return ", ".join(literal(label) for label in labels)
+
+
+def _function_detail(want: FunctionInfo, have: FunctionInfo) -> str:
+    theirs, ours = have.shape().splitlines(), want.shape().splitlines()
+    at = next((n for n, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), min(len(theirs), len(ours)))
+    found = theirs[at].strip() if at < len(theirs) else "(its end)"
+    wanted = ours[at].strip() if at < len(ours) else "(its end)"
+    return (
+        f"was replaced since the revisions created it (CREATE OR REPLACE FUNCTION): line {at + 1} is `{found}`, "
+        f"expected `{wanted}`; the triggers that run it now do what it does"
+    )
+
+
 # The comparison.
 
 
@@ -401,6 +435,11 @@ def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
     yield from _compare_named(
         "rule", _on(expected.rules, live), found.rules, RuleInfo.shape, _rule_detail, renames=False
     )
+    if live:  # what our columns and triggers use, read through them
+        yield from _compare_named("type", expected.types, found.types, TypeInfo.shape, _type_detail, renames=False)
+        yield from _compare_named(
+            "function", expected.functions, found.functions, FunctionInfo.shape, _function_detail, renames=False
+        )
 
 
 def _constraint_problem(constraint: ConstraintInfo) -> tuple[str, str] | None:

@@ -9,7 +9,8 @@ compare the live catalog with it, whatever SQL or ``op.*`` calls the revision
 used.
 
 The file is SQL as pg_dump would print it, one object per statement, in a
-fixed order: each table (columns in their order, with type, collation,
+fixed order: the enums and domains our columns are of and the functions our
+triggers run, then each table (columns in their order, with type, collation,
 nullability and default), its options, its constraints, its indexes and its
 sequences; tables by name, the rest by name within their table. Names are
 those of the objects, never of a schema. The file is read back by
@@ -32,6 +33,7 @@ from outbound_schema.catalog import (
     FIRING,
     ColumnInfo,
     ConstraintInfo,
+    FunctionInfo,
     IndexInfo,
     PolicyInfo,
     RuleInfo,
@@ -39,6 +41,7 @@ from outbound_schema.catalog import (
     Snapshot,
     TableInfo,
     TriggerInfo,
+    TypeInfo,
 )
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.history import BRANCH_LABEL, SCHEMA_FOLDER
@@ -56,6 +59,11 @@ _HEADER = (
 def render(snap: Snapshot, revision: str) -> str:
     """The file's text for ``snap``; indexes that enforce a constraint are the constraint's."""
     out = [_HEADER.format(revision=revision)]
+    # What the tables use comes first: the types of their columns, the functions of their triggers.
+    used = [f"{t.definition};" for _, t in sorted(snap.types.items())]
+    used += [f"{_one_line(f.definition)};" for _, f in sorted(snap.functions.items())]
+    if used:
+        out.append("\n".join(used) + "\n")
     for name in sorted(snap.tables):
         table, on = snap.tables[name], quote(name)
         options = f" WITH ({', '.join(table.options)})" if table.options else ""
@@ -153,6 +161,10 @@ _SEQUENCE = re.compile(
 _POLICY = re.compile(rf"^CREATE POLICY ({_IDENT}) ON ({_IDENT}) AS (PERMISSIVE|RESTRICTIVE) FOR (\w+) TO (.+);$", re.S)
 _TRIGGER = re.compile(rf"^CREATE (?:CONSTRAINT )?TRIGGER ({_IDENT}) .*? ON ({_IDENT})\s.*;$", re.S)
 _RULE = re.compile(rf"^CREATE RULE ({_IDENT}) AS ON \w+ TO ({_IDENT})\s.*;$", re.S)
+_ENUM = re.compile(rf"^CREATE TYPE ({_IDENT}) AS ENUM \((.*)\);$", re.S)
+_DOMAIN = re.compile(rf"^CREATE DOMAIN ({_IDENT}) AS .+;$", re.S)
+_FUNCTION = re.compile(rf"^CREATE OR REPLACE FUNCTION ({_IDENT})\(.*;$", re.S)
+_LITERAL = re.compile(r"'((?:[^']|'')*)'")
 _KIND = {"PRIMARY KEY": "p", "FOREIGN KEY": "f", "UNIQUE": "u", "CHECK": "c", "EXCLUDE": "x"}
 _FIRED = {words: state for state, words in FIRING.items()}
 
@@ -285,6 +297,13 @@ def _parse_statement(snap: Snapshot, line: str, lines: Iterator[str]) -> None:
     elif match := _RULE.match(line):
         rule = RuleInfo(_unquote(match.group(1)), _unquote(match.group(2)), line)
         snap.rules[rule.key] = rule
+    elif match := _ENUM.match(line):
+        labels = tuple(label.replace("''", "'") for label in _LITERAL.findall(match.group(2)))
+        snap.types[_unquote(match.group(1))] = TypeInfo(_unquote(match.group(1)), line.removesuffix(";"), labels)
+    elif match := _DOMAIN.match(line):
+        snap.types[_unquote(match.group(1))] = TypeInfo(_unquote(match.group(1)), line.removesuffix(";"))
+    elif match := _FUNCTION.match(line):
+        snap.functions[_unquote(match.group(1))] = FunctionInfo(_unquote(match.group(1)), line.removesuffix(";"))
     else:
         raise ValueError(f"not a statement this file holds: {line!r}")
 

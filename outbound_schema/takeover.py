@@ -90,6 +90,9 @@ def catalog_objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
     for kind, objects in (("policy", snap.policies), ("trigger", snap.triggers), ("rule", snap.rules)):
         for key, obj in objects.items():
             found[kind, key] = CatalogObject(kind, key, obj.table, obj.shape(), obj.describe())
+    for kind, used in (("type", snap.types), ("function", snap.functions)):
+        for key, thing in used.items():
+            found[kind, key] = CatalogObject(kind, key, "", thing.shape(), thing.describe())
     return found
 
 

@@ -456,6 +456,11 @@ RICH = [
     "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION touch('a  b')",
     "CREATE SEQUENCE lead_numbers OWNED BY leads.id",
     f"ALTER TABLE {JOBS} ADD COLUMN lead_number bigint DEFAULT nextval('lead_numbers')",
+    "CREATE TYPE job_channel AS ENUM ('call', 'sms''s')",
+    f"ALTER TABLE {JOBS} ADD COLUMN channel job_channel DEFAULT 'call', ADD COLUMN also_via job_channel[]",
+    "CREATE DOMAIN attempt_count AS smallint NOT NULL DEFAULT 0 CONSTRAINT attempt_count_range "
+    "CHECK (VALUE BETWEEN 0 AND 10)",
+    f"ALTER TABLE {JOBS} ADD COLUMN attempts attempt_count",
 ]
 
 
@@ -472,7 +477,9 @@ def expect_current_catalog(url: URL, location: Path) -> Snapshot:
 def test_objects_a_revision_creates_are_no_drift_and_their_changes_are(head_db: URL, tmp_path: Path) -> None:
     location = copy_migrations(tmp_path / "alembic")
     inject(head_db, *RICH)
-    expect_current_catalog(head_db, location)
+    expected = expect_current_catalog(head_db, location)
+    assert expected.types["job_channel"].labels == ("call", "sms's")
+    assert set(expected.types) == {"job_channel", "attempt_count"} and set(expected.functions) == {"touch"}
 
     done = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db), **in_location(location))
     assert done.returncode == 0, drifted(json.loads(done.stdout))
@@ -481,11 +488,23 @@ def test_objects_a_revision_creates_are_no_drift_and_their_changes_are(head_db: 
         head_db,
         f"CREATE OR REPLACE RULE keep_queued AS ON DELETE TO {JOBS} WHERE OLD.status = 'queued now' DO INSTEAD NOTHING",
         f"ALTER TABLE {JOBS} VALIDATE CONSTRAINT jobs_run_positive",  # stricter than expected: still fine
+        # What the trigger runs, and what the columns accept, changed without touching the tables:
+        "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$",
+        "ALTER TYPE job_channel ADD VALUE 'email'",
+        "ALTER DOMAIN attempt_count DROP NOT NULL",
     )
     done = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db), **in_location(location))
-    assert [(o["kind"], o["name"], o["verdict"]) for o in drifted(json.loads(done.stdout))] == [
-        ("rule", f"keep_queued on {JOBS}", "different")
+    found = drifted(json.loads(done.stdout))
+    assert [(o["kind"], o["name"], o["verdict"]) for o in found] == [
+        ("rule", f"keep_queued on {JOBS}", "different"),
+        ("type", "attempt_count", "different"),
+        ("type", "job_channel", "different"),
+        ("function", "touch", "different"),
     ]
+    details = {o["name"]: o["detail"] for o in found}
+    assert "accepts 'email', which no revision added" in details["job_channel"]
+    assert "NOT NULL" in details["attempt_count"].split("expected")[1]
+    assert "RETURN NULL" in details["touch"] and "RETURN NEW" in details["touch"]
 
 
 def test_a_column_named_by_a_newer_keyword_reads_the_same_on_every_version(head_db: URL) -> None:
