@@ -396,13 +396,14 @@ _COLUMNS = f"""
 """
 
 _INDEXES = f"""
-    SELECT i.relname, t.relname, ix.indisunique,
-           substr(pg_get_indexdef(ix.indexrelid), strpos(pg_get_indexdef(ix.indexrelid), ' USING ') + 7),
+    SELECT i.relname, t.relname, ix.indisunique, pg_get_indexdef(ix.indexrelid),
            ix.indisvalid,
-           (SELECT conname FROM pg_constraint WHERE conindid = ix.indexrelid AND conrelid = ix.indrelid LIMIT 1)
+           (SELECT conname FROM pg_constraint WHERE conindid = ix.indexrelid AND conrelid = ix.indrelid LIMIT 1),
+           quote_ident(n.nspname) || '.' || quote_ident(t.relname)
     FROM pg_index ix
     JOIN pg_class i ON i.oid = ix.indexrelid
     JOIN pg_class t ON t.oid = ix.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
     WHERE ix.indrelid = ANY({_OIDS})
 """
 
@@ -557,6 +558,17 @@ def _unqualified(definition: str, qualified: str, table: str) -> str:
     return neutral(re.sub(rf"(?<= ){re.escape(qualified)}(?=\s)", quote(table).replace("\\", r"\\"), one_line, count=1))
 
 
+def _index_using(definition: str, index: str, table: str, qualified: str) -> str:
+    """What follows ``USING`` in pg_get_indexdef's ``CREATE [UNIQUE] INDEX name ON [ONLY] table USING ...``,
+    found by skipping the names themselves: either may hold the words " USING "."""
+    head = f"INDEX {quote(index)} ON "
+    rest = definition[definition.index(head) + len(head) :].removeprefix("ONLY ")
+    for name in (qualified, quote(table)):
+        if rest.startswith(f"{name} USING "):
+            return rest[len(name) + len(" USING ") :]
+    return rest.split(" USING ", 1)[1]
+
+
 def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
     """Read everything that defines those of ``tables`` that exist, and their sequences.
 
@@ -585,8 +597,9 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
             tuple(parents),
             tuple(children),
         )
-    for name, table, unique, using, valid, owner in fetch(connection, _INDEXES, params):
-        snap.indexes[name] = IndexInfo(name, table, unique, neutral(using), valid, owner)
+    for name, table, unique, definition, valid, owner, qualified in fetch(connection, _INDEXES, params):
+        keys = _index_using(definition, name, table, qualified)
+        snap.indexes[name] = IndexInfo(name, table, unique, neutral(keys), valid, owner)
     for name, table, kind, definition, disabled_on in fetch(connection, _CONSTRAINTS, params):
         snap.constraints[name] = ConstraintInfo(name, table, kind, neutral(definition), tuple(disabled_on))
     for row in fetch(connection, _SEQUENCES, params):

@@ -515,6 +515,13 @@ def test_a_column_named_by_a_newer_keyword_reads_the_same_on_every_version(head_
     assert snap.indexes["ix_jobs_json"].using == "btree (json) WHERE (json IS NOT NULL)"
 
 
+def test_an_index_named_with_using_in_it_reads_right(head_db: URL) -> None:
+    inject(head_db, f'CREATE INDEX "jobs USING hash (x)" ON {JOBS} USING hash (status)')
+    with connected(head_db) as conn:
+        index = snapshot(conn, our_tables()).indexes["jobs USING hash (x)"]
+    assert (index.method, index.using) == ("hash", "hash (status)")
+
+
 def test_an_unreadable_expected_file_cannot_be_checked(head_db: URL, tmp_path: Path) -> None:
     location = copy_migrations(tmp_path / "alembic")
     with (location / "schema" / f"{HEAD}.sql").open("a") as file:
