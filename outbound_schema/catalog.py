@@ -248,11 +248,23 @@ class RuleInfo(_Fires):
         return self.definition.split(" AS ", 1)[-1]
 
 
+def _arguments_at(head: str) -> int:
+    """Where the argument list starts in ``name(args)``, the name possibly quoted (and holding "(")."""
+    at, quoted = 0, False
+    while at < len(head):
+        if head[at] == '"':
+            quoted = not quoted
+        elif head[at] == "(" and not quoted:
+            return at
+        at += 1
+    raise ValueError(f"not a function head: {head[:80]!r}")
+
+
 @dataclass(frozen=True)
 class TypeInfo:
     """An enum or a domain one of our columns is of (directly, or as the elements of an array)."""
 
-    name: str
+    name: str  # as format_type prints it: quoted where needed, qualified where the search path misses it
     definition: str  # CREATE TYPE "x" AS ENUM ('a', 'b') / CREATE DOMAIN "x" AS ..., as the file holds it
     labels: tuple[str, ...] | None = None  # an enum's labels, in their order; None for a domain
 
@@ -261,7 +273,7 @@ class TypeInfo:
         return ""  # a type of the schema, not of one table
 
     def shape(self) -> str:
-        return self.definition.split(f" {quote(self.name)} AS ", 1)[1]
+        return self.definition.split(f" {self.name} AS ", 1)[1]
 
     def describe(self) -> str:
         if self.labels is not None:
@@ -273,8 +285,13 @@ class TypeInfo:
 class FunctionInfo:
     """A function the triggers of our tables run: what they do is in its body."""
 
-    name: str
-    definition: str  # pg_get_functiondef, without the schema: CREATE OR REPLACE FUNCTION "x"() ...
+    name: str  # as the definition names it: x, "X" or, off the search path, other.x
+    definition: str  # pg_get_functiondef, the schema left out if the search path finds it
+
+    @classmethod
+    def of(cls, definition: str) -> FunctionInfo:
+        head = definition.removeprefix("CREATE OR REPLACE FUNCTION ")
+        return cls(head[: _arguments_at(head)], definition)
 
     @property
     def table(self) -> str:
@@ -399,7 +416,8 @@ _INDEXES = f"""
     SELECT i.relname, t.relname, ix.indisunique, pg_get_indexdef(ix.indexrelid),
            ix.indisvalid,
            (SELECT conname FROM pg_constraint WHERE conindid = ix.indexrelid AND conrelid = ix.indrelid LIMIT 1),
-           quote_ident(n.nspname) || '.' || quote_ident(t.relname)
+           -- The names as this server quotes them in the definition (its keywords, not ours).
+           quote_ident(i.relname), quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(t.relname)
     FROM pg_index ix
     JOIN pg_class i ON i.oid = ix.indexrelid
     JOIN pg_class t ON t.oid = ix.indrelid
@@ -470,7 +488,15 @@ _RULES = f"""
 
 # Enums and domains our columns are of, directly or as an array's elements (wherever on the search path).
 _TYPES = f"""
-    SELECT t.typname, t.typtype,
+    WITH RECURSIVE used(oid) AS (  -- our columns' types, and what they are built on: an array's elements,
+        SELECT a.atttypid FROM pg_attribute a   -- a domain's base type, all the way down
+        WHERE a.attrelid = ANY({_OIDS}) AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT under.oid FROM used JOIN pg_type t ON t.oid = used.oid,
+               LATERAL (VALUES (t.typelem), (t.typbasetype)) AS under(oid)
+        WHERE under.oid <> 0
+    )
+    SELECT format_type(t.oid, NULL), t.typtype,
            ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),
            format_type(t.typbasetype, t.typtypmod),
            CASE WHEN t.typcollation <> bt.typcollation THEN
@@ -479,18 +505,18 @@ _TYPES = f"""
            ARRAY(SELECT 'CONSTRAINT ' || quote_ident(c.conname) || ' ' || pg_get_constraintdef(c.oid)
                  FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c' ORDER BY c.conname COLLATE "C")
     FROM pg_type t LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
-    WHERE t.typtype IN ('e', 'd') AND t.oid IN (
-        SELECT CASE WHEN at.typcategory = 'A' AND at.typelem <> 0 THEN at.typelem ELSE at.oid END
-        FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
-        WHERE a.attrelid = ANY({_OIDS}) AND a.attnum > 0 AND NOT a.attisdropped)
+    WHERE t.typtype IN ('e', 'd') AND t.oid IN (SELECT oid FROM used)
+    ORDER BY 1
 """
 
 # The functions our tables' user triggers run (PostgreSQL's own, in pg_catalog, cannot change).
 _FUNCTIONS = f"""
-    SELECT p.proname, pg_get_functiondef(p.oid), quote_ident(n.nspname) || '.'
+    SELECT pg_get_functiondef(p.oid),
+           CASE WHEN pg_function_is_visible(p.oid) THEN quote_ident(n.nspname) || '.' END
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname <> 'pg_catalog' AND p.oid IN (
         SELECT tg.tgfoid FROM pg_trigger tg WHERE tg.tgrelid = ANY({_OIDS}) AND NOT tg.tgisinternal)
+    ORDER BY p.oid
 """
 
 
@@ -504,10 +530,11 @@ def type_definition(
     not_null: bool,
     checks: Sequence[str],
 ) -> str:
-    """The statement that creates the type, as the expected-schema file holds it."""
+    """The statement that creates the type ``name`` (as format_type prints it: quoted, and qualified
+    only when the search path does not find it), as the expected-schema file holds it."""
     if kind == "e":
-        return f"CREATE TYPE {quote(name)} AS ENUM ({', '.join(literal(label) for label in labels)})"
-    parts = [f"CREATE DOMAIN {quote(name)} AS {base}"]
+        return f"CREATE TYPE {name} AS ENUM ({', '.join(literal(label) for label in labels)})"
+    parts = [f"CREATE DOMAIN {name} AS {base}"]
     if collation:
         parts.append(f"COLLATE {collation}")
     if default is not None:
@@ -558,12 +585,14 @@ def _unqualified(definition: str, qualified: str, table: str) -> str:
     return neutral(re.sub(rf"(?<= ){re.escape(qualified)}(?=\s)", quote(table).replace("\\", r"\\"), one_line, count=1))
 
 
-def _index_using(definition: str, index: str, table: str, qualified: str) -> str:
+def _index_using(definition: str, index: str, tables: tuple[str, str]) -> str:
     """What follows ``USING`` in pg_get_indexdef's ``CREATE [UNIQUE] INDEX name ON [ONLY] table USING ...``,
-    found by skipping the names themselves: either may hold the words " USING "."""
-    head = f"INDEX {quote(index)} ON "
-    rest = definition[definition.index(head) + len(head) :].removeprefix("ONLY ")
-    for name in (qualified, quote(table)):
+    found by skipping the names themselves (either may hold the words " USING "), as the server quoted
+    them: ``index`` and the table, schema-qualified or not."""
+    head = f"INDEX {index} ON "
+    at = definition.find(head)
+    rest = definition[at + len(head) :].removeprefix("ONLY ") if at >= 0 else definition
+    for name in tables:
         if rest.startswith(f"{name} USING "):
             return rest[len(name) + len(" USING ") :]
     return rest.split(" USING ", 1)[1]
@@ -597,8 +626,8 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
             tuple(parents),
             tuple(children),
         )
-    for name, table, unique, definition, valid, owner, qualified in fetch(connection, _INDEXES, params):
-        keys = _index_using(definition, name, table, qualified)
+    for name, table, unique, definition, valid, owner, quoted, qualified, bare in fetch(connection, _INDEXES, params):
+        keys = _index_using(definition, quoted, (qualified, bare))
         snap.indexes[name] = IndexInfo(name, table, unique, neutral(keys), valid, owner)
     for name, table, kind, definition, disabled_on in fetch(connection, _CONSTRAINTS, params):
         snap.constraints[name] = ConstraintInfo(name, table, kind, neutral(definition), tuple(disabled_on))
@@ -620,10 +649,11 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
     for name, kind, labels, base, collation, default, not_null, checks in fetch(connection, _TYPES, params):
         definition = type_definition(name, kind, labels, base, collation, default, not_null, checks)
         snap.types[name] = TypeInfo(name, definition, tuple(labels) if kind == "e" else None)
-    for name, definition, schema in fetch(connection, _FUNCTIONS, params):
-        header = f"CREATE OR REPLACE FUNCTION {schema}"
-        unqualified = definition.replace(header, "CREATE OR REPLACE FUNCTION ", 1).rstrip("\n")
-        snap.functions[name] = FunctionInfo(name, unqualified)
+    for definition, visible_schema in fetch(connection, _FUNCTIONS, params):
+        if visible_schema:  # named as the search path finds it; one it does not find keeps its schema
+            definition = definition.replace(f"FUNCTION {visible_schema}", "FUNCTION ", 1)
+        function = FunctionInfo.of(definition.rstrip("\n"))
+        snap.functions[function.name] = function
     return snap
 
 

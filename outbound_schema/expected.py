@@ -60,7 +60,7 @@ def render(snap: Snapshot, revision: str) -> str:
     """The file's text for ``snap``; indexes that enforce a constraint are the constraint's."""
     out = [_HEADER.format(revision=revision)]
     # What the tables use comes first: the types of their columns, the functions of their triggers.
-    used = [f"{t.definition};" for _, t in sorted(snap.types.items())]
+    used = [f"{_one_line(t.definition)};" for _, t in sorted(snap.types.items())]
     used += [f"{_one_line(f.definition)};" for _, f in sorted(snap.functions.items())]
     if used:
         out.append("\n".join(used) + "\n")
@@ -161,9 +161,9 @@ _SEQUENCE = re.compile(
 _POLICY = re.compile(rf"^CREATE POLICY ({_IDENT}) ON ({_IDENT}) AS (PERMISSIVE|RESTRICTIVE) FOR (\w+) TO (.+);$", re.S)
 _TRIGGER = re.compile(rf"^CREATE (?:CONSTRAINT )?TRIGGER ({_IDENT}) .*? ON ({_IDENT})\s.*;$", re.S)
 _RULE = re.compile(rf"^CREATE RULE ({_IDENT}) AS ON \w+ TO ({_IDENT})\s.*;$", re.S)
-_ENUM = re.compile(rf"^CREATE TYPE ({_IDENT}) AS ENUM \((.*)\);$", re.S)
-_DOMAIN = re.compile(rf"^CREATE DOMAIN ({_IDENT}) AS .+;$", re.S)
-_FUNCTION = re.compile(rf"^CREATE OR REPLACE FUNCTION ({_IDENT})\(.*;$", re.S)
+_ENUM = re.compile(rf"^CREATE TYPE ((?:{_IDENT}\.)?{_IDENT}) AS ENUM \((.*)\);$", re.S)
+_DOMAIN = re.compile(rf"^CREATE DOMAIN ((?:{_IDENT}\.)?{_IDENT}) AS .+;$", re.S)
+_FUNCTION = re.compile(r"^CREATE OR REPLACE FUNCTION .*;$", re.S)
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 _KIND = {"PRIMARY KEY": "p", "FOREIGN KEY": "f", "UNIQUE": "u", "CHECK": "c", "EXCLUDE": "x"}
 _FIRED = {words: state for state, words in FIRING.items()}
@@ -244,7 +244,9 @@ class SchemaFileError(OutboundSchemaError, ValueError):
 def parse(text: str) -> Snapshot:
     """The snapshot a file written by :func:`render` holds."""
     snap = Snapshot()
-    lines = iter(_unescape(line) for line in text.splitlines())
+    # Split on line feeds only: a definition may hold a form feed or another character str.splitlines
+    # breaks at (only \n and \r are escaped in the file).
+    lines = iter(_unescape(line.removesuffix("\r")) for line in text.split("\n"))
     for number, line in enumerate(lines, start=1):
         if not line or line.startswith("--"):
             continue
@@ -299,11 +301,12 @@ def _parse_statement(snap: Snapshot, line: str, lines: Iterator[str]) -> None:
         snap.rules[rule.key] = rule
     elif match := _ENUM.match(line):
         labels = tuple(label.replace("''", "'") for label in _LITERAL.findall(match.group(2)))
-        snap.types[_unquote(match.group(1))] = TypeInfo(_unquote(match.group(1)), line.removesuffix(";"), labels)
+        snap.types[match.group(1)] = TypeInfo(match.group(1), line.removesuffix(";"), labels)
     elif match := _DOMAIN.match(line):
-        snap.types[_unquote(match.group(1))] = TypeInfo(_unquote(match.group(1)), line.removesuffix(";"))
-    elif match := _FUNCTION.match(line):
-        snap.functions[_unquote(match.group(1))] = FunctionInfo(_unquote(match.group(1)), line.removesuffix(";"))
+        snap.types[match.group(1)] = TypeInfo(match.group(1), line.removesuffix(";"))
+    elif _FUNCTION.match(line):
+        function = FunctionInfo.of(line.removesuffix(";"))
+        snap.functions[function.name] = function
     else:
         raise ValueError(f"not a statement this file holds: {line!r}")
 

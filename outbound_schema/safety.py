@@ -652,7 +652,7 @@ class SafeImpl(PostgresqlImpl):
             return
         state = self.plan.states.get(rules.revision)
         if not rules.upgrading:
-            log.info("%s: reverted", rules.revision)
+            self._done("%s: reverted", rules.revision)
         elif state == "present" and self.executed == 0 and not self.as_sql:
             log.info("%s: found complete, recorded as applied without changes", rules.revision)
         elif state == "partial":

@@ -293,11 +293,17 @@ def head_engine(head_db: URL) -> Iterator[Engine]:
     yield from _engine(head_db)
 
 
+#: The workers share one server, whose 100 connections (PostgreSQL's default) allow about a dozen at
+#: once per worker; a test opens up to that many (concurrent deploys, watchers, pooled engines).
+MAX_AUTO_WORKERS = 6
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker more than there are cores. Tests spend part of their time waiting (on the
-    server, on locks held on purpose, on child processes); the extra worker keeps the cores busy
-    meanwhile. On 2 cores: 51 s with 3 workers, 64 s with 2 (the README's command, measured here)."""
-    return (os.cpu_count() or 1) + 1
+    """``-n auto``: one worker more than there are cores, at most ``MAX_AUTO_WORKERS``. Tests spend part
+    of their time waiting (on the server, on locks held on purpose, on child processes); the extra worker
+    keeps the cores busy meanwhile. On 2 cores: 51 s with 3 workers, 64 s with 2 (the README's command,
+    measured here)."""
+    return min((os.cpu_count() or 1) + 1, MAX_AUTO_WORKERS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import threading
 import time
@@ -55,11 +56,11 @@ def start(prepare: Callable[[ExitStack], Prepared]) -> Background:
 
     def run() -> None:
         try:
-            payload: object = prepare(stack)
+            data = pickle.dumps(prepare(stack))
         except BaseException:  # handed to every worker that asks, as the error of its fixture
-            payload = traceback.format_exc()
+            data = pickle.dumps(traceback.format_exc())
         part = folder / "prepared.part"
-        part.write_bytes(pickle.dumps(payload))
+        part.write_bytes(data)
         part.rename(folder / "prepared")
 
     thread = threading.Thread(target=run, name="outbound-schema-shared-server", daemon=True)
@@ -84,13 +85,13 @@ def wait() -> Prepared:
 
 def stop(background: Background, release: Callable[[Prepared], None]) -> None:
     """At the end of the run, in the main process: ``release`` what was prepared, then the server goes."""
-    background.thread.join()
+    os.environ.pop(FOLDER_VAR, None)  # a later run in this interpreter is no worker of this one
     try:
-        payload = pickle.loads((background.folder / "prepared").read_bytes())
+        background.thread.join()
+        ready = background.folder / "prepared"
+        payload = pickle.loads(ready.read_bytes()) if ready.exists() else None
         if isinstance(payload, Prepared):
             release(payload)
     finally:
         background.stack.close()
-        for leftover in background.folder.iterdir():
-            leftover.unlink()
-        background.folder.rmdir()
+        shutil.rmtree(background.folder, ignore_errors=True)

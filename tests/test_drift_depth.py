@@ -461,6 +461,18 @@ RICH = [
     "CREATE DOMAIN attempt_count AS smallint NOT NULL DEFAULT 0 CONSTRAINT attempt_count_range "
     "CHECK (VALUE BETWEEN 0 AND 10)",
     f"ALTER TABLE {JOBS} ADD COLUMN attempts attempt_count",
+    # A check PostgreSQL prints on several lines, a label holding a backslash, an enum under a domain.
+    "CREATE DOMAIN cased AS int CHECK (CASE WHEN VALUE > 0 THEN true ELSE false END)",
+    "CREATE TYPE pathy AS ENUM ('C:\\new')",
+    "CREATE TYPE mood AS ENUM ('calm')",
+    "CREATE DOMAIN mood_d AS mood",
+    f"ALTER TABLE {JOBS} ADD COLUMN cased cased, ADD COLUMN pathy pathy, ADD COLUMN mood mood_d",
+    # A function body holding a form feed; a function of the same name in another schema.
+    "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN /* \f */ RETURN NEW; END$$",
+    f"CREATE TRIGGER stamp BEFORE INSERT ON {JOBS} FOR EACH ROW EXECUTE FUNCTION stamp()",
+    "CREATE SCHEMA audit",
+    "CREATE FUNCTION audit.touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN OLD; END$$",
+    f"CREATE TRIGGER audit_touch BEFORE DELETE ON {JOBS} FOR EACH ROW EXECUTE FUNCTION audit.touch()",
 ]
 
 
@@ -479,7 +491,9 @@ def test_objects_a_revision_creates_are_no_drift_and_their_changes_are(head_db: 
     inject(head_db, *RICH)
     expected = expect_current_catalog(head_db, location)
     assert expected.types["job_channel"].labels == ("call", "sms's")
-    assert set(expected.types) == {"job_channel", "attempt_count"} and set(expected.functions) == {"touch"}
+    assert expected.types["pathy"].labels == ("C:\\new",)
+    assert set(expected.types) == {"job_channel", "attempt_count", "cased", "pathy", "mood", "mood_d"}
+    assert set(expected.functions) == {"touch", "stamp", "audit.touch"}
 
     done = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db), **in_location(location))
     assert done.returncode == 0, drifted(json.loads(done.stdout))
@@ -492,6 +506,7 @@ def test_objects_a_revision_creates_are_no_drift_and_their_changes_are(head_db: 
         "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$",
         "ALTER TYPE job_channel ADD VALUE 'email'",
         "ALTER DOMAIN attempt_count DROP NOT NULL",
+        "ALTER TYPE mood ADD VALUE 'tense'",  # under a domain
     )
     done = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db), **in_location(location))
     found = drifted(json.loads(done.stdout))
@@ -499,6 +514,7 @@ def test_objects_a_revision_creates_are_no_drift_and_their_changes_are(head_db: 
         ("rule", f"keep_queued on {JOBS}", "different"),
         ("type", "attempt_count", "different"),
         ("type", "job_channel", "different"),
+        ("type", "mood", "different"),
         ("function", "touch", "different"),
     ]
     details = {o["name"]: o["detail"] for o in found}
@@ -516,10 +532,15 @@ def test_a_column_named_by_a_newer_keyword_reads_the_same_on_every_version(head_
 
 
 def test_an_index_named_with_using_in_it_reads_right(head_db: URL) -> None:
-    inject(head_db, f'CREATE INDEX "jobs USING hash (x)" ON {JOBS} USING hash (status)')
+    inject(
+        head_db,
+        f'CREATE INDEX "jobs USING hash (x)" ON {JOBS} USING hash (status)',
+        f"CREATE INDEX json ON {JOBS} (status)",  # a name only newer servers quote
+    )
     with connected(head_db) as conn:
-        index = snapshot(conn, our_tables()).indexes["jobs USING hash (x)"]
-    assert (index.method, index.using) == ("hash", "hash (status)")
+        indexes = snapshot(conn, our_tables()).indexes
+    assert (indexes["jobs USING hash (x)"].method, indexes["jobs USING hash (x)"].using) == ("hash", "hash (status)")
+    assert indexes["json"].using == "btree (status)"
 
 
 def test_an_unreadable_expected_file_cannot_be_checked(head_db: URL, tmp_path: Path) -> None:

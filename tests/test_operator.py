@@ -214,6 +214,8 @@ def test_a_written_script_does_not_say_it_changed_anything() -> None:
     assert not [line for line in script.stderr.splitlines() if ": created " in line or ": added " in line]
     louder = cli_here("upgrade", "--sql", "-v")
     assert "40a: created table outbound_call_runs" in louder.stderr
+    back = cli_here("downgrade", f"{HEAD}:46d", "--sql")
+    assert back.returncode == 0 and "Running downgrade" in back.stderr and ": reverted" not in back.stderr
 
 
 def test_version() -> None:

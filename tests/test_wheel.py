@@ -65,25 +65,32 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def declared_dependencies(wheel: Path) -> list[metadata.Distribution]:
-    """The installed distributions the wheel's Requires-Dist names, and theirs, each checked against the
-    version the requirement asks for."""
+    """The installed distributions the wheel's Requires-Dist names, and theirs (with the extras asked
+    for: ``psycopg[binary]`` brings psycopg-binary), each checked against the versions it may be."""
     with zipfile.ZipFile(wheel) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         wanted = email.message_from_bytes(archive.read(name)).get_all("Requires-Dist") or []
-    todo = [Requirement(line) for line in wanted]
+    todo = [Requirement(line) for line in wanted if _applies(Requirement(line), {""})]
     found: dict[str, metadata.Distribution] = {}
+    done: set[tuple[str, str]] = set()  # (distribution, extra) whose requirements were followed
     while todo:
         requirement = todo.pop()
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
-            continue  # an extra's, or another platform's
         dist = metadata.distribution(requirement.name)
         assert requirement.specifier.contains(dist.version, prereleases=True), (requirement, dist.version)
         key = canonicalize_name(dist.metadata["Name"])
-        if key not in found:
-            found[key] = dist
-            todo.extend(Requirement(line) for line in dist.requires or [])
-    assert {"sqlalchemy", "alembic", "psycopg"} <= found.keys()
+        found[key] = dist
+        extras = {""} | set(requirement.extras)
+        for extra in extras - {e for k, e in done if k == key}:
+            done.add((key, extra))
+            todo.extend(r for line in dist.requires or [] if _applies(r := Requirement(line), {extra}))
+    assert {"sqlalchemy", "alembic", "psycopg", "psycopg-binary"} <= found.keys()
     return list(found.values())
+
+
+def _applies(requirement: Requirement, extras: set[str]) -> bool:
+    """Whether ``requirement`` holds here, for one of ``extras`` ("" for none)."""
+    marker = requirement.marker
+    return marker is None or any(marker.evaluate({"extra": extra}) for extra in extras)
 
 
 def copy_distribution(dist: metadata.Distribution, site_packages: Path) -> None:
@@ -108,9 +115,15 @@ def run_installed(bin_dir: Path, cwd: Path, *args: str, url: URL | None = None) 
 @pytest.mark.heavy
 def test_the_installed_wheel_migrates_and_checks(installed: Path, host_db: URL, tmp_path: Path) -> None:
     where = run_installed(
-        installed, tmp_path, "python", "-c", "import outbound_schema; print(outbound_schema.__file__)"
+        installed,
+        tmp_path,
+        "python",
+        "-c",
+        "import outbound_schema, psycopg; print(outbound_schema.__file__, psycopg.pq.__impl__)",
     )
     assert str(installed.parent) in where.stdout and str(REPO) not in where.stdout
+    # psycopg[binary]: its own libpq, so that a machine with only Python and pip needs nothing else.
+    assert where.stdout.split()[-1] == "binary", where.stdout + where.stderr
 
     sql = run_installed(installed, tmp_path, "outbound-schema", "upgrade", "--sql")
     assert sql.returncode == 0, sql.stderr
