@@ -167,7 +167,7 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
     from outbound_schema.database import connect, mask
     from outbound_schema.expected import ExpectedSchemas, foreign_tables
     from outbound_schema.locking import LOCK_KEY
-    from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
+    from outbound_schema.revisions import applied_revisions, check_rows, superseded_rows, version_rows_error
     from outbound_schema.takeover import RevisionReport, assess
 
     script = ScriptDirectory.from_config(alembic_config(url))
@@ -176,7 +176,9 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
         running = progress.running(connection, LOCK_KEY)
         connection.commit()
         context = MigrationContext.configure(connection, opts={"version_table": version_table})
-        current = {str(head) for head in context.get_current_heads() if head is not None}
+        heads = context.get_current_heads()
+        check_rows(version_table, heads)
+        current = {str(head) for head in heads}
         if version_table != VERSION_TABLE:  # a host's table also records the host's own heads
             current &= known
         unknown = current - known
@@ -410,6 +412,9 @@ def _interrupted(args: argparse.Namespace) -> None:
             "left half-done."
         )
     print(f"outbound-schema: interrupted; {said}", file=sys.stderr)
+    if args.command == "status" and args.format == "json":  # asked for JSON: it always comes
+        error = f"interrupted; {said}"
+        print(json.dumps({"format": STATUS_FORMAT_VERSION, "state": "error", "error": error}))
 
 
 def _change_or_report(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from outbound_schema import dsn
 from outbound_schema.catalog import HOST_TABLES, existing_relations
@@ -77,7 +77,7 @@ def connect(url: URL) -> Iterator[Connection]:
     try:
         try:
             connection = engine.connect()
-        except OperationalError as exc:
+        except DBAPIError as exc:  # refused, timed out, or a URL option libpq does not know: not connected
             raise dsn.could_not_connect(mask(url), " ".join(str(exc.orig).split())) from None
         with connection:
             yield connection

@@ -76,7 +76,7 @@ from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, load_file
 from outbound_schema.history import History
 from outbound_schema.keywords import literal, quote
-from outbound_schema.revisions import order_key, superseded_rows, version_rows_error
+from outbound_schema.revisions import check_rows, order_key, superseded_rows, version_rows_error
 
 if TYPE_CHECKING:
     from outbound_schema.catalog import Queryable
@@ -617,8 +617,9 @@ def read_versions(connection: Queryable, version_table: str) -> list[str]:
     exists = fetch(connection, "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": quote(version_table)})[0][0]
     if not exists:
         return []
-    rows = fetch(connection, f"SELECT version_num FROM {quote(version_table)}", {})
-    return sorted(str(row[0]) for row in rows if row[0] is not None)  # whatever a hand-made table holds
+    rows = [row[0] for row in fetch(connection, f"SELECT version_num FROM {quote(version_table)}", {})]
+    check_rows(version_table, rows)
+    return sorted(str(row) for row in rows)  # whatever type a hand-made table holds
 
 
 def revision_state(current: list[str], history: History, version_table: str = VERSION_TABLE) -> RevisionState:

@@ -52,7 +52,7 @@ _URL = re.compile(
 _SCHEME = re.compile(r"[\w+.\-]+://")
 #: A password given as a parameter: ``?password=...`` in a URL (up to the next ``&``), ``password=...`` in a
 #: key/value string (a quoted value, or up to the next blank).
-_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:ssl)?password=)[^&]*")
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&]*)")  # a key percent-encoded ("%70assword") is one too
 _KEYWORD_PASSWORD = re.compile(r"""(?i)((?:^|\s)(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)""")
 _PORT = re.compile(r"[0-9]+")
 _HOST_PORT = re.compile(r"[a-zA-Z0-9\-\.]*:[0-9]*")  # SQLAlchemy's test for a single host=HOST:PORT
@@ -164,7 +164,13 @@ def mask(raw: str) -> str:
             colon = text.index(":")  # no user information after the scheme: read the scheme as a user
         if colon != -1:
             text = f"{text[: colon + 1]}***{text[at:]}"
-    return _KEYWORD_PASSWORD.sub(r"\1***", _QUERY_PASSWORD.sub(r"\1***", text))
+    return _KEYWORD_PASSWORD.sub(r"\1***", _QUERY_PARAMETER.sub(_masked_parameter, text))
+
+
+def _masked_parameter(match: re.Match[str]) -> str:
+    separator, key, value = match.groups()
+    secret = unquote(key).strip().lower() in ("password", "sslpassword")
+    return f"{separator}{key}={'***' if secret else value}"
 
 
 def connect(

@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from outbound_schema.config import VERSION_TABLE, alembic_config
-from outbound_schema.revisions import applied_revisions, order_key
+from outbound_schema.revisions import applied_revisions, check_rows, order_key
 
 
 @contextmanager
@@ -37,7 +37,9 @@ def current_revisions(bind: Engine | Connection, *, version_table: str = VERSION
     """The revisions the database's version table records (empty if it has none)."""
     with _connection(bind) as connection:
         context = MigrationContext.configure(connection, opts={"version_table": version_table})
-        return set(context.get_current_heads())
+        heads = context.get_current_heads()
+        check_rows(version_table, heads)
+        return set(heads)
 
 
 def is_at_head(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> bool:

@@ -9,6 +9,7 @@ the two would wait on each other for ever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -65,7 +66,9 @@ def lock_wait_seconds(explicit: str | float | None = None) -> float:
     except ValueError:
         seconds = -1.0
         if isinstance(raw, str) and re.search(r"[a-z]\s*$", raw) and raw.strip().lower() not in ("nan", "inf"):
-            seconds = parse_duration_ms(raw, name="migration lock wait") / 1000  # its errors say what is wrong
+            # Its message would ask for milliseconds: a bare number here is seconds, said below.
+            with contextlib.suppress(OutboundSchemaError):
+                seconds = parse_duration_ms(raw, name="migration lock wait") / 1000
     if not 0 <= seconds < math.inf:  # also refuses nan
         raise OutboundSchemaError(
             f"The migration lock wait '{raw}' is not a duration. Give seconds, such as 600, or a duration such "

@@ -60,3 +60,22 @@ def version_rows_error(version_table: str, current: Iterable[str], superseded: l
         "that the tables match the remaining revision.",
         exit_code=2,
     )
+
+
+def check_rows(version_table: str, rows: Iterable[object]) -> None:
+    """Refuse a version table holding a row that names no revision (NULL, or blank): no reading of the
+    database's revision can be trusted then, and a run would record its own row beside it."""
+    rows = list(rows)
+    blank = [row for row in rows if row is None or not str(row).strip()]
+    if not blank:
+        return
+    shown = ", ".join("NULL" if row is None else repr(str(row)) for row in blank)
+    others = sorted(str(row) for row in rows if row not in blank)
+    beside = f" beside {', '.join(others)}" if others else ""
+    raise OutboundSchemaError(
+        f"The version table {version_table} holds a row that names no revision ({shown}){beside}: a hand-made "
+        "change or an interrupted script left it, and the database's revision cannot be read. Nothing was "
+        f"changed. Delete it (DELETE FROM {version_table} WHERE version_num IS NULL OR btrim(version_num) = ''), "
+        "then run `outbound-schema check` to see that the tables match the remaining revision.",
+        exit_code=2,
+    )

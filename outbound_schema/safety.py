@@ -71,7 +71,7 @@ from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
 from outbound_schema.keywords import literal, quote
 from outbound_schema.locking import BACKEND_KEY, same_session_guard
-from outbound_schema.revisions import applied_revisions, superseded_rows, version_rows_error
+from outbound_schema.revisions import applied_revisions, check_rows, superseded_rows, version_rows_error
 
 log = logging.getLogger("outbound_schema.migrate")
 
@@ -606,6 +606,7 @@ class SafeImpl(PostgresqlImpl):
         if produce is None or self.planning:
             return
         heads = () if context.purge else context.get_current_heads()
+        check_rows(context.version_table, heads)
         script = getattr(context, "script", None)
         superseded = superseded_rows(heads, lambda h: applied_revisions(script, h)) if script else []
         if superseded:

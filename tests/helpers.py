@@ -189,8 +189,11 @@ class Forked:
         return self.returncode
 
     def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def send_signal(self, signum: int) -> None:
         if self.returncode is None:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signum)
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """The rest of both outputs (read at once, so neither pipe fills up), then the exit code."""

@@ -158,6 +158,9 @@ def test_a_port_that_is_no_number_is_unparseable(raw: str) -> None:
             "postgresql://u:***@h/app?password=***&sslmode=require",
         ),
         ("postgresql://h/app?PASSWORD=hunter2", "postgresql://h/app?PASSWORD=***"),
+        # libpq decodes the key: %70assword is password.
+        ("postgresql://h/app?%70assword=hunter2", "postgresql://h/app?%70assword=***"),
+        ("postgresql://h/app?x=1&sslpass%77ord=hunter2", "postgresql://h/app?x=1&sslpass%77ord=***"),
         ("user:hunter2@h/app", "user:***@h/app"),
         ("user:p@ss:w/rd@h/app", "user:***@h/app"),
         ("user:a://b@h", "user:***@h"),

@@ -187,6 +187,8 @@ def test_lock_wait_zero_gives_up_at_once(head_db: URL) -> None:
         ("--lock-timeout", "soon", "is not a duration"),
         ("--lock-retries", "-1", "not a whole number"),
         ("--lock-wait", "nan", "is not a duration"),
+        ("--lock-wait", "abc", "Give seconds, such as 600"),  # not milliseconds: a bare number here is seconds
+        ("--lock-wait", "1w", "Give seconds, such as 600"),
         ("--statement-timeout", "1w", "units us, ms, s, min, h or d"),
         ("--statement-timeout", "40d", "longer than PostgreSQL allows"),
     ],

@@ -22,14 +22,19 @@ from tests.helpers import (
     ALL_REVISIONS,
     BIN,
     HEAD,
+    backends,
     catalog_text,
     cli,
     cli_forked,
     cli_here,
     connected,
     expected_text,
+    inject,
     plain,
+    python_forked,
+    rows,
     version,
+    wait_for,
 )
 
 
@@ -100,6 +105,35 @@ def test_two_version_rows_are_an_error_never_at_head(head_db: URL) -> None:
     )
     assert "Traceback" not in check.stderr + status.stderr + upgrade.stderr
     assert sorted(version(head_db) or []) == sorted([ALL_REVISIONS[0], HEAD])  # nothing changed
+
+
+@pytest.mark.parametrize("blank", ["NULL", "''"])
+@pytest.mark.parametrize("beside_head", [True, False])
+def test_a_version_row_naming_no_revision_is_an_error(head_db: URL, blank: str, beside_head: bool) -> None:
+    """A NULL or empty row, alone or beside head's, is never read as 'at head' or as 'untracked'."""
+    statements = [
+        f"ALTER TABLE {VERSION_TABLE} DROP CONSTRAINT {VERSION_TABLE}_pkc",
+        f"ALTER TABLE {VERSION_TABLE} ALTER COLUMN version_num DROP NOT NULL",
+        f"INSERT INTO {VERSION_TABLE} VALUES ({blank})"
+        if beside_head
+        else f"UPDATE {VERSION_TABLE} SET version_num = {blank}",
+    ]
+    inject(head_db, *statements)
+    before = rows(head_db)
+    check = cli_here("check", "--format", "json", DATABASE_URL=plain(head_db))
+    assert check.returncode == 2 and json.loads(check.stdout)["status"] == "error"
+    status = cli_here("status", "--format", "json", DATABASE_URL=plain(head_db))
+    assert status.returncode == 2 and json.loads(status.stdout)["state"] == "error"
+    for args in (("upgrade",), ("downgrade", "46c")):
+        done = cli_here(*args, DATABASE_URL=plain(head_db))
+        assert done.returncode == 2, done.stderr
+        assert "names no revision" in done.stderr and "WHERE version_num IS NULL OR btrim(version_num) = ''" in (
+            done.stderr
+        )
+    for done in (check, status):
+        assert "names no revision" in done.stderr + json.loads(done.stdout)["error"]
+        assert "Traceback" not in done.stderr
+    assert rows(head_db) == before and catalog_text(head_db, HEAD) == expected_text(HEAD)  # nothing changed
 
 
 @pytest.mark.parametrize("command", [("upgrade", "99z"), ("downgrade", "99z"), ("upgrade", "46d:99z", "--sql")])
@@ -192,6 +226,36 @@ def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
     assert process.returncode == 130
     assert err.strip().startswith("outbound-schema: interrupted; a revision") and err.strip().count("\n") == 0, err
     assert version(host_db) is None
+
+
+def test_ctrl_c_during_status_still_prints_its_json(head_db: URL) -> None:
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal\n"
+        "from outbound_schema.cli import main\n"
+        f"sys.exit(main(['status', '--format', 'json', '--database-url', {plain(head_db)!r}]))\n"
+    )
+    with connected(head_db) as conn:  # status waits to read the version table
+        conn.execute(text(f"LOCK TABLE {VERSION_TABLE} IN ACCESS EXCLUSIVE MODE"))
+        status = python_forked(code)
+        wait_for(lambda: backends(head_db, "wait_event_type = 'Lock'") == 1)
+        status.send_signal(signal.SIGINT)
+        out, err = status.communicate(timeout=30)
+        conn.rollback()
+    assert status.returncode == 130, err
+    assert json.loads(out) == {"format": 1, "state": "error", "error": "interrupted; nothing was changed."}
+    assert err.strip() == "outbound-schema: interrupted; nothing was changed."
+
+
+@pytest.mark.parametrize("command", ["upgrade", "status", "check"])
+def test_an_option_libpq_does_not_know_is_a_failure_to_connect(command: str) -> None:
+    """Not a connection lost halfway through a revision: nothing was ever connected."""
+    url = "postgresql://u:hunter2@127.0.0.1:1/db?bogusparam=1"
+    done = cli_here(command, DATABASE_URL=url)
+    assert done.returncode == 2, done.stderr
+    assert "Could not connect to the database at postgresql" in done.stderr
+    assert '"bogusparam"' in done.stderr  # libpq's own words for it
+    assert "hunter2" not in done.stderr and "revision" not in done.stderr
 
 
 def test_quiet_by_default_louder_and_quieter_on_request(host_db: URL) -> None:
