@@ -471,10 +471,15 @@ _POLICIES = f"""
 """
 
 # The table as pg_get_triggerdef and pg_get_ruledef name it (schema-qualified), to be named without it.
+# With the function each trigger runs (PostgreSQL's own, in pg_catalog, cannot change), named without
+# its schema where the search path finds it.
 _TRIGGERS = f"""
     SELECT tg.tgname, c.relname, pg_get_triggerdef(tg.oid), tg.tgenabled,
-           quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+           CASE WHEN fn.nspname <> 'pg_catalog' THEN pg_get_functiondef(p.oid) END,
+           CASE WHEN pg_function_is_visible(p.oid) THEN quote_ident(fn.nspname) || '.' END
     FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace fn ON fn.oid = p.pronamespace
     WHERE tg.tgrelid = ANY({_OIDS}) AND NOT tg.tgisinternal
 """
 
@@ -507,16 +512,6 @@ _TYPES = f"""
     FROM pg_type t LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
     WHERE t.typtype IN ('e', 'd') AND t.oid IN (SELECT oid FROM used)
     ORDER BY 1
-"""
-
-# The functions our tables' user triggers run (PostgreSQL's own, in pg_catalog, cannot change).
-_FUNCTIONS = f"""
-    SELECT pg_get_functiondef(p.oid),
-           CASE WHEN pg_function_is_visible(p.oid) THEN quote_ident(n.nspname) || '.' END
-    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname <> 'pg_catalog' AND p.oid IN (
-        SELECT tg.tgfoid FROM pg_trigger tg WHERE tg.tgrelid = ANY({_OIDS}) AND NOT tg.tgisinternal)
-    ORDER BY p.oid
 """
 
 
@@ -640,20 +635,20 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
         using, check = (None if e is None else neutral(e) for e in (using, check))
         policy = PolicyInfo(name, table, permissive, command, tuple(roles), using, check)
         snap.policies[policy.key] = policy
-    for name, table, definition, enabled, qualified in fetch(connection, _TRIGGERS, params):
+    for name, table, definition, enabled, qualified, function, visible_schema in fetch(connection, _TRIGGERS, params):
         trigger = TriggerInfo(name, table, _unqualified(definition, qualified, table), enabled)
         snap.triggers[trigger.key] = trigger
+        if function is not None:
+            if visible_schema:  # named as the search path finds it; one it does not find keeps its schema
+                function = function.replace(f"FUNCTION {visible_schema}", "FUNCTION ", 1)
+            runs = FunctionInfo.of(function.rstrip("\n"))
+            snap.functions[runs.name] = runs
     for name, table, definition, enabled, qualified in fetch(connection, _RULES, params):
         rule = RuleInfo(name, table, _unqualified(definition, qualified, table), enabled)
         snap.rules[rule.key] = rule
     for name, kind, labels, base, collation, default, not_null, checks in fetch(connection, _TYPES, params):
         definition = type_definition(name, kind, labels, base, collation, default, not_null, checks)
         snap.types[name] = TypeInfo(name, definition, tuple(labels) if kind == "e" else None)
-    for definition, visible_schema in fetch(connection, _FUNCTIONS, params):
-        if visible_schema:  # named as the search path finds it; one it does not find keeps its schema
-            definition = definition.replace(f"FUNCTION {visible_schema}", "FUNCTION ", 1)
-        function = FunctionInfo.of(definition.rstrip("\n"))
-        snap.functions[function.name] = function
     return snap
 
 
