@@ -87,12 +87,16 @@ def catalog_objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
         owner = seq.owned_by.split(".")[0] if seq.owned_by else ""
         value = (seq.owned_by, seq.options())
         found["sequence", seq.name] = CatalogObject("sequence", seq.name, owner, value, seq.describe())
-    for kind, objects in (("policy", snap.policies), ("trigger", snap.triggers), ("rule", snap.rules)):
+    named = (
+        ("policy", snap.policies),
+        ("trigger", snap.triggers),
+        ("rule", snap.rules),
+        ("type", snap.types),  # of no one table: their table is ""
+        ("function", snap.functions),
+    )
+    for kind, objects in named:
         for key, obj in objects.items():
             found[kind, key] = CatalogObject(kind, key, obj.table, obj.shape(), obj.describe())
-    for kind, used in (("type", snap.types), ("function", snap.functions)):
-        for key, thing in used.items():
-            found[kind, key] = CatalogObject(kind, key, "", thing.shape(), thing.describe())
     return found
 
 

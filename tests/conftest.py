@@ -138,7 +138,7 @@ def _prepare_shared(stack: ExitStack) -> session_server.Prepared:
     finally:
         admin.dispose()
     _served_by.append(served_by)
-    return session_server.Prepared(server, served_by, dbs.generated)
+    return session_server.Prepared(server, dbs.generated)
 
 
 def _release_shared(prepared: session_server.Prepared) -> None:
@@ -146,8 +146,9 @@ def _release_shared(prepared: session_server.Prepared) -> None:
     if prepared.server.provider == "url":
         admin = create_engine(prepared.server.url, isolation_level="AUTOCOMMIT")
         try:
+            dbs = Databases(prepared.server, admin)
             for name in TEMPLATES:
-                Databases(prepared.server, admin).drop(name)
+                dbs.drop(name)
         finally:
             admin.dispose()
 

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from outbound_schema.catalog import Snapshot
@@ -36,7 +37,6 @@ class Prepared:
     """A server with its templates built, and what building them saw."""
 
     server: Server
-    served_by: str  # "PostgreSQL 18.4 via embedded"
     generated: dict[str, Snapshot] = field(default_factory=dict)  # the catalog after each revision
 
 
@@ -68,6 +68,7 @@ def start(prepare: Callable[[ExitStack], Prepared]) -> Background:
     return Background(thread, stack, folder)
 
 
+@cache  # read once per worker, for the server and again for the templates
 def wait() -> Prepared:
     """In a worker: the prepared server, once the main process has it ready."""
     ready = Path(os.environ[FOLDER_VAR]) / "prepared"
