@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import URL, Engine, make_url
@@ -54,20 +55,20 @@ def configured_url(explicit: str | None = None, *, explicit_source: str = "--dat
     return None
 
 
-def engine_for(url: URL) -> Engine:
+def engine_for(url: URL, **pool_options: Any) -> Engine:
     """An engine for our own work: one that also works through a pooler.
 
     No startup ``options`` (a default PgBouncer refuses them; options given in the URL are kept),
     no server-side prepared statements (``prepare_threshold=None``: under transaction pooling the
     next statement may reach a server connection that never prepared them), and a connect timeout
     (``DEFAULT_CONNECT_TIMEOUT`` seconds unless the URL gives ``connect_timeout``), so that a server
-    that never answers is an error, not a hang.
+    that never answers is an error, not a hang. ``pool_options`` go to ``create_engine`` as they are.
     """
     connect_args: dict[str, object] = {"prepare_threshold": None}
     connect_args["application_name"] = url.query.get("application_name", dsn.APPLICATION_NAME)
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **pool_options)
 
 
 @contextmanager

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,27 +75,36 @@ def scratch_database(server: URL | None) -> Iterator[URL]:
 
 
 def generate(
-    script: ScriptDirectory, scratch: URL, after_each: Callable[[str], object] = lambda _revision: None
+    script: ScriptDirectory, scratch: URL, after: Mapping[str, Callable[[], object]] | None = None
 ) -> dict[str, Snapshot]:
     """The catalog after each of our revisions, base to head, built in the empty database ``scratch``.
 
-    ``after_each(revision)`` is called with no connection open to ``scratch``.
+    ``after[revision]()``, where given, is called right after that revision, with no connection open
+    to ``scratch`` (it may copy it: ``CREATE DATABASE ... TEMPLATE``).
     """
     expected = ExpectedSchemas(script)
     revisions = expected.managed()
     # Planning a revision reads the catalog it starts from: the one just generated, never a stale file.
     fresh: dict[str, Snapshot | None] = {rev.revision: None for rev in revisions}
-    for rev in revisions:
-        config = alembic_config(scratch)
-        config.set_main_option("script_location", script.dir)
-        config.attributes[EXPECTED_ATTRIBUTE] = fresh
-        config.attributes[PREFLIGHT_ATTRIBUTE] = False
-        command.upgrade(config, rev.revision)
-        with connect(scratch) as conn:
-            fresh[rev.revision] = snapshot(
-                conn, tables_in_current_schema(conn, excluding=[*HOST_TABLES, VERSION_TABLE])
-            )
-        after_each(rev.revision)
+    with ExitStack() as session:
+        # One server session for every revision and catalog: a new one per step cost more than the step.
+        conn = None
+        for rev in revisions:
+            if conn is None:
+                conn = session.enter_context(connect(scratch))
+            config = alembic_config(scratch)
+            config.set_main_option("script_location", script.dir)
+            config.attributes["connection"] = conn
+            config.attributes[EXPECTED_ATTRIBUTE] = fresh
+            config.attributes[PREFLIGHT_ATTRIBUTE] = False
+            command.upgrade(config, rev.revision)
+            ours = tables_in_current_schema(conn, excluding=[*HOST_TABLES, VERSION_TABLE])
+            fresh[rev.revision] = snapshot(conn, ours)
+            conn.rollback()  # the next revision starts outside any transaction
+            if after and rev.revision in after:
+                session.close()
+                conn = None
+                after[rev.revision]()
     return {name: snap for name, snap in fresh.items() if snap is not None}
 
 

@@ -33,7 +33,7 @@ from outbound_schema.database import engine_for
 from outbound_schema.embedded import create_host_standins
 from outbound_schema.snapshot import generate
 from tests import pgbouncer, session_server, typecheck
-from tests.helpers import catalog
+from tests.helpers import catalog, release_connections
 from tests.legacy import REVISIONS, apply_legacy
 from tests.provision import Server, provision
 
@@ -82,11 +82,7 @@ class Databases:
             create_host_standins(conn)
         engine.dispose()
         head = self.create(template=TEMPLATE_HOST, name=TEMPLATE_HEAD)
-
-        def keep_legacy_head(revision: str) -> None:
-            if revision == REVISIONS[-1]:
-                self.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY)
-
+        keep_legacy_head = {REVISIONS[-1]: lambda: self.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY)}
         self.generated = generate(ScriptDirectory.from_config(alembic_config()), head, keep_legacy_head)
 
     def drop(self, name: str) -> None:
@@ -244,6 +240,12 @@ def legacy_catalogs(databases: Databases) -> dict[str, Snapshot]:
         result[revision] = catalog(url)
         databases.release(url)
     return result
+
+
+@pytest.fixture(autouse=True)
+def _helper_sessions_end_with_the_test() -> Iterator[None]:
+    yield
+    release_connections()
 
 
 @pytest.fixture

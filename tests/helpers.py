@@ -21,7 +21,7 @@ from typing import Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.catalog import Snapshot, snapshot
@@ -262,14 +262,60 @@ def plain(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+#: The session each database's helper calls share during a test (see :func:`connected`).
+_warm: dict[str, Engine] = {}
+
+
+def _discard_session_state(dbapi_connection: Any, _record: Any, reset: Any) -> None:
+    """A helper session back in the pool is as a new one: no transaction, settings, advisory locks,
+    temporary tables or prepared plans left (``DISCARD ALL``); only its catalog caches stay warm."""
+    if reset.terminate_only:
+        return
+    dbapi_connection.rollback()
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute("DISCARD ALL")
+    finally:
+        dbapi_connection.autocommit = False
+
+
 @contextmanager
 def connected(url: URL) -> Iterator[Connection]:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            yield conn
-    finally:
+    """A connection to ``url`` for a test to look or change things through.
+
+    Within a test, the calls on one database share one server session, reset on its return: a new
+    session costs the server about 5 ms, and its first catalog query 15 ms more while its caches
+    fill, and the helpers run over a thousand times a run. The sessions end with the test
+    (:func:`release_connections`). A database-level setting changed during a test (``ALTER
+    DATABASE ... SET``) reaches the product's sessions at once, the helpers' after the test.
+    """
+    key = url.render_as_string(hide_password=False)
+    engine = _warm.get(key)
+    if engine is None:
+        # One idle session kept; concurrent helper calls get sessions of their own, closed on return.
+        engine = _warm[key] = engine_for(url, pool_size=1, max_overflow=-1)
+        event.listen(engine, "reset", _discard_session_state)
+    with engine.connect() as conn:
+        yield conn
+
+
+def release_connections() -> None:
+    """End the helpers' sessions: a test's databases are left with none of them."""
+    engines = list(_warm.values())
+    _warm.clear()
+    for engine in engines:
         engine.dispose()
+
+
+def _forget_connections() -> None:
+    """In a forked child: the parent's sessions are the parent's; the child starts with none, closing
+    nothing of them."""
+    for engine in _warm.values():
+        engine.dispose(close=False)
+    _warm.clear()
+
+
+os.register_at_fork(after_in_child=_forget_connections)
 
 
 def inject(url: URL, *statements: str) -> None:
