@@ -90,15 +90,18 @@ class Databases:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def release(self, url: URL) -> None:
-        """A test is done with its database. On a server of our own it stays until the server is thrown
-        away (a drop, ending the test's leftover sessions, costs up to 100 ms); on a server we were
-        given, it is dropped now."""
-        if self.server.provider == "url":
-            self.drop(str(url.database))
+        """A test is done with its database: dropped now, while the other workers test on (about 8 ms
+        of the server's time). Left to the end, the copies (7.5 MB and some 300 files each) made
+        removing the server's folder take 1.8 s after the last test, with nothing else running."""
+        release_connections()  # the helpers' sessions end first: nothing for the drop to wait on
+        started = time.perf_counter()
+        self.drop(str(url.database))
+        _release_ms.append((time.perf_counter() - started) * 1000)
 
 
 _served_by: list[str] = []
 _provisioning_ms: list[float] = []  # each copy of a template this process made for a test
+_release_ms: list[float] = []  # each drop of a test's database
 
 #: Settings for a server the suite owns and throws away: durability buys nothing there, and every
 #: commit and CREATE DATABASE would wait for the disk.
@@ -324,6 +327,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if workeroutput is not None:
         workeroutput["served_by"] = list(_served_by)
         workeroutput["provisioning_ms"] = list(_provisioning_ms)
+        workeroutput["release_ms"] = list(_release_ms)
     elif _served_by:
         _record_server(session.config)
 
@@ -332,6 +336,7 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     output = getattr(node, "workeroutput", {})
     _served_by.extend(line for line in output.get("served_by", []) if line not in _served_by)
     _provisioning_ms.extend(output.get("provisioning_ms", []))
+    _release_ms.extend(output.get("release_ms", []))
     if _served_by:
         _record_server(node.config)
 
@@ -347,6 +352,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"database server: {line}")
     if _provisioning_ms:
         median = statistics.median(_provisioning_ms)
+        dropped = f"; dropped after it: median {statistics.median(_release_ms):.1f} ms" if _release_ms else ""
         terminalreporter.write_line(
             f"per-test database: median {median:.1f} ms over {len(_provisioning_ms)} (CREATE DATABASE ... TEMPLATE)"
+            + dropped
         )
