@@ -44,6 +44,18 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, the release read only when asked for: reading the installed metadata costs every
+    other command a few milliseconds (argparse's own version action wants the text up front)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        print(f"{parser.prog} {_version()}")  # on stdout, as argparse's own version action prints it
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="outbound-schema",
@@ -51,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="The database is --database-url, else DATABASE_URL, else an embedded PostgreSQL "
         "kept in ./.outbound-schema/ (OUTBOUND_SCHEMA_EMBEDDED_DIR).",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the release and exit")
     loudness = argparse.ArgumentParser(add_help=False)
     for parent, default in ((parser, 0), (loudness, argparse.SUPPRESS)):
         parent.add_argument(
