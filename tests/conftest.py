@@ -239,16 +239,20 @@ def generated_catalogs(databases: Databases) -> dict[str, Snapshot]:
 @pytest.fixture(scope="session")
 def legacy_catalogs(databases: Databases) -> dict[str, Snapshot]:
     """The catalog of a database the old script took through each step ("base": before any)."""
-    result = {"base": Snapshot()}
-    for revision in REVISIONS:
-        url = databases.create(TEMPLATE_HOST)
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            apply_legacy(conn, through=revision)
-        engine.dispose()
-        result[revision] = catalog(url)
-        databases.release(url)
-    return result
+
+    def build() -> dict[str, Snapshot]:
+        result = {"base": Snapshot()}
+        for revision in REVISIONS:
+            url = databases.create(TEMPLATE_HOST)
+            engine = create_engine(url)
+            with engine.begin() as conn:
+                apply_legacy(conn, through=revision)
+            engine.dispose()
+            result[revision] = catalog(url)
+            databases.release(url)
+        return result
+
+    return session_server.once("legacy_catalogs", build)
 
 
 @pytest.fixture(autouse=True)

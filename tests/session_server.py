@@ -11,6 +11,7 @@ Tests only copy the templates (``CREATE DATABASE ... TEMPLATE``), which many ses
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import shutil
@@ -23,6 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from outbound_schema.catalog import Snapshot
 from tests.provision import Server
@@ -30,6 +32,7 @@ from tests.provision import Server
 #: Names the folder where the main process leaves the prepared server for the workers (they inherit it).
 FOLDER_VAR = "OUTBOUND_SCHEMA_TEST_SHARED_SERVER"
 TIMEOUT_S = 600
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,23 @@ def wait() -> Prepared:
         raise RuntimeError(f"The test run's shared server could not be prepared:\n{payload}")
     assert isinstance(payload, Prepared)
     return payload
+
+
+def once(name: str, build: Callable[[], T]) -> T:
+    """A session fixture's value built once per run: under pytest-xdist by the first worker that asks
+    (the others wait, then read it), else here. Only for values every worker may share as they are."""
+    if FOLDER_VAR not in os.environ:
+        return build()
+    folder = Path(os.environ[FOLDER_VAR])
+    built = folder / f"{name}.pickle"
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, by this process or its death
+        if not built.exists():  # a worker whose build failed left nothing: the next one tries again
+            part = folder / f"{name}.part"
+            part.write_bytes(pickle.dumps(build()))
+            part.rename(built)
+        value: T = pickle.loads(built.read_bytes())
+        return value
 
 
 def stop(background: Background, release: Callable[[Prepared], None]) -> None:

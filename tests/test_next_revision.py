@@ -32,6 +32,7 @@ from outbound_schema.config import METADATA_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TA
 from outbound_schema.database import engine_for
 from outbound_schema.revisions import next_revision_id
 from outbound_schema.snapshot import generate, write
+from tests import session_server
 from tests.conftest import TEMPLATE_HEAD, TEMPLATE_HOST, Databases
 from tests.helpers import (
     BIN,
@@ -82,12 +83,17 @@ class Next:
 
 @pytest.fixture(scope="session")
 def nxt(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Next:
-    location = copy_migrations(tmp_path_factory.mktemp("next") / "alembic")
-    revision = put_on_top(location, EXAMPLE, "dial_attempts")
-    scratch = databases.create(TEMPLATE_HOST)
-    write(script(location), generate(script(location), scratch))
-    databases.release(scratch)
-    return Next(location, revision)
+    """Built by the first worker that asks; its folder, which no test changes, serves them all."""
+
+    def build() -> Next:
+        location = copy_migrations(tmp_path_factory.mktemp("next") / "alembic")
+        revision = put_on_top(location, EXAMPLE, "dial_attempts")
+        scratch = databases.create(TEMPLATE_HOST)
+        write(script(location), generate(script(location), scratch))
+        databases.release(scratch)
+        return Next(location, revision)
+
+    return session_server.once("next_revision", build)
 
 
 @pytest.fixture
