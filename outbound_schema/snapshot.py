@@ -86,23 +86,26 @@ def generate(
     revisions = expected.managed()
     # Planning a revision reads the catalog it starts from: the one just generated, never a stale file.
     fresh: dict[str, Snapshot | None] = {rev.revision: None for rev in revisions}
-    with ExitStack() as session:
+    with ExitStack() as open_session:
         # One server session for every revision and catalog: a new one per step cost more than the step.
         conn = None
         for rev in revisions:
             if conn is None:
-                conn = session.enter_context(connect(scratch))
+                conn = open_session.enter_context(connect(scratch))
             config = alembic_config(scratch)
             config.set_main_option("script_location", script.dir)
             config.attributes["connection"] = conn
             config.attributes[EXPECTED_ATTRIBUTE] = fresh
             config.attributes[PREFLIGHT_ATTRIBUTE] = False
             command.upgrade(config, rev.revision)
+            # Read as a new session would (check and status do): nothing a revision set stays.
+            conn.execute(text("RESET ALL"))
+            conn.commit()
             ours = tables_in_current_schema(conn, excluding=[*HOST_TABLES, VERSION_TABLE])
             fresh[rev.revision] = snapshot(conn, ours)
             conn.rollback()  # the next revision starts outside any transaction
             if after and rev.revision in after:
-                session.close()
+                open_session.close()
                 conn = None
                 after[rev.revision]()
     return {name: snap for name, snap in fresh.items() if snap is not None}

@@ -23,6 +23,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import PoolResetState
 
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import SCRIPT_LOCATION_ENV_VAR, VERSION_TABLE, alembic_config
@@ -264,9 +266,10 @@ def plain(url: URL) -> str:
 
 #: The session each database's helper calls share during a test (see :func:`connected`).
 _warm: dict[str, Engine] = {}
+_WARMING = threading.Lock()
 
 
-def _discard_session_state(dbapi_connection: Any, _record: Any, reset: Any) -> None:
+def _discard_session_state(dbapi_connection: DBAPIConnection, _record: object, reset: PoolResetState) -> None:
     """A helper session back in the pool is as a new one: no transaction, settings, advisory locks,
     temporary tables or prepared plans left (``DISCARD ALL``); only its catalog caches stay warm."""
     if reset.terminate_only:
@@ -274,7 +277,7 @@ def _discard_session_state(dbapi_connection: Any, _record: Any, reset: Any) -> N
     dbapi_connection.rollback()
     dbapi_connection.autocommit = True
     try:
-        dbapi_connection.execute("DISCARD ALL")
+        dbapi_connection.cursor().execute("DISCARD ALL")
     finally:
         dbapi_connection.autocommit = False
 
@@ -285,24 +288,26 @@ def connected(url: URL) -> Iterator[Connection]:
 
     Within a test, the calls on one database share one server session, reset on its return: a new
     session costs the server about 5 ms, and its first catalog query 15 ms more while its caches
-    fill, and the helpers run over a thousand times a run. The sessions end with the test
-    (:func:`release_connections`). A database-level setting changed during a test (``ALTER
-    DATABASE ... SET``) reaches the product's sessions at once, the helpers' after the test.
+    fill, and the helpers ran some 600 times a run. The sessions end with the test
+    (:func:`release_connections`), and after an :func:`inject` of ``ALTER DATABASE`` or ``ALTER
+    ROLE``: a setting made so reaches new sessions only.
     """
     key = url.render_as_string(hide_password=False)
-    engine = _warm.get(key)
-    if engine is None:
-        # One idle session kept; concurrent helper calls get sessions of their own, closed on return.
-        engine = _warm[key] = engine_for(url, pool_size=1, max_overflow=-1)
-        event.listen(engine, "reset", _discard_session_state)
+    with _WARMING:
+        engine = _warm.get(key)
+        if engine is None:
+            # One idle session kept; concurrent helper calls get sessions of their own, closed on return.
+            engine = _warm[key] = engine_for(url, pool_size=1, max_overflow=-1)
+            event.listen(engine, "reset", _discard_session_state)
     with engine.connect() as conn:
         yield conn
 
 
 def release_connections() -> None:
     """End the helpers' sessions: a test's databases are left with none of them."""
-    engines = list(_warm.values())
-    _warm.clear()
+    with _WARMING:
+        engines = list(_warm.values())
+        _warm.clear()
     for engine in engines:
         engine.dispose()
 
@@ -324,6 +329,8 @@ def inject(url: URL, *statements: str) -> None:
         for statement in statements:
             conn.execute(text(statement))
         conn.commit()
+    if any(re.match(r"\s*ALTER\s+(DATABASE|ROLE|USER)\b", s, re.I) for s in statements):
+        release_connections()  # its settings reach new sessions only: the helpers' next one is new
 
 
 def catalog(url: URL) -> Snapshot:

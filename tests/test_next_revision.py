@@ -83,7 +83,9 @@ class Next:
 
 @pytest.fixture(scope="session")
 def nxt(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Next:
-    """Built by the first worker that asks; its folder, which no test changes, serves them all."""
+    """Built by the first worker that asks; its folder, which no test changes, serves them all (a
+    worker's temporary folders stay until the run ends: pytest-xdist hands each its base folder, which
+    pytest removes only in the process that made it)."""
 
     def build() -> Next:
         location = copy_migrations(tmp_path_factory.mktemp("next") / "alembic")

@@ -6,6 +6,7 @@ import email
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from importlib import metadata
@@ -20,17 +21,20 @@ from tests.helpers import HEAD, REPO, plain
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh virtualenv with only the wheel and its dependencies; yields its bin folder."""
     root = tmp_path_factory.mktemp("wheel")
-    # The PEP 517 hook pip calls, called as pip would without build isolation (the backend is in the
-    # test extra): one process where `pip wheel` starts three.
-    subprocess.run(
-        [sys.executable, "-c", "import sys, hatchling.build; hatchling.build.build_wheel(sys.argv[1])", root / "dist"],
+    failed_before = request.session.testsfailed
+    # The PEP 517 hook pip calls, of the backend pyproject.toml names, called as pip would without build
+    # isolation (the backend is in the test extra): one process where `pip wheel` starts three.
+    backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["build-backend"]
+    built = subprocess.run(
+        [sys.executable, "-c", f"import sys, {backend}; {backend}.build_wheel(sys.argv[1])", root / "dist"],
         cwd=REPO,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (root / "dist").glob("outbound_schema-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "outbound_schema/py.typed" in names
@@ -50,12 +54,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     site_packages = next((root / "venv" / "lib").glob("python3*/site-packages"))
     for dist in declared_dependencies(wheel):
         copy_distribution(dist, site_packages)
-    installed = subprocess.run([*pip, "install", "-q", "--no-index", str(wheel)], capture_output=True, text=True)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    install = subprocess.run([*pip, "install", "-q", "--no-index", str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stdout + install.stderr
     yield bin_dir
     # Thousands of files: removed here, while other workers test on, not at the end of a later run by
-    # pytest's clean-up of old temporary folders, while every other process waits.
-    shutil.rmtree(root, ignore_errors=True)
+    # pytest's clean-up of old temporary folders, while every other process waits. Kept if a test failed.
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def declared_dependencies(wheel: Path) -> list[metadata.Distribution]:
