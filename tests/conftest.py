@@ -76,8 +76,7 @@ class Databases:
 
     def build_templates(self) -> None:
         """The templates, built anew; ``generated`` gets the catalog after each revision."""
-        for name in TEMPLATES:
-            self.drop(name)
+        self.drop_templates()
         host = self.create(name=TEMPLATE_HOST)
         engine = create_engine(host)
         with engine.begin() as conn:
@@ -86,6 +85,10 @@ class Databases:
         head = self.create(template=TEMPLATE_HOST, name=TEMPLATE_HEAD)
         keep_legacy_head = {REVISIONS[-1]: lambda: self.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY)}
         self.generated = generate(ScriptDirectory.from_config(alembic_config()), head, keep_legacy_head)
+
+    def drop_templates(self) -> None:
+        for name in TEMPLATES:
+            self.drop(name)
 
     def drop(self, name: str) -> None:
         with self.admin.connect() as conn:
@@ -149,9 +152,7 @@ def _release_shared(prepared: session_server.Prepared) -> None:
     if prepared.server.provider == "url":
         admin = create_engine(prepared.server.url, isolation_level="AUTOCOMMIT")
         try:
-            dbs = Databases(prepared.server, admin)
-            for name in TEMPLATES:
-                dbs.drop(name)
+            Databases(prepared.server, admin).drop_templates()
         finally:
             admin.dispose()
 

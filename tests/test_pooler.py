@@ -34,6 +34,11 @@ ROUNDS = 3
 pytestmark = pytest.mark.heavy
 
 CONCURRENT = 4
+#: Our migration lock held in this database (pg_locks lists every database's, and the workers share a server).
+OUR_LOCK = (
+    "locktype = 'advisory' AND objid = :low "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 def through(pooler: Pooler, mode: str, database: URL) -> URL:
@@ -68,10 +73,7 @@ def server_sessions_are_clean(url: URL) -> None:
             )
             assert settings == {"client_connection_check_interval": "0", "lock_timeout": "0", "statement_timeout": "0"}
         locks = connections[0].scalar(
-            text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :low "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ),
+            text(f"SELECT count(*) FROM pg_locks WHERE {OUR_LOCK}"),
             {"low": LOCK_KEY & 0xFFFFFFFF},
         )
         assert locks == 0
@@ -178,10 +180,7 @@ def test_a_session_pooling_claim_that_is_false_stops_the_run(host_db: URL, poole
     assert len(version(host_db) or []) <= 1
     with connected(host_db) as conn:  # what a lying claim may leave: the lock on a pooled server connection
         conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = :low "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ),
+            text(f"SELECT pg_terminate_backend(pid) FROM pg_locks WHERE {OUR_LOCK}"),
             {"low": LOCK_KEY & 0xFFFFFFFF},
         )
         conn.commit()
