@@ -357,7 +357,13 @@ def _options(raw: str | None) -> tuple[str, ...]:
 def schema_dir(revision: Script) -> Path:
     """The folder holding the expected-schema files of ``revision``: ``schema/`` beside the ``versions/``
     folder the revision is in (or above it, for nested version folders)."""
-    path = Path(revision.path).resolve()
+    return _schema_dir_of(revision.path)
+
+
+@cache
+def _schema_dir_of(revision_file: str) -> Path:
+    # Resolving walks every folder of the path (lstat each): once per file per process, not per lookup.
+    path = Path(revision_file).resolve()
     versions = next((folder for folder in path.parents if folder.name == "versions"), path.parent)
     return versions.parent / SCHEMA_FOLDER
 

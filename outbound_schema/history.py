@@ -20,6 +20,7 @@ import ast
 import heapq
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
@@ -156,10 +157,22 @@ def _unreadable(path: Path, problem: str) -> HistoryUnreadable:
 def _read_file(path: Path) -> Revision | None:
     """The ids ``path`` assigns; None if it assigns no ``revision`` (not a revision file)."""
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        source = path.read_bytes()
+    except OSError as exc:
+        raise HistoryUnreadable(f"{path}: could not be read ({exc}).", path=path) from None
+    return _parse_file(path, source)
+
+
+@lru_cache(maxsize=1024)
+def _parse_file(path: Path, source: bytes) -> Revision | None:
+    """What :func:`_read_file` finds in ``source``, parsed once per process for the same path and bytes
+    (a history is read once per command; a process running many, as the tests do, reads the same files
+    again and again). Keyed on the content, so an edited file is parsed anew; a refusal is not kept."""
+    try:
+        tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
         raise HistoryUnreadable(f"{path}: not valid Python ({exc.msg}, line {exc.lineno}).", path=path) from None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise HistoryUnreadable(f"{path}: could not be read ({exc}).", path=path) from None
     values: dict[str, ast.expr] = {}
     for statement in tree.body:

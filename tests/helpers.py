@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -207,6 +207,15 @@ class Forked:
         return out, err
 
 
+class ForkedOnTerminal(Forked):
+    """A :class:`Forked` whose output and error went to a terminal: nothing to read here but its end."""
+
+    def __init__(self, pid: int) -> None:  # no pipes: the terminal has the output
+        self.pid = pid
+        self.args = ["outbound-schema (forked, on a terminal)"]
+        self.returncode = None
+
+
 def cli_forked(*args: str, cwd: Path = REPO, **env: str) -> Forked:
     """Our command line in a process of its own, forked from this one: its own pid, server sessions,
     exit code and signals, running concurrently with others, but without a new Python importing
@@ -223,35 +232,61 @@ def python_forked(code: str, *, cwd: Path = REPO, **env: str) -> Forked:
     return _fork(lambda: exec(compile(code, "<string>", "exec"), {"__name__": "__main__"}), cwd, env)
 
 
+def cli_forked_on_terminal(terminal: int, *args: str, **env: str) -> ForkedOnTerminal:
+    """Our command line forked as :func:`cli_forked` is, its standard output and error the terminal
+    ``terminal`` (the follower side of a pty) and its input /dev/null. For what the program shows on a
+    terminal: the file it writes to decides that, not how the process was started."""
+    from outbound_schema.cli import main
+
+    pid = os.fork()
+    if pid == 0:
+        _run_child(lambda: main(list(args)), REPO, _environment(**env), (os.open(os.devnull, os.O_RDONLY), terminal))
+    return ForkedOnTerminal(pid)
+
+
 def _fork(body: Callable[[], int | None], cwd: Path, environ: dict[str, str]) -> Forked:
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 1
-        try:
-            os.dup2(out_write, 1)
-            os.dup2(err_write, 2)
-            for fd in (out_read, err_read, out_write, err_write):
-                os.close(fd)
-            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-            os.environ.clear()
-            os.environ.update(environ)
-            os.chdir(cwd)
-            try:
-                code = body() or 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    if pid == 0:
+        os.close(out_read)
+        os.close(err_read)
+        _run_child(body, cwd, environ, (None, out_write, err_write))
     os.close(out_write)
     os.close(err_write)
     return Forked(pid, out_read, err_read)
+
+
+def _run_child(
+    body: Callable[[], int | None], cwd: Path, environ: dict[str, str], stdio: tuple[int | None, ...]
+) -> NoReturn:
+    """In a forked child: ``stdio`` becomes its standard input, output and error (None: kept; one file for
+    output and error when only two are given), then ``body`` runs as a program's main; never returns
+    into pytest."""
+    code = 1
+    try:
+        stdin, stdout, *rest = stdio
+        stderr = rest[0] if rest else stdout
+        for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
+            if fd is not None:
+                os.dup2(fd, target)
+        for fd in {stdin, stdout, stderr} - {None, 0, 1, 2}:
+            os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+        try:
+            code = body() or 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:

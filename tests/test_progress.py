@@ -12,7 +12,6 @@ import pty
 import re
 import select
 import struct
-import subprocess
 import termios
 import threading
 import time
@@ -26,7 +25,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema import progress
 from outbound_schema.progress import Progress, Reporter, Session
-from tests.helpers import BIN, HEAD, cli_forked, cli_here, connected, plain, version
+from tests.helpers import HEAD, cli_forked, cli_forked_on_terminal, cli_here, connected, plain, version
 
 INTERVAL = {progress.INTERVAL_ENV_VAR: "0.2"}
 SECRET = "personal-data-4711"  # in the writer's SQL: must never be shown
@@ -156,17 +155,11 @@ def test_quiet_upgrades_print_no_progress(at_46c: URL, writer: Writer) -> None:
 
 @pytest.mark.heavy
 def test_on_a_terminal_one_line_is_redrawn(at_46c: URL, writer: Writer) -> None:
-    """The installed program on a real terminal (a pty): the line is redrawn in place, not repeated."""
+    """The program on a real terminal (a pty, its output and error): the line is redrawn in place, not
+    repeated. Forked, not started anew: the terminal it writes to decides, not how it was started."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    deploy = subprocess.Popen(
-        [str(BIN / "outbound-schema"), "upgrade"],
-        env={**env, "DATABASE_URL": plain(at_46c), **INTERVAL},
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
-    )
+    deploy = cli_forked_on_terminal(follower, "upgrade", DATABASE_URL=plain(at_46c), **INTERVAL)
     os.close(follower)
     screen = b""
     try:
