@@ -172,6 +172,14 @@ def assess(
     live = catalog_objects(align_defaults(connection, every, snapshot(connection, expected.tables())))
     names = {name for snap in files.values() if snap is not None for name in object_names(snap)}
     taken = existing_relations(connection, sorted(names))
+    # Each file's objects listed once: every revision compares against those of all that follow it.
+    listed: dict[int, tuple[Snapshot, dict[tuple[str, str], CatalogObject]]] = {}
+
+    def objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
+        if id(snap) not in listed:
+            listed[id(snap)] = (snap, catalog_objects(snap))  # the snapshot kept: its id stays its own
+        return listed[id(snap)][1]
+
     reports: list[RevisionReport] = []
     for position, rev in enumerate(revisions):
         after, before = files[rev.revision], expected.before(rev)
@@ -180,8 +188,8 @@ def assess(
         elif after is None or before is None:
             reports.append(RevisionReport(rev.revision, known=False))
         else:
-            later = [catalog_objects(s) for r in revisions[position + 1 :] if (s := files[r.revision]) is not None]
-            findings = _findings(rev.revision, catalog_objects(before), catalog_objects(after), later, live, taken)
+            later = [objects(s) for r in revisions[position + 1 :] if (s := files[r.revision]) is not None]
+            findings = _findings(rev.revision, objects(before), objects(after), later, live, taken)
             reports.append(RevisionReport(rev.revision, tuple(findings)))
     return reports
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import os
 import shutil
 import subprocess
 import sys
@@ -94,14 +95,20 @@ def _applies(requirement: Requirement, extras: set[str]) -> bool:
 
 def copy_distribution(dist: metadata.Distribution, site_packages: Path) -> None:
     """The distribution's files, as its RECORD lists them, under ``site_packages``. Its console scripts
-    (outside site-packages) are left out: they would start this venv's Python."""
+    (outside site-packages) are left out: they would start this venv's Python.
+
+    Hard links where the file system allows (a tenth of the time of some 1,100 copies): nothing in the
+    venv writes into them, as Python and pip replace a file rather than rewrite it."""
     home = Path(str(dist.locate_file("")))
     for file in dist.files or []:
         source = home / file
         if file.parts[0] == ".." or not source.is_file():
             continue
         (site_packages / file).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, site_packages / file)
+        try:
+            os.link(source, site_packages / file)
+        except OSError:  # another file system, or links not allowed: a copy
+            shutil.copy2(source, site_packages / file)
 
 
 def run_installed(bin_dir: Path, cwd: Path, *args: str, url: URL | None = None) -> subprocess.CompletedProcess[str]:
