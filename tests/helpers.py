@@ -240,7 +240,8 @@ def cli_forked_on_terminal(terminal: int, *args: str, **env: str) -> ForkedOnTer
 
     pid = os.fork()
     if pid == 0:
-        _run_child(lambda: main(list(args)), REPO, _environment(**env), (os.open(os.devnull, os.O_RDONLY), terminal))
+        nothing = os.open(os.devnull, os.O_RDONLY)
+        _run_child(lambda: main(list(args)), REPO, _environment(**env), (nothing, terminal, terminal))
     return ForkedOnTerminal(pid)
 
 
@@ -258,19 +259,16 @@ def _fork(body: Callable[[], int | None], cwd: Path, environ: dict[str, str]) ->
 
 
 def _run_child(
-    body: Callable[[], int | None], cwd: Path, environ: dict[str, str], stdio: tuple[int | None, ...]
+    body: Callable[[], int | None], cwd: Path, environ: dict[str, str], stdio: tuple[int | None, int, int]
 ) -> NoReturn:
-    """In a forked child: ``stdio`` becomes its standard input, output and error (None: kept; one file for
-    output and error when only two are given), then ``body`` runs as a program's main; never returns
-    into pytest."""
+    """In a forked child: ``stdio`` becomes its standard input, output and error (an input of None is
+    kept), then ``body`` runs as a program's main; never returns into pytest."""
     code = 1
     try:
-        stdin, stdout, *rest = stdio
-        stderr = rest[0] if rest else stdout
-        for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
+        for target, fd in enumerate(stdio):
             if fd is not None:
                 os.dup2(fd, target)
-        for fd in {stdin, stdout, stderr} - {None, 0, 1, 2}:
+        for fd in {fd for fd in stdio if fd is not None} - {0, 1, 2}:
             os.close(fd)
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
