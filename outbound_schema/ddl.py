@@ -173,18 +173,22 @@ class DDLRunner:
         """
         limits = self.limits
         lock_timeout = limits.statement_timeout_ms if waits_harmlessly else limits.lock_timeout_ms
-        settings = [
-            f"SET LOCAL lock_timeout = '{lock_timeout}ms'",
-            f"SET LOCAL statement_timeout = '{limits.statement_timeout_ms}ms'",
-        ]
-        if self.as_sql:
+        if self.as_sql:  # a script a reviewer reads: the settings as SET LOCAL, one a line
+            settings = [
+                f"SET LOCAL lock_timeout = '{lock_timeout}ms'",
+                f"SET LOCAL statement_timeout = '{limits.statement_timeout_ms}ms'",
+            ]
             for statement in ("BEGIN", *settings, *statements, "COMMIT"):
                 self.execute(statement)
             return
         attempts = limits.lock_retries + 1
         guard = [g] if (g := self.session_guard()) else []
+        local = {"lock_timeout": f"{lock_timeout}ms", "statement_timeout": f"{limits.statement_timeout_ms}ms"}
         if name := self.application_name(label):
-            settings.append(f"SET LOCAL application_name = {literal(name)}")  # given back at COMMIT
+            local["application_name"] = name  # given back at COMMIT
+        # Online, the settings in one round trip, not one each: set_config(name, value, true) is SET LOCAL.
+        values = (f"set_config({literal(setting)}, {literal(value)}, true)" for setting, value in local.items())
+        settings = [f"SELECT {', '.join(values)}"]
         for attempt in range(1, attempts + 1):
             try:
                 with self.watch(label):
