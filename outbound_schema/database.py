@@ -62,13 +62,17 @@ def engine_for(url: URL, **pool_options: Any) -> Engine:
     no server-side prepared statements (``prepare_threshold=None``: under transaction pooling the
     next statement may reach a server connection that never prepared them), and a connect timeout
     (``DEFAULT_CONNECT_TIMEOUT`` seconds unless the URL gives ``connect_timeout``), so that a server
-    that never answers is an error, not a hang. ``pool_options`` go to ``create_engine`` as they are.
+    that never answers is an error, not a hang. No hstore look-up either (``use_native_hstore=False``):
+    our tables have no hstore column, and SQLAlchemy would otherwise query ``pg_type`` for it on each
+    engine's first connection, four round trips and a cold catalog planned for every command.
+    ``pool_options`` go to ``create_engine`` as they are.
     """
     connect_args: dict[str, object] = {"prepare_threshold": None}
     connect_args["application_name"] = url.query.get("application_name", dsn.APPLICATION_NAME)
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **pool_options)
+    options: dict[str, Any] = {"pool_pre_ping": True, "use_native_hstore": False, **pool_options}
+    return create_engine(url, connect_args=connect_args, **options)
 
 
 @contextmanager

@@ -134,6 +134,27 @@ class Call:
 Statement = str | Executable | Call
 
 
+@dataclass(frozen=True)
+class SessionGuard:
+    """The server session that holds the migration lock, and what to say when a statement reaches another
+    (``locking.same_session_guard`` makes one)."""
+
+    backend: int
+    message: str
+
+    def statement(self) -> str:
+        """A statement that fails, saying why, unless it runs in that session."""
+        return (
+            f"DO $$BEGIN IF pg_backend_pid() <> {self.backend} THEN "
+            f"RAISE EXCEPTION USING MESSAGE = {literal(self.message)}; END IF; END$$"
+        )
+
+    def check(self, backend: object) -> None:
+        """Stop unless ``backend``, the ``pg_backend_pid()`` a statement read, is that session's."""
+        if backend != self.backend:
+            raise OutboundSchemaError(self.message)
+
+
 class DDLRunner:
     """Runs DDL statements for a migration under ``limits``, through ``execute`` (Alembic's own executor).
 
@@ -147,15 +168,15 @@ class DDLRunner:
         limits: Limits,
         *,
         as_sql: bool,
-        session_guard: Callable[[], str | None] = lambda: None,
+        session_guard: Callable[[], SessionGuard | None] = lambda: None,
         watch: Callable[[str], AbstractContextManager[object]] = lambda _label: nullcontext(),
         application_name: Callable[[str], str | None] = lambda _label: None,
     ) -> None:
         self.execute = execute
         self.limits = limits
         self.as_sql = as_sql
-        #: Online, a statement that fails when this is no longer the server session holding the
-        #: migration lock (``locking.same_session_guard``): run first in every transaction.
+        #: Online, the server session holding the migration lock (``locking.same_session_guard``): every
+        #: transaction checks it is still there before it changes anything.
         self.session_guard = session_guard
         #: Around each statement as it runs: reports its progress while it runs long (``progress.Watch``).
         self.watch = watch
@@ -182,17 +203,22 @@ class DDLRunner:
                 self.execute(statement)
             return
         attempts = limits.lock_retries + 1
-        guard = [g] if (g := self.session_guard()) else []
+        guard = self.session_guard()
         local = {"lock_timeout": f"{lock_timeout}ms", "statement_timeout": f"{limits.statement_timeout_ms}ms"}
         if name := self.application_name(label):
             local["application_name"] = name  # given back at COMMIT
-        # Online, the settings in one round trip, not one each: set_config(name, value, true) is SET LOCAL.
-        values = (f"set_config({literal(setting)}, {literal(value)}, true)" for setting, value in local.items())
-        settings = [f"SELECT {', '.join(values)}"]
+        # Online, the session check and the settings in one round trip, not one each: set_config(name,
+        # value, true) is SET LOCAL, and the session is checked on the pid read before anything is changed.
+        columns = [f"set_config({literal(setting)}, {literal(value)}, true)" for setting, value in local.items()]
+        setup = f"SELECT pg_backend_pid(), {', '.join(columns)}"
         for attempt in range(1, attempts + 1):
             try:
                 with self.watch(label):
-                    for statement in ("BEGIN", *guard, *settings, *statements, "COMMIT"):
+                    self.execute("BEGIN")
+                    backend = self.execute(setup).scalar()
+                    if guard is not None:
+                        guard.check(backend)
+                    for statement in (*statements, "COMMIT"):
                         self.execute(statement)
                 return
             except BaseException as exc:
@@ -235,34 +261,34 @@ class DDLRunner:
         Its lock never blocks reads or writes, so it may wait as long as the statement may run.
         The session's own settings are put back afterwards (a host's connection goes back as it came).
         """
-        timeout = f"'{self.limits.statement_timeout_ms}ms'"
-        saved = {"lock_timeout": "DEFAULT", "statement_timeout": "DEFAULT"}
-        if not self.as_sql:
-            if guard := self.session_guard():
-                try:
-                    self.execute(guard)
-                except DBAPIError as exc:
-                    if _sqlstate(exc) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
-                        raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
-                    raise
-            if (name := self.application_name(label)) is not None:
-                saved["application_name"] = literal(name)
-            for setting in saved:
-                saved[setting] = literal(str(self.execute(text(f"SHOW {setting}")).scalar()))
-            if name is not None:
-                self.execute(f"SET application_name = {literal(name)}")
-        self.execute(f"SET lock_timeout = {timeout}")
-        self.execute(f"SET statement_timeout = {timeout}")
+        timeout = f"{self.limits.statement_timeout_ms}ms"
+        if self.as_sql:  # a script a reviewer reads: SET, one a line, and back to the defaults after
+            self.execute(f"SET lock_timeout = {literal(timeout)}")
+            self.execute(f"SET statement_timeout = {literal(timeout)}")
+            self.execute(statement)
+            self.execute("SET lock_timeout = DEFAULT")
+            self.execute("SET statement_timeout = DEFAULT")
+            return
+        wanted = {"lock_timeout": timeout, "statement_timeout": timeout}
+        if (name := self.application_name(label)) is not None:
+            wanted["application_name"] = name
+        # Online, one round trip each way: the session check with the settings as they were (to give back),
+        # then the new ones; set_config(name, value, false) is SET.
+        read = ", ".join(f"current_setting({literal(setting)})" for setting in wanted)
+        backend, *values = self.execute(f"SELECT pg_backend_pid(), {read}").one()
+        if (guard := self.session_guard()) is not None:
+            guard.check(backend)
+        saved = dict(zip(wanted, values, strict=True))
+        self.execute(_set_session(wanted))
         try:
-            with self.watch(label) if not self.as_sql else nullcontext():
+            with self.watch(label):
                 self.execute(statement)
         except DBAPIError as exc:
             if _sqlstate(exc) in (QUERY_CANCELED, LOCK_NOT_AVAILABLE):
                 raise _statement_timeout(label, self.limits) from None
             raise
         finally:
-            for setting, value in saved.items():
-                self.execute(f"SET {setting} = {value}")
+            self.execute(_set_session(saved))
 
     def _lock_holders(self, tables: Sequence[str]) -> str:
         # Who, not what: other sessions' SQL may carry personal data.
@@ -280,6 +306,12 @@ class DDLRunner:
             for pid, user, app, state, mode in rows
         ]
         return ", ".join(found) if found else "none any more"
+
+
+def _set_session(settings: dict[str, str]) -> str:
+    """One statement setting each of ``settings`` for the session, as SET would."""
+    values = (f"set_config({literal(name)}, {literal(value)}, false)" for name, value in settings.items())
+    return f"SELECT {', '.join(values)}"
 
 
 def _statement_timeout(label: str, limits: Limits) -> OutboundSchemaError:

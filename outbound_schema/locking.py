@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from outbound_schema.ddl import parse_duration_ms
+from outbound_schema.ddl import SessionGuard, parse_duration_ms
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.keywords import literal
 
 log = logging.getLogger("outbound_schema.lock")
 
@@ -108,8 +107,8 @@ def abort_if_client_dies(connection: Connection) -> Iterator[None]:
 BACKEND_KEY = "outbound_schema.lock_backend"
 
 
-def same_session_guard(connection: Connection) -> str | None:
-    """A statement that fails, saying why, unless it runs in the server session holding the migration lock.
+def same_session_guard(connection: Connection) -> SessionGuard | None:
+    """The server session holding the migration lock, which every statement of the run must reach.
 
     Behind a pooler that the operator said pools sessions (``OUTBOUND_SCHEMA_POOLER=session``) but
     that hands transactions around after all, the run stops at its next statement, the revision in
@@ -125,10 +124,7 @@ def same_session_guard(connection: Connection) -> str | None:
         f"the migration lock may stay with server process {int(holder)} until it closes (end it with SELECT "
         f"pg_terminate_backend({int(holder)}) or PgBouncer's RECONNECT). Migrate through a direct connection."
     )
-    return (
-        f"DO $$BEGIN IF pg_backend_pid() <> {int(holder)} THEN "
-        f"RAISE EXCEPTION USING MESSAGE = {literal(message)}; END IF; END$$"
-    )
+    return SessionGuard(int(holder), message)
 
 
 def refuse_transaction_pooling(connection: Connection) -> None:

@@ -66,7 +66,7 @@ from sqlalchemy.util import immutabledict
 
 from outbound_schema import progress
 from outbound_schema.catalog import HOST_TABLES, Snapshot
-from outbound_schema.ddl import Call, DDLRunner, Limits, Statement
+from outbound_schema.ddl import Call, DDLRunner, Limits, SessionGuard, Statement
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
 from outbound_schema.keywords import literal, quote
@@ -551,7 +551,7 @@ class SafeImpl(PostgresqlImpl):
 
     # Routing.
 
-    def _session_guard(self) -> str | None:
+    def _session_guard(self) -> SessionGuard | None:
         connection = self.migration_context.connection
         return None if self.as_sql or connection is None else same_session_guard(connection)
 
@@ -631,7 +631,7 @@ class SafeImpl(PostgresqlImpl):
         if guard is not None:
             # Alembic reads the version table and creates it next, in this transaction: a server session
             # that is not the lock's stops here, before two runs create it at once.
-            self._raw_exec(guard)
+            self._raw_exec(guard.statement())
 
     def rules_for(self, step: RevisionStep) -> Rules:
         assert self.expected is not None

@@ -14,11 +14,13 @@ from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
-from outbound_schema.ddl import parse_duration_ms
+from outbound_schema.ddl import DDLRunner, Limits, SessionGuard, Statement, parse_duration_ms
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.locking import LOCK_KEY, lock_wait_seconds
 from tests.conftest import TEMPLATE_HEAD, Databases
 from tests.helpers import HEAD, backends, catalog, cli_forked, cli_here, connected, plain, run_script, version
+
+JOBS = "outbound_call_jobs"
 
 
 def hold_table_lock(url: URL, table: str) -> tuple[threading.Event, threading.Thread]:
@@ -230,3 +232,43 @@ def test_a_connection_inside_a_transaction_is_refused(head_db: URL) -> None:
     finally:
         engine.dispose()
     assert version(head_db) == [HEAD]
+
+
+@pytest.mark.parametrize("concurrently", [False, True], ids=["in a transaction", "outside a transaction"])
+def test_a_statement_reaching_another_server_session_changes_nothing(head_db: URL, concurrently: bool) -> None:
+    """Every change first reads which server session it reached: reaching one other than the lock's (a
+    pooler handing transactions around), it stops with the guard's message before it changes anything,
+    and the session's settings are as they were."""
+    engine = create_engine(head_db, isolation_level="AUTOCOMMIT")  # as in the safety layer's autocommit block
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SET lock_timeout = '7s'"))
+            pid = conn.scalar(text("SELECT pg_backend_pid()"))
+
+            def execute(statement: Statement) -> object:
+                assert isinstance(statement, str)  # the runner's own statements, and this test's, are text
+                return conn.exec_driver_sql(statement)
+
+            def create_index(name: str, lock_holder: int) -> None:
+                ddl = DDLRunner(
+                    execute,
+                    Limits(),
+                    as_sql=False,
+                    session_guard=lambda: SessionGuard(lock_holder, "moved"),
+                    application_name=lambda label: f"outbound-schema {label}",
+                )
+                statement = f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} ON {JOBS} (lead_id)"
+                if concurrently:
+                    ddl.outside(statement, label=name)
+                else:
+                    ddl.in_transaction([statement], label=name, tables=[JOBS])
+
+            with pytest.raises(OutboundSchemaError, match=r"^moved$"):
+                create_index("idx_elsewhere", lock_holder=pid + 1)
+            create_index("idx_here", lock_holder=pid)  # the lock's own session: the change is made
+            assert conn.scalar(text("SHOW lock_timeout")) == "7s"
+            assert conn.scalar(text("SHOW application_name")) == ""
+    finally:
+        engine.dispose()
+    indexes = catalog(head_db).indexes
+    assert "idx_here" in indexes and "idx_elsewhere" not in indexes
