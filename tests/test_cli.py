@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import snapshot
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.database import engine_for
-from tests.helpers import ALL_REVISIONS, HEAD, alembic_here, cli, cli_here, connected, our_tables, plain, tables
+from tests.helpers import ALL_REVISIONS, HEAD, alembic_here, cli_here, connected, our_tables, plain, tables
 
 PASSWORD = "s3cret-pw"
 
@@ -114,21 +114,6 @@ def test_unreachable_server_exits_2(tmp_path: Path) -> None:
     done = cli_here("status", "--database-url", f"postgresql://u:{PASSWORD}@127.0.0.1:1/db", cwd=tmp_path)
     assert done.returncode == 2
     assert "u:***@127.0.0.1:1/db" in done.stderr
-
-
-@pytest.mark.heavy
-def test_embedded_default_when_no_url_is_configured(tmp_path: Path) -> None:
-    """The installed console script, as a process: the embedded server it starts lives as long as the process."""
-    done = cli("upgrade", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    folder = tmp_path / ".outbound-schema" / "pgdata"
-    notices = [line for line in done.stderr.splitlines() if "embedded PostgreSQL" in line]
-    assert notices == [notices[0]] and str(folder) in notices[0]
-    assert (folder / "PG_VERSION").is_file()
-
-    status = cli("status", cwd=tmp_path)
-    assert status.returncode == 0, status.stderr
-    assert "at head" in status.stdout
 
 
 def test_a_view_is_not_a_host_table(empty_db: URL) -> None:
