@@ -423,6 +423,11 @@ def _allowances(revision: Script) -> dict[str, str]:
 # The implementation that runs the operations.
 
 
+#: Where a server connection keeps its :func:`_monitor` (in SQLAlchemy's ``Connection.info``, which is the
+#: DBAPI connection's).
+MONITOR_KEY = "outbound_schema.progress_monitor"
+
+
 def _monitor(connection: Connection) -> Callable[[], AbstractContextManager[Any]] | None:
     """A way to open a second connection to the server and database the migration's connection is on,
     with its parameters (TLS ones included), for progress readings."""
@@ -560,8 +565,11 @@ class SafeImpl(PostgresqlImpl):
         connection = self.migration_context.connection
         if self.as_sql or connection is None:
             return nullcontext()
+        # Worked out once per server connection (its parameters never change), not for every statement.
+        if MONITOR_KEY not in connection.info:
+            connection.info[MONITOR_KEY] = _monitor(connection)
         return progress.watching(
-            _monitor(connection), connection.info.get(BACKEND_KEY), label, self.progress_interval, self.reporter
+            connection.info[MONITOR_KEY], connection.info.get(BACKEND_KEY), label, self.progress_interval, self.reporter
         )
 
     def _raw_exec(self, statement: Statement) -> Any:
