@@ -65,7 +65,8 @@ def engine_for(url: URL, **pool_options: Any) -> Engine:
     that never answers is an error, not a hang. No hstore look-up either (``use_native_hstore=False``):
     our tables have no hstore column, and SQLAlchemy would otherwise query ``pg_type`` for it on each
     engine's first connection, four round trips and a cold catalog planned for every command.
-    ``pool_options`` go to ``create_engine`` as they are.
+    ``pool_options`` go to ``create_engine`` as they are (``pool_pre_ping`` and ``use_native_hstore``
+    among them override these defaults).
     """
     connect_args: dict[str, object] = {"prepare_threshold": None}
     connect_args["application_name"] = url.query.get("application_name", dsn.APPLICATION_NAME)

@@ -12,8 +12,9 @@ Index builds and drops run ``CONCURRENTLY``, outside any transaction. They take
 a lock that never conflicts with reads and writes, so their lock timeout is the
 statement timeout: waiting costs the workers nothing.
 
-Online and offline (``--sql``) scripts run the same statements; offline there
-is no retry, but every statement can be run again (``IF NOT EXISTS``).
+A run online and an offline (``--sql``) script make the same changes (online, settings go
+through ``set_config`` and a session's own are given back; a script writes ``SET``); offline
+there is no retry, but every statement can be run again (``IF NOT EXISTS``).
 ``outbound_schema.safety`` decides which statements each operation needs.
 """
 
@@ -181,7 +182,8 @@ class DDLRunner:
         #: Around each statement as it runs: reports its progress while it runs long (``progress.Watch``).
         self.watch = watch
         #: Online, what the connection is called while it runs a statement (``progress.application_name``),
-        #: for ``outbound-schema status`` in another shell; set after the session guard, given back after.
+        #: for ``outbound-schema status`` in another shell; set with the session check in a transaction (given
+        #: back at COMMIT), after it outside one (given back after the statement).
         self.application_name = application_name
 
     def in_transaction(
@@ -272,8 +274,8 @@ class DDLRunner:
         wanted = {"lock_timeout": timeout, "statement_timeout": timeout}
         if (name := self.application_name(label)) is not None:
             wanted["application_name"] = name
-        # Online, one round trip each way: the session check with the settings as they were (to give back),
-        # then the new ones; set_config(name, value, false) is SET.
+        # Online, three round trips where SHOW and SET took ten: one reads the session (checked) and the
+        # settings as they are (to give back), one sets them, one gives them back; set_config(..., false) is SET.
         read = ", ".join(f"current_setting({literal(setting)})" for setting in wanted)
         backend, *values = self.execute(f"SELECT pg_backend_pid(), {read}").one()
         if (guard := self.session_guard()) is not None:

@@ -239,7 +239,7 @@ def test_a_statement_reaching_another_server_session_changes_nothing(head_db: UR
     """Every change first reads which server session it reached: reaching one other than the lock's (a
     pooler handing transactions around), it stops with the guard's message before it changes anything,
     and the session's settings are as they were."""
-    engine = create_engine(head_db, isolation_level="AUTOCOMMIT")  # as in the safety layer's autocommit block
+    engine = engine_for(head_db, isolation_level="AUTOCOMMIT")  # as in the safety layer's autocommit block
     try:
         with engine.connect() as conn:
             conn.execute(text("SET lock_timeout = '7s'"))
@@ -267,7 +267,7 @@ def test_a_statement_reaching_another_server_session_changes_nothing(head_db: UR
                 create_index("idx_elsewhere", lock_holder=pid + 1)
             create_index("idx_here", lock_holder=pid)  # the lock's own session: the change is made
             assert conn.scalar(text("SHOW lock_timeout")) == "7s"
-            assert conn.scalar(text("SHOW application_name")) == ""
+            assert conn.scalar(text("SHOW application_name")) == "outbound-schema"
     finally:
         engine.dispose()
     indexes = catalog(head_db).indexes
