@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from outbound_schema import drift, dsn
@@ -502,18 +503,39 @@ def _chain(exc: BaseException) -> list[BaseException]:
 _RELATIVE = re.compile(r"^(?P<base>.*?)(?P<step>[+-]\d+)$")
 
 
+def _target_parts(target: str) -> list[str]:
+    """The revisions ``target`` names (``a:b`` both; ``head-1`` its base; a bare step, -1 or +1, none)."""
+    parts = []
+    for whole in target.split(":"):
+        relative = _RELATIVE.match(whole)
+        part = relative.group("base") if relative else whole  # a step (-1, head+1) counts from where the database is
+        if not (relative and not part):
+            parts.append(part)
+    return parts
+
+
+def _plainly_known(config: Config, target: str) -> bool:
+    """Whether every revision ``target`` names is plainly there: a revision id of the script location's
+    history, base, heads, or head with one head. Read from the files' source (``History``), where Alembic
+    would load every revision file a second time for the command; anything else Alembic resolves."""
+    try:
+        history = History.read(Path(config.get_main_option("script_location") or ""))
+    except HistoryUnreadable:
+        return False
+    plain = {"base", "heads", *history.revisions, *(("head",) if len(history.heads()) == 1 else ())}
+    return all(part in plain for part in _target_parts(target))
+
+
 def _known_target(config: Config, target: str) -> None:
     """Refuse a revision this library does not have before anything connects (nothing is written)."""
+    if _plainly_known(config, target):
+        return
     from alembic.script import ScriptDirectory
     from alembic.script.revision import RevisionError
     from alembic.util import CommandError
 
     script = ScriptDirectory.from_config(config)
-    for whole in target.split(":"):
-        relative = _RELATIVE.match(whole)
-        part = relative.group("base") if relative else whole  # a step (-1, head+1) counts from where the database is
-        if relative and not part:
-            continue
+    for part in _target_parts(target):
         try:
             if not part:
                 raise CommandError("empty")

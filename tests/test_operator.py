@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -28,7 +29,9 @@ from tests.helpers import (
     cli_forked,
     cli_here,
     connected,
+    copy_migrations,
     expected_text,
+    in_location,
     inject,
     plain,
     python_forked,
@@ -143,6 +146,24 @@ def test_an_unknown_revision_changes_nothing(host_db: URL, command: tuple[str, .
     assert "There is no revision '99z' in this version of outbound-schema, so nothing was done" in done.stderr
     assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
     assert version(host_db) is None  # no version table was created
+
+
+def test_head_with_two_heads_is_refused_before_anything_changes(host_db: URL, tmp_path: Path) -> None:
+    """``head`` names one revision only while there is one head: with a second one beside it, the command
+    stops before it connects, naming both; a revision id still takes the database there."""
+    location = copy_migrations(tmp_path / "migrations")
+    (location / "versions" / "48z_beside.py").write_text(
+        f'revision = "48z"\ndown_revision = {ALL_REVISIONS[-2]!r}\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+    done = cli_here("upgrade", "head", DATABASE_URL=plain(host_db), **in_location(location))
+    assert done.returncode == 1
+    assert "There is no revision 'head'" in done.stderr and f"(head is {', '.join(sorted([HEAD, '48z']))})" in (
+        done.stderr
+    )
+    assert version(host_db) is None  # no version table was created
+    sql = cli_here("upgrade", HEAD, "--sql", **in_location(location))
+    assert sql.returncode == 0 and f"version_num='{HEAD}'" in sql.stdout, sql.stderr
 
 
 PASSWORD = "s3cret-pw"
