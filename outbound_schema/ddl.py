@@ -211,8 +211,7 @@ class DDLRunner:
             local["application_name"] = name  # given back at COMMIT
         # Online, the session check and the settings in one round trip, not one each: set_config(name,
         # value, true) is SET LOCAL, and the session is checked on the pid read before anything is changed.
-        columns = [f"set_config({literal(setting)}, {literal(value)}, true)" for setting, value in local.items()]
-        setup = f"SELECT pg_backend_pid(), {', '.join(columns)}"
+        setup = f"SELECT pg_backend_pid(), {_set_config(local, is_local=True)}"
         for attempt in range(1, attempts + 1):
             try:
                 with self.watch(label):
@@ -281,7 +280,7 @@ class DDLRunner:
         if (guard := self.session_guard()) is not None:
             guard.check(backend)
         saved = dict(zip(wanted, values, strict=True))
-        self.execute(_set_session(wanted))
+        self.execute(f"SELECT {_set_config(wanted, is_local=False)}")
         try:
             with self.watch(label):
                 self.execute(statement)
@@ -290,7 +289,7 @@ class DDLRunner:
                 raise _statement_timeout(label, self.limits) from None
             raise
         finally:
-            self.execute(_set_session(saved))
+            self.execute(f"SELECT {_set_config(saved, is_local=False)}")
 
     def _lock_holders(self, tables: Sequence[str]) -> str:
         # Who, not what: other sessions' SQL may carry personal data.
@@ -310,10 +309,10 @@ class DDLRunner:
         return ", ".join(found) if found else "none any more"
 
 
-def _set_session(settings: dict[str, str]) -> str:
-    """One statement setting each of ``settings`` for the session, as SET would."""
-    values = (f"set_config({literal(name)}, {literal(value)}, false)" for name, value in settings.items())
-    return f"SELECT {', '.join(values)}"
+def _set_config(settings: dict[str, str], *, is_local: bool) -> str:
+    """The select list setting each of ``settings``: as SET LOCAL would (``is_local``), else as SET."""
+    flag = "true" if is_local else "false"
+    return ", ".join(f"set_config({literal(name)}, {literal(value)}, {flag})" for name, value in settings.items())
 
 
 def _statement_timeout(label: str, limits: Limits) -> OutboundSchemaError:

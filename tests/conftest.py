@@ -200,7 +200,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
     # The tests make garbage in bulk (each command loads the revisions, builds engines and catalogs): the
     # young generations, collected every 700 allocations, took 600 collections and 1.1-1.6 s of CPU per
-    # worker a run; every 10,000, some 170 and 0.6-1.1 s. Collected all the same, a little later.
+    # worker a run; every 10,000, some 300 and 0.7-1.2 s. Collected all the same, a little later.
     gc.set_threshold(10_000, 20, 100)
 
 
