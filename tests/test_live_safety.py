@@ -42,7 +42,7 @@ def hold_table_lock(url: URL, table: str) -> tuple[threading.Event, threading.Th
     return stop, holder
 
 
-@pytest.mark.heavy
+@pytest.mark.waits
 def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL, databases: Databases) -> None:
     assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
     # A copy of the same template on the same server: its tables have the same OIDs as ours. A lock held
@@ -78,7 +78,7 @@ def test_a_held_lock_makes_ddl_time_out_retry_then_stop(head_db: URL, databases:
     assert "dial_started_at" not in columns
 
 
-@pytest.mark.heavy
+@pytest.mark.waits
 def test_a_lock_released_during_the_retries_lets_the_upgrade_finish(head_db: URL) -> None:
     assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
     stop, holder = hold_table_lock(head_db, "outbound_call_jobs")
@@ -93,7 +93,7 @@ def test_a_lock_released_during_the_retries_lets_the_upgrade_finish(head_db: URL
     assert version(head_db) == [HEAD]
 
 
-@pytest.mark.heavy
+@pytest.mark.waits
 def test_workers_keep_writing_while_ddl_waits(head_db: URL) -> None:
     """While our ALTER waits for its lock, writers queue behind it for at most the lock timeout."""
     assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0

@@ -196,7 +196,7 @@ def silent_server() -> Iterator[int]:
         yield int(listener.getsockname()[1])
 
 
-@pytest.mark.heavy
+@pytest.mark.waits
 def test_a_server_that_never_answers_is_given_up_on(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
     from outbound_schema import database
 

@@ -164,12 +164,13 @@ def test_our_connections_pass_a_default_pgbouncer(head_db: URL, pooler: Pooler) 
     assert codes == [0] * 8
 
 
+@pytest.mark.waits
 def test_a_session_pooling_claim_that_is_false_stops_the_run(host_db: URL, pooler: Pooler) -> None:
     """Told 'session' through transaction pooling, runs stop at the first statement on another server
     session: never two migrating at once, never a traceback, and a direct upgrade then converges."""
     pooled = through(pooler, "transaction", host_db)
-    # A lock left on a pooled server connection makes the others wait: only a few seconds here.
-    for done in upgrade_all_at_once(pooled, **{POOLER_ENV_VAR: "session", "OUTBOUND_SCHEMA_LOCK_WAIT": "3"}):
+    # A lock left on a pooled server connection makes the others wait: only a second here.
+    for done in upgrade_all_at_once(pooled, **{POOLER_ENV_VAR: "session", "OUTBOUND_SCHEMA_LOCK_WAIT": "1"}):
         stopped = (
             "The server session changed during the migration",
             "has held the migration lock",

@@ -98,7 +98,7 @@ def wait_for_running(url: URL, pid: int, seconds: float = 30) -> dict[str, objec
     raise AssertionError(f"status never showed the migration waiting on {pid}")
 
 
-@pytest.mark.heavy
+@pytest.mark.waits
 def test_a_waiting_build_names_who_it_waits_on_and_status_shows_it(at_46c: URL, writer: Writer) -> None:
     deploy = cli_forked("upgrade", DATABASE_URL=plain(at_46c), **INTERVAL)
     try:
@@ -142,6 +142,7 @@ def test_a_waiting_build_names_who_it_waits_on_and_status_shows_it(at_46c: URL, 
     assert after["running"] is None and after["state"] == "at_head"
 
 
+@pytest.mark.waits
 def test_quiet_upgrades_print_no_progress(at_46c: URL, writer: Writer) -> None:
     deploy = cli_forked("upgrade", "-q", DATABASE_URL=plain(at_46c), **INTERVAL)
     try:
@@ -153,7 +154,7 @@ def test_quiet_upgrades_print_no_progress(at_46c: URL, writer: Writer) -> None:
     assert deploy.returncode == 0 and stderr == "", stderr
 
 
-@pytest.mark.heavy
+@pytest.mark.waits
 def test_on_a_terminal_one_line_is_redrawn(at_46c: URL, writer: Writer) -> None:
     """The program on a real terminal (a pty, its output and error): the line is redrawn in place, not
     repeated. Forked, not started anew: the terminal it writes to decides, not how it was started."""
@@ -253,6 +254,7 @@ def test_the_end_of_a_statement_never_waits_for_its_watcher() -> None:
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.waits
 def test_a_hosts_connection_gets_its_name_back(at_46c: URL, writer: Writer) -> None:
     """The connection names each statement while it runs, for status; a host's connection goes back as it came."""
     from alembic import command
@@ -264,14 +266,18 @@ def test_a_hosts_connection_gets_its_name_back(at_46c: URL, writer: Writer) -> N
         with engine.connect() as conn:
             config = alembic_config(at_46c)
             config.attributes["connection"] = conn
-            release = threading.Timer(3.0, writer.finish)
-            release.start()
             seen = []
-            watcher = threading.Thread(target=lambda: seen.append(wait_for_running(at_46c, writer.pid)))
+
+            def watch_then_release() -> None:
+                try:
+                    seen.append(wait_for_running(at_46c, writer.pid))
+                finally:  # seen or not, the build may finish: the assertion below tells which
+                    writer.finish()
+
+            watcher = threading.Thread(target=watch_then_release)
             watcher.start()
             command.upgrade(config, "head")
             watcher.join()
-            release.join()
             assert seen and seen[0]["progress"]["statement"] == BUILD_46D
             assert conn.scalar(text("SHOW application_name")) == "host-app"
     finally:

@@ -259,6 +259,7 @@ def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
     assert_rows_kept(before, rows(host_db))
 
 
+@pytest.mark.waits
 def test_lock_wait_expires_with_a_clear_message(host_db: URL) -> None:
     legacy_db(host_db, "46b")
     before = catalog(host_db)
