@@ -162,6 +162,15 @@ def refuse_transaction_pooling(connection: Connection) -> None:
     )
 
 
+def poll_intervals() -> Iterator[float]:
+    """The waits between a waiter's tries for the migration lock: ``FIRST_POLL_INTERVAL``, doubling up
+    to ``POLL_INTERVAL``."""
+    interval = FIRST_POLL_INTERVAL
+    while True:
+        yield interval
+        interval = min(interval * 2, POLL_INTERVAL)
+
+
 @contextmanager
 def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None]:
     """Hold the migration lock on ``connection`` for the duration of the block.
@@ -179,7 +188,7 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
     deadline = time.monotonic() + wait_seconds
     started = time.monotonic()
     announced = False
-    poll_interval = FIRST_POLL_INTERVAL
+    polls = poll_intervals()
     ids = {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF}
     while True:
         # A session lock is re-entrant: a server session that already holds it would grant it again. Only
@@ -209,8 +218,7 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
                 f"{LOCK_WAIT_ENV_VAR}. If that process is stuck, see it with SELECT * FROM pg_stat_activity "
                 f"WHERE pid = {holder}, and stop it with pg_terminate_backend({holder})."
             )
-        time.sleep(poll_interval)
-        poll_interval = min(poll_interval * 2, POLL_INTERVAL)
+        time.sleep(next(polls))
     if announced:
         log.info("migration lock acquired after %.1f s", time.monotonic() - started)
     try:

@@ -5,6 +5,7 @@ Every database here holds rows; they are compared before and after.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from outbound_schema.locking import LOCK_KEY
+from outbound_schema.locking import LOCK_KEY, poll_intervals
 from tests.helpers import (
     BIN,
     HEAD,
@@ -257,6 +258,11 @@ def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
     assert version(host_db) == [HEAD]
     assert_rows_kept(before, rows(host_db))
+
+
+def test_a_waiter_tries_again_soon_then_twice_a_second() -> None:
+    """A rolling deploy's pods hold the lock a few milliseconds each: the next goes on soon after."""
+    assert list(itertools.islice(poll_intervals(), 7)) == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
 
 
 @pytest.mark.waits
