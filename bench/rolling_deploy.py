@@ -9,8 +9,8 @@ wait for the migration lock, find the schema at head and let the lock go.
 Measured: the time from starting the pods to the last one's exit, and each
 pod's own time. Against the baseline of polling for the lock every 500 ms from
 the first try: the same program with ``locking.FIRST_POLL_INTERVAL`` set to
-``POLL_INTERVAL``; the two interleaved, round by round, so that a busy moment
-of the machine weighs on both alike.
+``POLL_INTERVAL``; the two interleaved, each going first in turn, so that a
+busy moment of the machine weighs on both alike.
 
 Uses DATABASE_URL's server if set (it creates and drops a scratch database
 there), else an embedded PostgreSQL in a temporary folder (see scratch.py).
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 from contextlib import ExitStack
 
@@ -32,38 +33,43 @@ from outbound_schema.cli import main as cli
 from outbound_schema.config import alembic_config
 
 
-def pod(url: str, first_poll: float) -> None:
-    """In a forked child: one deploy's upgrade, its output discarded; exits with the command's code."""
+def pod(url: str, first_poll: float, errors: int) -> None:
+    """In a forked child: one deploy's upgrade, its output discarded but for errors (to ``errors``, a
+    file); exits with the command's code."""
     locking.FIRST_POLL_INTERVAL = first_poll
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    code = 0
+    os.dup2(errors, 2)
+    code = 1
     try:
-        cli(["upgrade", "-q", "--database-url", url])
+        code = cli(["upgrade", "-q", "--database-url", url])
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
-    except BaseException:
-        code = 1
-    os._exit(code)
+    finally:
+        os._exit(code)
 
 
 def deploy(url: str, pods: int, first_poll: float) -> tuple[float, list[float]]:
-    """``pods`` upgrades started together; the time to the last exit and each pod's time."""
-    started = time.perf_counter()
-    children = []
-    for _ in range(pods):
-        child = os.fork()
-        if child == 0:
-            pod(url, first_poll)
-        children.append(child)
-    each = []
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit("a pod's upgrade failed: run outbound-schema upgrade on the scratch database to see why")
-        each.append(time.perf_counter() - started)
-    return time.perf_counter() - started, each
+    """``pods`` upgrades started together; the time to the last exit and each pod's own time."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        children = set()
+        for _ in range(pods):
+            child = os.fork()
+            if child == 0:
+                pod(url, first_poll, errors.fileno())
+            children.add(child)
+        each, failed = [], 0
+        while children:  # each pod as it ends, whichever it is: none is left running
+            child, status = os.wait()
+            children.discard(child)
+            each.append(time.perf_counter() - started)
+            failed += os.waitstatus_to_exitcode(status) != 0
+        total = time.perf_counter() - started
+        if failed:
+            errors.seek(0)
+            raise SystemExit(f"{failed} of {pods} pods failed to upgrade:\n{errors.read().decode(errors='replace')}")
+    return total, each
 
 
 def main() -> None:
@@ -82,8 +88,9 @@ def main() -> None:
         deploy(plain, 1, locking.FIRST_POLL_INTERVAL)  # caches warm for both
         last: dict[str, list[float]] = {name: [] for name in programs}
         pods: dict[str, list[float]] = {name: [] for name in programs}
-        for _ in range(args.rounds):
-            for name, first_poll in programs.items():
+        for round_ in range(args.rounds):
+            order = list(programs.items())
+            for name, first_poll in order if round_ % 2 == 0 else reversed(order):  # each goes first in turn
                 total, each = deploy(plain, args.pods, first_poll)
                 last[name].append(total)
                 pods[name].extend(each)

@@ -33,8 +33,8 @@ DEFAULT_LOCK_WAIT = 600.0
 #: "session": the operator says the pooler between us and the database pools sessions, not transactions.
 POOLER_ENV_VAR = "OUTBOUND_SCHEMA_POOLER"
 #: A waiter tries for the lock again after 50 ms, then 100, 200, 400, and every 500 ms from there: a rolling
-#: deploy's pods mostly find the schema at head and hold the lock for a few milliseconds each, so the next
-#: one goes on at once rather than half a second later, while a long migration is polled twice a second.
+#: deploy's pods mostly find the schema at head and hold the lock briefly, so the next one goes on at
+#: once rather than half a second later, while a long migration is polled twice a second.
 FIRST_POLL_INTERVAL = 0.05
 POLL_INTERVAL = 0.5
 
@@ -165,7 +165,7 @@ def refuse_transaction_pooling(connection: Connection) -> None:
 def poll_intervals() -> Iterator[float]:
     """The waits between a waiter's tries for the migration lock: ``FIRST_POLL_INTERVAL``, doubling up
     to ``POLL_INTERVAL``."""
-    interval = FIRST_POLL_INTERVAL
+    interval = min(FIRST_POLL_INTERVAL, POLL_INTERVAL)
     while True:
         yield interval
         interval = min(interval * 2, POLL_INTERVAL)

@@ -30,7 +30,8 @@ from tests.test_readme import PYTHON_BLOCKS
 
 Pooler = Callable[[str], URL]
 ROUNDS = 3
-# Processes through a real PgBouncer: among the first tests scheduled (conftest).
+# Processes through a real PgBouncer: among the first tests scheduled (conftest), but for the one marked
+# `waits`, which is spread through the run.
 pytestmark = pytest.mark.heavy
 
 CONCURRENT = 4

@@ -9,14 +9,18 @@ import itertools
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import IO
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from outbound_schema.locking import LOCK_KEY, poll_intervals
+from outbound_schema import locking
+from outbound_schema.database import engine_for
+from outbound_schema.locking import LOCK_KEY
 from tests.helpers import (
     BIN,
     HEAD,
@@ -260,9 +264,30 @@ def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
     assert_rows_kept(before, rows(host_db))
 
 
-def test_a_waiter_tries_again_soon_then_twice_a_second() -> None:
-    """A rolling deploy's pods hold the lock a few milliseconds each: the next goes on soon after."""
-    assert list(itertools.islice(poll_intervals(), 7)) == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
+def test_a_waiter_tries_again_soon_then_twice_a_second(host_db: URL, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rolling deploy's pods each hold the lock briefly: the next one tries again after 50 ms, then
+    100, 200, 400 and 500 ms. The lock is really held here, and let go at the fifth wait."""
+    holder_engine = create_engine(host_db, isolation_level="AUTOCOMMIT")
+    holder = holder_engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the waiter's waits, counted instead of slept
+        waits.append(seconds)
+        if len(waits) == 5:  # let go here, synchronously: closing the session would free it a moment later
+            holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+
+    monkeypatch.setattr(locking, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    engine = engine_for(host_db)
+    try:
+        with engine.connect() as conn, locking.migration_lock(conn, wait_seconds=60):
+            pass
+    finally:
+        engine.dispose()
+        holder.close()
+        holder_engine.dispose()
+    assert waits == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5])
+    assert list(itertools.islice(locking.poll_intervals(), 7)) == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
 
 
 @pytest.mark.waits
