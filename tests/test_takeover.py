@@ -222,8 +222,11 @@ def hold_migration_lock(url: URL) -> Callable[[], None]:
     conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
 
     def release() -> None:
-        conn.close()
-        engine.dispose()
+        """Let go now, synchronously (a closed session frees it a moment later); again, nothing more."""
+        if not conn.closed:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+            conn.close()
+            engine.dispose()
 
     return release
 
@@ -267,15 +270,13 @@ def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
 def test_a_waiter_tries_again_soon_then_twice_a_second(host_db: URL, monkeypatch: pytest.MonkeyPatch) -> None:
     """A rolling deploy's pods each hold the lock briefly: the next one tries again after 50 ms, then
     100, 200, 400 and 500 ms. The lock is really held here, and let go at the fifth wait."""
-    holder_engine = create_engine(host_db, isolation_level="AUTOCOMMIT")
-    holder = holder_engine.connect()
-    holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+    release = hold_migration_lock(host_db)
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:  # the waiter's waits, counted instead of slept
         waits.append(seconds)
-        if len(waits) == 5:  # let go here, synchronously: closing the session would free it a moment later
-            holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+        if len(waits) == 5:
+            release()
 
     monkeypatch.setattr(locking, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
     engine = engine_for(host_db)
@@ -284,8 +285,7 @@ def test_a_waiter_tries_again_soon_then_twice_a_second(host_db: URL, monkeypatch
             pass
     finally:
         engine.dispose()
-        holder.close()
-        holder_engine.dispose()
+        release()
     assert waits == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5])
     assert list(itertools.islice(locking.poll_intervals(), 7)) == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
 
