@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: The version of ``status --format json``'s output; keys are only ever added within one.
 STATUS_FORMAT_VERSION = 1
+#: How many of the schema history's last rows ``status`` shows: in JSON, and as text.
+HISTORY_SHOWN = 100
+HISTORY_SHOWN_AS_TEXT = 5
 
 _VERDICTS = {
     "applied": "applied",
@@ -176,7 +179,6 @@ def _existing_url(args: argparse.Namespace) -> URL:
 def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> int:
     """Each step's state, and the migration running now if one is. Exit 1 on conflicts or an unknown
     revision, or with ``gate`` anywhere but head."""
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     from outbound_schema import progress
@@ -185,24 +187,18 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
     from outbound_schema.database import connect, mask
     from outbound_schema.expected import ExpectedSchemas, foreign_tables
     from outbound_schema.locking import LOCK_KEY
-    from outbound_schema.revisions import applied_revisions, check_rows, superseded_rows, version_rows_error
+    from outbound_schema.revisions import applied_revisions
+    from outbound_schema.standing import read_history, stand
     from outbound_schema.takeover import RevisionReport, assess
 
     script = ScriptDirectory.from_config(alembic_config(url))
-    known = {rev.revision for rev in script.walk_revisions()}
     with connect(url) as connection:
         running = progress.running(connection, LOCK_KEY)
         connection.commit()
-        context = MigrationContext.configure(connection, opts={"version_table": version_table})
-        heads = context.get_current_heads()
-        check_rows(version_table, heads)
-        current = {str(head) for head in heads}
-        if version_table != VERSION_TABLE:  # a host's table also records the host's own heads
-            current &= known
-        unknown = current - known
-        superseded = superseded_rows(current, lambda heads: applied_revisions(script, heads))
-        if superseded:
-            raise version_rows_error(version_table, current, superseded)
+        standing = stand(connection, History.read(script_location()), version_table)
+        history = read_history(connection, limit=HISTORY_SHOWN)
+        current = set(standing.current)
+        unknown = standing.state in ("ahead", "unknown")
         reports: list[RevisionReport] = []
         missing_host_tables: list[str] = []
         if not unknown:
@@ -221,9 +217,10 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
         verdict = (
             f"migrating: {' -> '.join(pending) + ' in progress' if pending else f'by server process {running.pid}'}"
         )
+    elif standing.state == "ahead":
+        state, verdict, code = "ahead", standing.summary() + "; upgrade has nothing to do", 0
     elif unknown:
-        state, code = "unknown", 1
-        verdict = f"unknown revision {', '.join(sorted(unknown))}: this database is newer than this library"
+        state, code, verdict = "unknown", 1, standing.summary()
     elif any(r.state == "conflicting" for r in reports):
         state, verdict, code = "conflicting", "conflicting objects: upgrade would refuse", 1
     elif pending and missing_host_tables:
@@ -255,6 +252,7 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
                         for r in reports
                     ],
                     "running": None if running is None else running.to_json(),
+                    "history": [entry.to_json() for entry in history],
                 }
             )
         )
@@ -264,6 +262,8 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
     print(f"head:     {', '.join(script.get_heads())}")
     if running is not None:
         print(f"running:  {running.describe()}")
+    for entry in history[-HISTORY_SHOWN_AS_TEXT:]:
+        print(f"history:  {entry.describe()}{_took(entry.duration_ms)}")
     for report in reports:
         print(f"  {report.revision}  {_VERDICTS[report.state]}")
         if report.state in ("partial", "conflicting"):
@@ -271,6 +271,10 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
                 print(f"        {finding.describe()}")
     print(f"state:    {verdict}")
     return code
+
+
+def _took(duration_ms: int | None) -> str:
+    return "" if duration_ms is None else f", in {duration_ms / 1000:.1f} s"
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -28,17 +28,24 @@ to PostgreSQL through psycopg, with SELECT privileges only (a role with
 
 The JSON report (``--format json``) has this shape, stable within ``format`` 1::
 
-    {"format": 1, "status": "ok" | "drift" | "error", "database": "<masked URL>",
+    {"format": 1, "status": "ok" | "drift" | "ahead" | "error", "database": "<masked URL>",
      "revision": {"state": "at_head" | "behind" | "ahead" | "unknown" | "untracked",
-                  "current": ["46d"], "head": "46d", "pending": [], "compared_with": "46d"},
+                  "current": ["46d"], "head": "46d", "pending": [], "compared_with": "46d",
+                  "newer": [{"revision": ..., "parents": [...], "action": ..., "applied_at": ...,
+                             "duration_ms": ..., "release": ..., "host": ...}]  (ahead only)},
      "objects": [{"kind": "table" | "column" | "constraint" | "index" | "sequence" | "position"
                           | "policy" | "trigger" | "rule" | "search_path" | "revision",
                   "name": "...",
                   "verdict": "ok" | "missing" | "different" | "extra" | "invalid" | "renamed" | "disabled"
-                             | "behind" | "ahead" | "unknown" | "untracked" | "shadowed" | "elsewhere",
+                             | "behind" | "ahead" | "unknown" | "untracked" | "shadowed" | "elsewhere"
+                             | "unjudged",
                   "expected": "..." | null, "found": "..." | null,
                   "detail": "what differs, in words, and what to do" | null}],
-     "summary": {"ok": 40, "drift": 0}}
+     "summary": {"ok": 40, "drift": 0, "not_judged": 0 (ahead only)}}
+
+Exit codes: 0 ok, and ``ahead`` (a newer release migrated the database: the objects of this release's
+head are compared, and what differs is reported ``unjudged``, since a later revision this release does
+not have may have made it so; the newer release's check judges it); 1 drift; 2 could not check.
 
 On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
 """
@@ -48,7 +55,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from outbound_schema.catalog import (
@@ -66,7 +73,6 @@ from outbound_schema.catalog import (
     TriggerInfo,
     TypeInfo,
     align_defaults,
-    fetch,
     resolve,
     sequence_positions,
     snapshot,
@@ -76,7 +82,7 @@ from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, load_file
 from outbound_schema.history import History
 from outbound_schema.keywords import literal, quote
-from outbound_schema.revisions import check_rows, order_key, superseded_rows, version_rows_error
+from outbound_schema.standing import Standing, stand
 
 if TYPE_CHECKING:
     from outbound_schema.catalog import Queryable
@@ -100,31 +106,28 @@ class Verdict:
     def line(self) -> str:
         if self.ok:
             return f"✅ {self.kind} {self.name}: {self.found}"
+        if self.verdict in NOT_JUDGED:
+            return f"⚠️ {self.kind} {self.name}: {self.detail}"
         return f"❌ {self.kind} {self.name}: {self.detail}"
-
-
-@dataclass
-class RevisionState:
-    state: str
-    current: list[str]
-    head: str
-    pending: list[str] = field(default_factory=list)
-    compared_with: str = ""  # the revision whose expected schema the objects were compared with
 
 
 @dataclass
 class Report:
     database: str
-    revision: RevisionState
+    revision: Standing
     objects: list[Verdict]
 
     @property
     def drift(self) -> list[Verdict]:
-        return [v for v in self.objects if not v.ok]
+        return [v for v in self.objects if not v.ok and v.verdict not in NOT_JUDGED]
+
+    @property
+    def not_judged(self) -> list[Verdict]:
+        return [v for v in self.objects if v.verdict in NOT_JUDGED]
 
     @property
     def status(self) -> str:
-        return "drift" if self.drift else "ok"
+        return "drift" if self.drift else "ahead" if self.not_judged else "ok"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -132,9 +135,21 @@ class Report:
                 "format": FORMAT_VERSION,
                 "status": self.status,
                 "database": self.database,
-                "revision": asdict(self.revision),
+                "revision": {
+                    "state": self.revision.state,
+                    "current": list(self.revision.current),
+                    "head": self.revision.head,
+                    "pending": list(self.revision.pending),
+                    "compared_with": self.revision.compared_with,
+                    # ahead only: the revisions past this release's head, as the schema history records them
+                    **({"newer": [entry.to_json() for entry in self.revision.newer]} if self.revision.newer else {}),
+                },
                 "objects": [asdict(v) for v in self.objects],
-                "summary": {"ok": len(self.objects) - len(self.drift), "drift": len(self.drift)},
+                "summary": {
+                    "ok": len(self.objects) - len(self.drift) - len(self.not_judged),
+                    "drift": len(self.drift),
+                    **({"not_judged": len(self.not_judged)} if self.not_judged else {}),
+                },
             },
             indent=2,
             ensure_ascii=False,
@@ -146,6 +161,11 @@ class Report:
         against = f"revision {compared}{' (head)' if compared == self.revision.head else ''}"
         if self.drift:
             lines.append(f"DRIFT: {len(self.drift)} of {len(self.objects)} objects differ from {against}")
+        elif self.not_judged:
+            lines.append(
+                f"AHEAD: the database is past this release's {against}; {len(self.not_judged)} of "
+                f"{len(self.objects)} objects could not be judged, the others match it"
+            )
         else:
             lines.append(f"OK: all {len(self.objects)} objects match {against}")
         return "\n".join(lines)
@@ -612,42 +632,11 @@ def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], versi
 
 # Where the version table stands.
 
-
-def read_versions(connection: Queryable, version_table: str) -> list[str]:
-    exists = fetch(connection, "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": quote(version_table)})[0][0]
-    if not exists:
-        return []
-    rows = [row[0] for row in fetch(connection, f"SELECT version_num FROM {quote(version_table)}", {})]
-    check_rows(version_table, rows)
-    return sorted(str(row) for row in rows)  # whatever type a hand-made table holds
+#: Verdicts that say what this release cannot judge, not that anything drifted.
+NOT_JUDGED = frozenset({"ahead", "unjudged"})
 
 
-def revision_state(current: list[str], history: History, version_table: str = VERSION_TABLE) -> RevisionState:
-    heads = history.heads()
-    head = heads[0] if len(heads) == 1 else ", ".join(heads)
-    known = set(history.revisions)
-    if version_table != VERSION_TABLE:
-        # A host's version table also records the host's own heads: only ours count.
-        current = [rev for rev in current if rev in known]
-    ours = history.managed()
-    if not current:
-        return RevisionState("untracked", current, head, ours, head)
-    unknown = [rev for rev in current if rev not in known]
-    if unknown:
-        keys = [order_key(rev) for rev in unknown]
-        head_key = order_key(head)
-        ahead = head_key is not None and all(k is not None and k > head_key for k in keys)
-        return RevisionState("ahead" if ahead else "unknown", current, head, [], head)
-    superseded = superseded_rows(current, history.applied)
-    if superseded:
-        raise version_rows_error(version_table, current, superseded)
-    applied = history.applied(current)
-    pending = [rev for rev in ours if rev not in applied]
-    compared = current[0] if len(current) == 1 else head
-    return RevisionState("behind" if pending else "at_head", current, head, pending, compared)
-
-
-def _revision_verdict(state: RevisionState, version_table: str) -> Verdict:
+def _revision_verdict(state: Standing, version_table: str) -> Verdict:
     expected = f"{state.head} (head)"
     current = ", ".join(state.current)
     if state.state == "at_head":
@@ -655,21 +644,31 @@ def _revision_verdict(state: RevisionState, version_table: str) -> Verdict:
     found = {
         "untracked": f"no {version_table} table: the database was never migrated by outbound-schema",
         "behind": f"{current}, behind head; pending {' -> '.join(state.pending)}",
-        "ahead": f"{current}, ahead of head: a newer outbound-schema migrated this database",
+        "ahead": state.summary(),
         "unknown": f"{current}, not a revision of outbound-schema",
     }[state.state]
     todo = {
         "untracked": "`outbound-schema upgrade` takes over the tables already there and records the revision",
         "behind": "`outbound-schema upgrade` applies the pending revisions",
-        "ahead": "check it with the outbound-schema release that migrated it",
+        "ahead": "this release judges the objects of its own head only; the check of the release that applied "
+        "the later revisions judges the rest",
         "unknown": "find out which tool wrote that revision before migrating",
     }[state.state]
     return Verdict("revision", version_table, state.state, expected, found, f"{found}; expected {expected}: {todo}")
 
 
+def _not_judged(verdict: Verdict, state: Standing) -> Verdict:
+    """Ahead of this release, a difference from its head may be a later revision's change: said, not judged."""
+    if verdict.ok:
+        return verdict
+    later = ", ".join(entry.revision for entry in state.newer)
+    detail = f"{verdict.detail}; not judged: revision(s) {later}, which this release does not have, may have made it so"
+    return Verdict(verdict.kind, verdict.name, "unjudged", verdict.expected, verdict.found, detail)
+
+
 def check(connection: Queryable, history: History, database: str, version_table: str = VERSION_TABLE) -> Report:
     """Compare the database behind ``connection`` with the expected schema of its revision; changes nothing."""
-    state = revision_state(read_versions(connection, version_table), history, version_table)
+    state = stand(connection, history, version_table)
     want = load_file(history.schema_file(state.compared_with))
     if want is None:
         raise OutboundSchemaError(
@@ -687,5 +686,7 @@ def check(connection: Queryable, history: History, database: str, version_table:
     objects.extend(position_verdicts(sequence_positions(connection, list(tables))))
     path, resolutions = resolve(connection, [*tables, version_table])
     objects.extend(search_path_verdicts(path, resolutions, version_table))
+    if state.state == "ahead":
+        objects = [_not_judged(verdict, state) for verdict in objects]
     objects.append(_revision_verdict(state, version_table))
     return Report(database, state, objects)

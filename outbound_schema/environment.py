@@ -13,19 +13,29 @@ takes the migration lock for it (``outbound_schema.locking``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from alembic.util import CommandError
 
-from outbound_schema.config import EXPECTED_ATTRIBUTE, LIMITS_ATTRIBUTE, LOCK_WAIT_ATTRIBUTE, PREFLIGHT_ATTRIBUTE
+from outbound_schema.config import (
+    EXPECTED_ATTRIBUTE,
+    LIMITS_ATTRIBUTE,
+    LOCK_WAIT_ATTRIBUTE,
+    PREFLIGHT_ATTRIBUTE,
+    VERSION_TABLE,
+)
 from outbound_schema.database import mask
 from outbound_schema.ddl import Limits, resolve_limits
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas
+from outbound_schema.history import History
 from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
 from outbound_schema.safety import install
+from outbound_schema.standing import Standing, read_versions, stand
 
 log = logging.getLogger("outbound_schema.migrate")
 
@@ -81,9 +91,70 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
     log.info("Migrating %s", mask(connection.engine.url))
     # Rolling deploys start several upgrades at once: one migrates, the others
     # wait here, then find nothing left to do.
+    direction = _direction(migration_context)
+    started = time.monotonic()
     with (
         migration_lock(connection, lock_wait_seconds(lock_wait)),
         abort_if_client_dies(connection),
         context.begin_transaction(),
     ):
+        standing = _standing(context, connection) if direction else None
+        if standing is not None and standing.state in ("ahead", "unknown"):
+            _past_this_release(standing, direction)
+            return
         context.run_migrations()
+    if standing is not None:
+        _summary(standing, _read(connection, lambda: read_versions(connection)), direction, started)
+
+
+def _direction(migration_context: Any) -> str | None:
+    """``upgrade`` or ``downgrade`` for Alembic's commands of those names; None for any other (stamp, current)."""
+    name = getattr(migration_context.opts.get("fn"), "__name__", None)
+    return name if name in ("upgrade", "downgrade") else None
+
+
+def _read(connection: Any, read: Any) -> Any:
+    """``read()`` on ``connection``, leaving no transaction open that was not open before."""
+    was_open = connection.in_transaction()
+    try:
+        return read()
+    finally:
+        if not was_open and connection.in_transaction():
+            connection.commit()
+
+
+def _standing(context: Any, connection: Any) -> Standing | None:
+    """Where the database stands, for our own version table and history (a host's Alembic judges its own)."""
+    migration_context = context.get_context()
+    if migration_context.version_table != VERSION_TABLE or migration_context.version_table_schema:
+        return None
+    history = History.read(Path(context.script.dir))
+    return _read(connection, lambda: stand(connection, history))  # type: ignore[no-any-return]
+
+
+def _past_this_release(standing: Standing, direction: str | None) -> None:
+    """A database a newer release migrated: an upgrade has nothing to do, a downgrade cannot be done here."""
+    if standing.state == "unknown":
+        raise OutboundSchemaError(standing.unknown_error_text())
+    if direction == "upgrade":
+        log.info("%s; nothing to do", standing.summary())
+        return
+    newer = ", ".join(entry.revision for entry in standing.newer)
+    releases = sorted({entry.release or "unnamed" for entry in standing.newer})
+    raise OutboundSchemaError(
+        f"The database is {standing.summary()}. This release does not have revision(s) {newer}, so it cannot "
+        f"revert them; nothing was changed. Downgrade with the release that applied them ({', '.join(releases)}) "
+        f"to {standing.head} first, then with this one."
+    )
+
+
+def _summary(before: Standing, after: list[str], direction: str | None, started: float) -> None:
+    """The run's last line: where it left the database, and how long it took."""
+    was = ", ".join(before.current) or "base"
+    now = ", ".join(after) or "base"
+    if tuple(after) == before.current:
+        where = f"at {now} (head)" if now == before.head else f"at {now}"
+        log.info("%s: nothing to do", where)
+        return
+    verb = "upgraded" if direction == "upgrade" else "downgraded"
+    log.info("%s %s -> %s in %.1f s", verb, was, now, time.monotonic() - started)

@@ -1,16 +1,19 @@
-"""For services that gate their start-up on the schema."""
+"""For services that gate their start-up on the schema.
+
+These read the version table and the schema history (``outbound_schema.standing``) and the revision
+graph from the revision files (``outbound_schema.history``): they load no Alembic.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from outbound_schema.config import VERSION_TABLE, alembic_config
-from outbound_schema.revisions import applied_revisions, check_rows, order_key
+from outbound_schema.config import VERSION_TABLE, script_location
+from outbound_schema.history import History
+from outbound_schema.standing import Standing, read_versions, stand
 
 
 @contextmanager
@@ -22,58 +25,53 @@ def _connection(bind: Engine | Connection) -> Iterator[Connection]:
             yield connection
 
 
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
+def _history() -> History:
+    return History.read(script_location())
 
 
 def head_revision() -> str:
     """The newest revision this installed version of outbound-schema knows."""
-    head = _script().get_current_head()
-    assert head is not None
-    return head
+    heads = _history().heads()
+    assert len(heads) == 1, heads
+    return heads[0]
 
 
 def current_revisions(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> set[str]:
     """The revisions the database's version table records (empty if it has none)."""
     with _connection(bind) as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": version_table})
-        heads = context.get_current_heads()
-        check_rows(version_table, heads)
-        return set(heads)
+        return set(read_versions(connection, version_table))
+
+
+def standing(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> Standing:
+    """Where the database stands against this installed version: ``at_head``, ``behind``, ``ahead`` (a newer
+    release migrated it), ``unknown`` or ``untracked`` (see :mod:`outbound_schema.standing`)."""
+    with _connection(bind) as connection:
+        return stand(connection, _history(), version_table)
 
 
 def is_at_head(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> bool:
-    """Whether the database is migrated to this library's head revision (or a revision built on it,
-    such as a host's merge of our branch).
+    """Whether the database is migrated to this library's head revision.
 
     ``version_table`` is ours by default; pass the host's (``"alembic_version"``)
     when our revisions run inside the host's own Alembic history. A revision this
-    installed version does not know (a newer release migrated the database) is not
+    installed version does not have (a newer release migrated the database) is not
     its head: gate a service's start-up on :func:`is_migrated` instead, which
     accepts it.
     """
-    script = _script()
-    return script.get_current_head() in applied_revisions(script, current_revisions(bind, version_table=version_table))
+    return standing(bind, version_table=version_table).state == "at_head"
 
 
 def is_migrated(bind: Engine | Connection, *, version_table: str = VERSION_TABLE) -> bool:
     """Whether the database holds everything this installed version's models need: its head revision,
-    or a newer one that a later release of outbound-schema applied.
+    or a newer one that a later release of outbound-schema applied on top of it.
 
-    This is the start-up gate for rolling deploys: while a new release rolls out,
-    instances of the previous one keep starting against the database its
-    migration has moved on. That is safe because revisions only add to the schema
-    in the same release; dropping or renaming something is refused unless a
-    revision allows it explicitly, once no running release maps it (see the
-    README's "Changing the schema"). A newer revision is recognised by its id
-    (``47a`` comes after ``46d``): revisions are numbered in order.
+    This is the start-up gate for rolling deploys and release rollbacks: while a new
+    release rolls out, or after it is rolled back, instances of this release keep
+    starting against the database its migration has moved on. That is safe because
+    revisions only add to the schema in the same release; dropping or renaming
+    something is refused unless a revision allows it explicitly, once no running
+    release maps it (see the README's "Changing the schema"). A newer revision is
+    recognised by the schema history the newer release recorded, which leads from it
+    back to this release's head.
     """
-    script = _script()
-    head = script.get_current_head()
-    current = current_revisions(bind, version_table=version_table)
-    if head in applied_revisions(script, current):
-        return True
-    known = {rev.revision for rev in script.walk_revisions()}
-    head_key = order_key(head or "")
-    newer = [order_key(rev) for rev in current - known]
-    return head_key is not None and any(key is not None and key > head_key for key in newer)
+    return standing(bind, version_table=version_table).migrated

@@ -35,6 +35,8 @@ from __future__ import annotations
 import io
 import logging
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -72,6 +74,7 @@ from outbound_schema.expected import ExpectedSchemas, foreign_tables, is_managed
 from outbound_schema.keywords import literal, quote
 from outbound_schema.locking import BACKEND_KEY, same_session_guard
 from outbound_schema.revisions import applied_revisions, check_rows, superseded_rows, version_rows_error
+from outbound_schema.standing import HISTORY_DDL, HISTORY_TABLE
 
 log = logging.getLogger("outbound_schema.migrate")
 
@@ -553,6 +556,7 @@ class SafeImpl(PostgresqlImpl):
         self.executed = 0
         self._offline_block: ExitStack | None = None
         self._guarded: set[str] = set()
+        self._step_started = time.monotonic()
 
     # Routing.
 
@@ -626,6 +630,7 @@ class SafeImpl(PostgresqlImpl):
             from outbound_schema.takeover import prepare  # the catalog comparison, only when there is work
 
             prepare(self, self.plan)
+            self._create_history_table()
 
         def tracked(_heads: object, _context: object) -> Iterator[Any]:
             for step in steps:
@@ -641,6 +646,44 @@ class SafeImpl(PostgresqlImpl):
             # that is not the lock's stops here, before two runs create it at once.
             self._raw_exec(guard.statement())
 
+    # The schema history: what each run applied, so that any release can tell where a database stands.
+
+    def _create_history_table(self) -> None:
+        if self.as_sql:  # in a transaction of its own, before the first revision's
+            self.runner.in_transaction([HISTORY_DDL], label="schema history", tables=[])
+            return
+        with self._autocommit():
+            self.runner.in_transaction([HISTORY_DDL], label="schema history", tables=[])
+
+    def record_history(self, *, step: Any, **_kwargs: Any) -> None:
+        """Alembic's ``on_version_apply``: in the revision's own transaction, right after the version table
+        moved, one row of the schema history for each revision of ours applied or reverted."""
+        plan = self.plan
+        revision = step.up_revision_id
+        if plan is None or step.is_stamp or revision not in plan.managed:
+            return
+        if not step.is_upgrade:
+            action = "reverted"
+        elif plan.states.get(revision) == "present" and self.executed == 0 and not self.as_sql:
+            action = "adopted"
+        elif plan.states.get(revision) == "partial":
+            action = "completed"
+        else:
+            action = "applied"
+        parents = ", ".join(literal(parent) for parent in step.down_revision_ids)
+        # Offline, the script's run is not this process's: it is timed by nobody, from wherever it runs.
+        duration = "NULL" if self.as_sql else str(round((time.monotonic() - self._step_started) * 1000))
+        host = "NULL" if self.as_sql else literal(socket.gethostname())
+        release = _release()
+        # An offline script run again records a revision once: not where its last row already says the same.
+        last = f"(SELECT action FROM {HISTORY_TABLE} WHERE revision = {literal(revision)} ORDER BY id DESC LIMIT 1)"
+        self._raw_exec(
+            f"INSERT INTO {HISTORY_TABLE} (revision, parents, action, duration_ms, release, host) "
+            f"SELECT {literal(revision)}, CAST(ARRAY[{parents}] AS text[]), {literal(action)}, {duration}, "
+            f"{literal(release) if release else 'NULL'}, {host} "
+            f"WHERE {last} IS DISTINCT FROM {literal(action)}"
+        )
+
     def rules_for(self, step: RevisionStep) -> Rules:
         assert self.expected is not None
         revision = step.revision
@@ -654,6 +697,7 @@ class SafeImpl(PostgresqlImpl):
         )
         self.rules = self.rules_for(step) if managed else None
         self.executed = 0
+        self._step_started = time.monotonic()
 
     def _leave_step(self, step: Any) -> None:
         rules, self.rules = self.rules, None
@@ -1067,4 +1111,15 @@ def install(
     impl = SafeImpl(old.dialect, old.connection, old.as_sql, old.transactional_ddl, old.output_buffer, old.context_opts)
     impl.setup(context, limits, expected, preflight=preflight)
     context.impl = impl
+    context.on_version_apply_callbacks = (*context.on_version_apply_callbacks, impl.record_history)
     return impl
+
+
+def _release() -> str | None:
+    """This release's version, as the schema history names the release that applied a revision."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("outbound-schema")
+    except PackageNotFoundError:
+        return None

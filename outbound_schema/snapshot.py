@@ -29,6 +29,7 @@ from outbound_schema.database import connect, mask
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, file_for, render, schema_dir
 from outbound_schema.history import SCHEMA_FOLDER
+from outbound_schema.standing import HISTORY_TABLE
 
 
 @contextmanager
@@ -101,7 +102,7 @@ def generate(
             # Read as a new session would (check and status do): nothing a revision set stays.
             conn.execute(text("RESET ALL"))
             conn.commit()
-            ours = tables_in_current_schema(conn, excluding=[*HOST_TABLES, VERSION_TABLE])
+            ours = tables_in_current_schema(conn, excluding=[*HOST_TABLES, VERSION_TABLE, HISTORY_TABLE])
             fresh[rev.revision] = snapshot(conn, ours)
             conn.rollback()  # the next revision starts outside any transaction
             if after and rev.revision in after:

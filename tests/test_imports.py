@@ -78,4 +78,13 @@ def test_star_import_and_submodules() -> None:
         "assert OutboundCallRun.__tablename__ == 'outbound_call_runs'",
         "assert keywords is outbound_schema.keywords",
     )
-    assert {"sqlalchemy", "alembic"} <= top_level(modules)  # asked for, so loaded
+    assert "sqlalchemy" in top_level(modules)  # asked for, so loaded
+    assert "alembic" not in top_level(modules)  # the start-up gate reads the revision files, not Alembic
+
+
+def test_a_service_gating_its_start_up_loads_no_alembic() -> None:
+    modules = loaded_modules(
+        "from outbound_schema import OutboundCallJob, OutboundCallRun, is_migrated",
+        "from outbound_schema.health import standing",
+    )
+    assert "alembic" not in top_level(modules)
