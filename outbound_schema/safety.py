@@ -511,6 +511,9 @@ class RunPlan:
     managed: set[str]
     drops: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)  # upgrade: the preflight state of each revision
+    #: Revisions whose changes the catalog already holds whole: recorded without running their operations
+    #: (a later revision may have dropped what they create, so running them again could fail).
+    adopted: set[str] = field(default_factory=set)
 
 
 class SafeImpl(PostgresqlImpl):
@@ -598,7 +601,7 @@ class SafeImpl(PostgresqlImpl):
                 construct = _rerunnable_version_change(construct)
             return super()._exec(construct, execution_options, multiparams, params)
         rules.check(construct)
-        if self.planning:
+        if self.planning or self._adopted():
             return None
         if rules.refusals:
             raise OutboundSchemaError(rules.refusals[0] + " Nothing of this operation was changed.")
@@ -608,6 +611,10 @@ class SafeImpl(PostgresqlImpl):
         call = Call(lambda: super(SafeImpl, self)._exec(construct, execution_options, multiparams, params))
 
         return self._apply(construct, call, rules)
+
+    def _adopted(self) -> bool:
+        """Whether the running revision is one the catalog holds whole: its operations are not run."""
+        return self.plan is not None and self.rules is not None and self.rules.revision in self.plan.adopted
 
     # A run: plan, refuse, then go step by step.
 
@@ -715,6 +722,8 @@ class SafeImpl(PostgresqlImpl):
         """As Alembic's, but what the table's events create (a PostgreSQL ENUM type) is created only if absent."""
         if self.rules is None or self.planning:
             return super().create_table(table, **kw)
+        if self._adopted():
+            return None
         table.dispatch.before_create(table, self.connection, checkfirst=True, _ddl_runner=self)
         self._exec(CreateTable(table, **kw))
         table.dispatch.after_create(table, self.connection, checkfirst=True, _ddl_runner=self)
@@ -731,6 +740,8 @@ class SafeImpl(PostgresqlImpl):
         """As Alembic's, but what the table's events drop (a PostgreSQL ENUM type) is dropped only if present."""
         if self.rules is None or self.planning:
             return super().drop_table(table, **kw)
+        if self._adopted():
+            return None
         table.dispatch.before_drop(table, self.connection, checkfirst=True, _ddl_runner=self)
         self._exec(DropTable(table, **kw))
         table.dispatch.after_drop(table, self.connection, checkfirst=True, _ddl_runner=self)
@@ -796,7 +807,8 @@ class SafeImpl(PostgresqlImpl):
             if isinstance(construct, DropIndex):
                 construct.element.dialect_kwargs["postgresql_concurrently"] = True
                 construct.if_exists = True
-                return self._outside(construct, label)
+                self._outside(construct, label)
+                return self._done("%s: dropped index %s concurrently", rules.revision, construct.element.name)
             if isinstance(construct, AddConstraint):
                 return self._add_constraint(construct, label, rules)
             if isinstance(construct, base.AddColumn):
@@ -826,11 +838,11 @@ class SafeImpl(PostgresqlImpl):
                 ):
                     return None
             elif isinstance(construct, TextClause) and runs_outside_transactions(construct.text):
-                return self._outside(construct, label)
+                self._outside(construct, label)
+                return self._done("%s: %s", rules.revision, _did(construct))
             self.runner.in_transaction([call], label=label, tables=tables)
             self.executed += 1
-            if isinstance(construct, base.AddColumn):
-                self._done("%s: added column %s.%s", rules.revision, table, construct.column.name)
+            self._done("%s: %s", rules.revision, _did(construct))
         return None
 
     def _done(self, message: str, *args: object) -> None:
@@ -948,6 +960,7 @@ class SafeImpl(PostgresqlImpl):
             statements.insert(0, data_guard(rules.revision, table, column, lock=True))
         self.runner.in_transaction(statements, label=label, tables=[table])
         self.executed += 1
+        self._done("%s: %s", rules.revision, _did(construct))
 
     def _guard_revision(self, rules: Rules) -> None:
         """Offline, before a downgrade changes anything of a revision: refuse if any of its drops would destroy
@@ -981,6 +994,41 @@ def _describe(construct: Any) -> str:
     if isinstance(construct, base.RenameTable):
         return f"rename table {table}"
     return "execute" if isinstance(construct, TextClause) else type(construct).__name__
+
+
+def _did(construct: Any) -> str:
+    """What a statement changed, in the past tense, for the deploy log: 'set NOT NULL on outbound_call_jobs.status'."""
+    table = _table_of(construct)
+    if isinstance(construct, base.AlterColumn):
+        column = f"{table}.{construct.column_name}"
+        if isinstance(construct, base.ColumnNullable):
+            return f"{'dropped NOT NULL on' if construct.nullable else 'set NOT NULL on'} {column}"
+        if isinstance(construct, base.ColumnDefault):
+            default = construct.default
+            if default is None:
+                return f"dropped the default of {column}"
+            shown = getattr(getattr(default, "arg", default), "text", getattr(default, "arg", default))
+            return f"set the default of {column} to {shown}"
+        if isinstance(construct, base.ColumnType):
+            return f"changed the type of {column} to {_sql(construct.type_)}"
+        if isinstance(construct, base.ColumnName):
+            return f"renamed column {column} to {construct.newname}"
+        if isinstance(construct, base.ColumnComment):
+            return f"set the comment of {column}"
+    if isinstance(construct, base.AddColumn):
+        return f"added column {table}.{construct.column.name}"
+    if isinstance(construct, base.DropColumn):
+        return f"dropped column {table}.{construct.column.name}"
+    if isinstance(construct, DropTable):
+        return f"dropped table {table}"
+    if isinstance(construct, DropConstraint):
+        return f"dropped constraint {construct.element.name} on {table}"
+    if isinstance(construct, base.RenameTable):
+        return f"renamed table {table} to {construct.new_table_name}"
+    if isinstance(construct, TextClause):
+        statement = " ".join(construct.text.split())
+        return f"executed {statement[:80]}{'...' if len(statement) > 80 else ''}"
+    return _describe(construct)
 
 
 def data_guard(revision: str, table: str, column: str | None, *, lock: bool, before_run: bool = False) -> str:

@@ -106,6 +106,10 @@ def _same(a: CatalogObject | None, b: CatalogObject | None) -> bool:
     return (a.table, a.value) == (b.table, b.value)
 
 
+def _equal(want: dict[tuple[str, str], CatalogObject], have: dict[tuple[str, str], CatalogObject]) -> bool:
+    return want.keys() == have.keys() and all(_same(want[key], have[key]) and have[key].valid for key in want)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One object a revision adds, changes or removes, and what the database holds under its name."""
@@ -142,6 +146,7 @@ class RevisionReport:
     findings: tuple[Finding, ...] = ()
     applied: bool = False
     known: bool = True  # False when the revision's expected-schema file is missing
+    adopted: bool = False  # the catalog equals the file of this revision or of a later one of the run
 
     @property
     def state(self) -> RevisionState:
@@ -150,6 +155,8 @@ class RevisionReport:
             return "conflicting"
         if self.applied:
             return "applied"
+        if self.adopted:
+            return "present"
         if not self.known:
             return "unknown"
         if states <= {"present"} and self.findings:
@@ -180,11 +187,23 @@ def assess(
             listed[id(snap)] = (snap, catalog_objects(snap))  # the snapshot kept: its id stays its own
         return listed[id(snap)][1]
 
+    # A database whose catalog is exactly one revision's file (its version table lost, say, after a later
+    # revision dropped what an earlier one created) is at that revision: adopted whole, compared no further.
+    whole = next(
+        (
+            position
+            for position in reversed(range(len(revisions)))
+            if (snap := files[revisions[position].revision]) is not None and _equal(objects(snap), live)
+        ),
+        -1,
+    )
     reports: list[RevisionReport] = []
     for position, rev in enumerate(revisions):
         after, before = files[rev.revision], expected.before(rev)
         if rev.revision in applied:
             reports.append(RevisionReport(rev.revision, applied=True))
+        elif position <= whole:
+            reports.append(RevisionReport(rev.revision, adopted=True))
         elif after is None or before is None:
             reports.append(RevisionReport(rev.revision, known=False))
         else:
@@ -310,6 +329,7 @@ def prepare(impl: SafeImpl, plan: RunPlan) -> None:
             reports = assess(connection, impl.expected, [s.revision for s in upgrades])
             refuse_conflicts(reports)
             plan.states = {report.revision: report.state for report in reports}
+            plan.adopted = {report.revision for report in reports if report.adopted}
     downgrades = [s for s in steps if not s.is_upgrade]
     if downgrades and not impl.limits.allow_data_loss:
         refuse_data_loss(
