@@ -39,6 +39,9 @@ _NOW = text("timezone('utc', now())")  # UTC whatever the session's TimeZone (re
 _ZERO = text("0")
 
 
+#: What ``outbound_schema`` exports from here: a new model is exported by adding its name.
+__all__ = ["Base", "OutboundCallJob", "OutboundCallRun", "metadata"]
+
 #: The host application's tables, reduced to the key our foreign keys reference.
 host_metadata = MetaData()
 business, leads, call_log, outbound_lead_lists = (

@@ -122,5 +122,8 @@ def test_every_operation_says_what_it_did(contract: tuple[Path, str], host_db: U
     assert down.returncode == 0, down.stderr
     assert f"{revision}: added column outbound_call_jobs.call_sid" in down.stderr
     assert f"{revision}: created index idx_outbound_call_jobs_call_sid concurrently" in down.stderr
+    # The opt-out is worth a warning where it is used, going up; going down it is no news.
+    assert "drop_column outbound_call_jobs.call_sid, refused by default, allowed by the revision" in up.stderr
+    assert "allow_unsafe" not in down.stderr and "refused by default" not in down.stderr
     # 47a's own change, named as it is undone (this test speaks of 47a: it goes down to 47a first).
     assert cli_here("downgrade", "46d", **env).stderr.count("set the default of outbound_call_") == 3
