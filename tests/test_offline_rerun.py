@@ -130,7 +130,7 @@ def copy(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Copy
         databases.release(scratch)
         return Copy(location, contract, top)
 
-    return session_server.once("contract_revision", build)
+    return session_server.once("offline_rerun_contract", build)
 
 
 def start_at(copy: Copy, url: URL, start: str) -> str:
