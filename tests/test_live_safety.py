@@ -10,7 +10,6 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
@@ -18,7 +17,18 @@ from outbound_schema.ddl import DDLRunner, Limits, SessionGuard, Statement, pars
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.locking import LOCK_KEY, lock_wait_seconds
 from tests.conftest import TEMPLATE_HEAD, Databases
-from tests.helpers import HEAD, backends, catalog, cli_forked, cli_here, connected, plain, run_script, version
+from tests.helpers import (
+    HEAD,
+    ScriptError,
+    backends,
+    catalog,
+    cli_forked,
+    cli_here,
+    connected,
+    plain,
+    run_script,
+    version,
+)
 
 JOBS = "outbound_call_jobs"
 
@@ -164,7 +174,7 @@ def test_offline_downgrade_script_guards_data(legacy_head_db: URL) -> None:
         conn.commit()
     guarded = cli_here("downgrade", "46d:46b", "--sql")
     assert guarded.returncode == 0, guarded.stderr
-    with pytest.raises(DBAPIError, match="Downgrading 46c would destroy data"):
+    with pytest.raises(ScriptError, match="Downgrading 46c would destroy data"):
         run_script(legacy_head_db, guarded.stdout)
     assert "dial_lock_token" in {c.name for c in catalog(legacy_head_db).tables["outbound_call_jobs"].columns}
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.config import VERSION_TABLE
 from tests.helpers import (
@@ -34,42 +33,26 @@ from tests.helpers import (
     in_location,
     inject,
     plain,
+    psql,
     python_forked,
     rows,
+    script_steps,
     version,
     wait_for,
 )
 
 
-def statements(sql: str) -> list[str]:
-    """The statements of an offline script, as psql sends them."""
-    chunks = (
-        "\n".join(line for line in chunk.splitlines() if not line.startswith("--")).strip()
-        for chunk in sql.split(";\n\n")
-    )
-    return [chunk for chunk in chunks if chunk]
-
-
 def run_psql_style(url: URL, script: list[str], *, stop_after: int | None = None) -> list[str]:
-    """Send ``script`` as psql does by default: autocommit, on past errors; the errors it met."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    errors = []
-    try:
-        with engine.connect() as conn:
-            for statement in script[:stop_after]:
-                try:
-                    conn.exec_driver_sql(statement)
-                except DBAPIError as exc:
-                    errors.append(f"{statement[:60]}: {str(exc.orig).splitlines()[0]}")
-    finally:
-        engine.dispose()
-    return errors
+    """Send ``script`` (:func:`script_steps`) through psql as its default runs it, on past errors, dying after
+    ``stop_after`` steps; the errors it met."""
+    done = psql(url, "\n\n".join(script[:stop_after]) + "\n", stop_on_error=False)
+    return [line for line in done.stderr.splitlines() if "ERROR:" in line or "error:" in line]
 
 
 def offline(*args: str) -> list[str]:
     done = cli_here("upgrade", *args, "--sql")
     assert done.returncode == 0, done.stderr
-    return statements(done.stdout)
+    return script_steps(done.stdout)
 
 
 def test_the_offline_script_runs_again_after_a_shorter_one(host_db: URL) -> None:
