@@ -27,6 +27,7 @@ from outbound_schema.embedded import default_database_url
 from outbound_schema.environment import alembic_errors, run_migrations
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.revisions import next_revision_id
+from outbound_schema.settings import DATABASE_URL
 
 config = context.config
 
@@ -90,9 +91,9 @@ def explicit_url() -> URL | None:
     handed: URL | None = config.attributes.get(URL_ATTRIBUTE)
     if handed is not None:
         return handed
-    from_x = context.get_x_argument(as_dictionary=True).get("url")
+    from_x = DATABASE_URL.from_x(context.get_x_argument(as_dictionary=True))
     if from_x:
-        return configured_url(from_x, explicit_source="-x url=")
+        return configured_url(from_x, explicit_source=f"-x {DATABASE_URL.x_key}=")
     from_ini = config.get_main_option("sqlalchemy.url")
     if from_ini:
         return configured_url(from_ini, explicit_source="sqlalchemy.url in the Alembic configuration")

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from outbound_schema import drift, dsn
+from outbound_schema import drift, dsn, settings
 from outbound_schema.config import VERSION_TABLE, script_location
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND
@@ -69,8 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="outbound-schema",
         description="Manage the outbound dialer's tables (outbound_call_runs, outbound_call_jobs).",
-        epilog="The database is --database-url, else DATABASE_URL, else an embedded PostgreSQL "
-        "kept in ./.outbound-schema/ (OUTBOUND_SCHEMA_EMBEDDED_DIR).",
+        epilog=f"The database is {settings.DATABASE_URL.flag}, else {settings.DATABASE_URL.env}, else an embedded "
+        f"PostgreSQL kept in ./.outbound-schema/ ({settings.EMBEDDED_DIR.env}). Every setting, its flag, -x key "
+        f"and environment variable: {settings.DOCS_PATH}.",
     )
     parser.add_argument("--version", action=_VersionAction, help="show the release and exit")
     loudness = argparse.ArgumentParser(add_help=False)
@@ -82,25 +83,11 @@ def _parser() -> argparse.ArgumentParser:
             "-q", "--quiet", action="count", default=default, help="say less (-q: warnings and errors only)"
         )
     url_option = argparse.ArgumentParser(add_help=False, parents=[loudness])
-    url_option.add_argument("--database-url", metavar="URL", help="postgresql:// or postgresql+psycopg:// URL")
+    settings.add_flags(url_option, [settings.DATABASE_URL])
     migrate_options = argparse.ArgumentParser(add_help=False, parents=[url_option])
     migrate_options.add_argument("--sql", action="store_true", help="print the SQL script instead of running it")
-    migrate_options.add_argument(
-        "--lock-wait",
-        metavar="SECONDS",
-        help="how long to wait for another migration of the same database (default 600, or OUTBOUND_SCHEMA_LOCK_WAIT)",
-    )
-    migrate_options.add_argument(
-        "--lock-timeout",
-        metavar="DURATION",
-        help="how long blocking DDL may wait for its lock before retrying (default 100ms)",
-    )
-    migrate_options.add_argument(
-        "--lock-retries", metavar="N", help="how many times to retry after a lock timeout (default 10)"
-    )
-    migrate_options.add_argument(
-        "--statement-timeout", metavar="DURATION", help="limit for any one DDL statement (default 30min)"
-    )
+    both = [s for s in settings.RUN_SETTINGS if {"upgrade", "downgrade"} <= set(s.commands)]
+    settings.add_flags(migrate_options, both)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     upgrade = sub.add_parser("upgrade", parents=[migrate_options], help="migrate the database up (default: head)")
@@ -108,12 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
     downgrade = sub.add_parser("downgrade", parents=[migrate_options], help="migrate the database down")
     downgrade.add_argument("revision", help="target revision, e.g. 46c, -1 or base")
-    downgrade.add_argument(
-        "--allow-data-loss",
-        action="store_const",
-        const="true",
-        help="drop columns and tables even when they hold data (refused otherwise)",
-    )
+    settings.add_flags(downgrade, [s for s in settings.RUN_SETTINGS if s not in both and "downgrade" in s.commands])
 
     read_options = argparse.ArgumentParser(add_help=False, parents=[url_option])
     read_options.add_argument(
@@ -445,26 +427,17 @@ def _change_or_report(args: argparse.Namespace) -> int:
     from alembic.util import CommandError
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from outbound_schema.config import LIMITS_ATTRIBUTE, alembic_config
-    from outbound_schema.ddl import resolve_limits
-    from outbound_schema.locking import lock_wait_seconds
+    from outbound_schema.config import SETTINGS_ATTRIBUTE, alembic_config
 
     try:
         if args.command == "status":
             return _status(_existing_url(args), version_table=args.version_table, gate=args.check, fmt=args.format)
         if args.command == "snapshot":
             return _snapshot(args)
-        lock_wait = lock_wait_seconds(args.lock_wait)
-        explicit = {
-            "lock_timeout_ms": args.lock_timeout,
-            "statement_timeout_ms": args.statement_timeout,
-            "lock_retries": args.lock_retries,
-            "allow_data_loss": getattr(args, "allow_data_loss", None),
-        }
-        limits = resolve_limits(explicit, {})
+        chosen = settings.resolve_run(vars(args))  # a refused value stops here, before anything connects
         url = _url(args, offline=args.sql)
-        config = alembic_config(url, lock_wait=lock_wait)
-        config.attributes[LIMITS_ATTRIBUTE] = limits
+        config = alembic_config(url)
+        config.attributes[SETTINGS_ATTRIBUTE] = chosen
         _known_target(config, args.revision)
         if args.command == "upgrade":
             command.upgrade(config, args.revision, sql=args.sql)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from outbound_schema.settings import SCRIPT_LOCATION
 
 if TYPE_CHECKING:  # Alembic and SQLAlchemy are imported when a Config is made, not to read a name
     from alembic.config import Config
@@ -19,6 +20,8 @@ URL_ATTRIBUTE = "outbound_schema.url"
 LOCK_WAIT_ATTRIBUTE = "outbound_schema.lock_wait"
 #: Key under which env.py (or our command line) hands the safety layer its DDL limits.
 LIMITS_ATTRIBUTE = "outbound_schema.limits"
+#: Key under which our command line hands a run its settings, resolved (``settings.resolve_run``).
+SETTINGS_ATTRIBUTE = "outbound_schema.settings"
 #: Keys under which ``outbound-schema snapshot`` hands over the catalogs it has just generated, and turns
 #: off the comparison of a scratch database with the (possibly stale) files before each revision.
 EXPECTED_ATTRIBUTE = "outbound_schema.expected"
@@ -26,7 +29,7 @@ PREFLIGHT_ATTRIBUTE = "outbound_schema.preflight"
 #: Key under which a caller hands env.py the metadata autogenerate compares with (default: our models').
 METADATA_ATTRIBUTE = "outbound_schema.target_metadata"
 #: Another folder of migrations (env.py, versions/, schema/) to use instead of the installed one.
-SCRIPT_LOCATION_ENV_VAR = "OUTBOUND_SCHEMA_SCRIPT_LOCATION"
+SCRIPT_LOCATION_ENV_VAR = str(SCRIPT_LOCATION.env)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -34,9 +37,9 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 def script_location() -> Path:
     """The folder holding env.py, versions/ and schema/: shipped inside the wheel, or the repository's.
 
-    OUTBOUND_SCHEMA_SCRIPT_LOCATION names another (a copy with a revision under trial, say).
+    The ``script location`` setting names another (a copy with a revision under trial, say).
     """
-    override = os.environ.get(SCRIPT_LOCATION_ENV_VAR)
+    override = SCRIPT_LOCATION.resolve()
     if override:
         return Path(override).resolve()
     for candidate in (_PACKAGE_DIR / "_alembic", _PACKAGE_DIR.parent / "alembic"):

@@ -14,8 +14,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from outbound_schema import dsn
 from outbound_schema.catalog import HOST_TABLES, existing_relations
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.settings import DATABASE_URL
 
-URL_ENV_VAR = "DATABASE_URL"
+URL_ENV_VAR = str(DATABASE_URL.env)
 #: Seconds to wait for a server to answer a connection (libpq's connect_timeout).
 DEFAULT_CONNECT_TIMEOUT = 10
 

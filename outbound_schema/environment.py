@@ -26,15 +26,17 @@ from outbound_schema.config import (
     LIMITS_ATTRIBUTE,
     LOCK_WAIT_ATTRIBUTE,
     PREFLIGHT_ATTRIBUTE,
+    SETTINGS_ATTRIBUTE,
     VERSION_TABLE,
 )
 from outbound_schema.database import mask
-from outbound_schema.ddl import Limits, resolve_limits
+from outbound_schema.ddl import Limits
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.history import History
-from outbound_schema.locking import abort_if_client_dies, lock_wait_seconds, migration_lock
+from outbound_schema.locking import abort_if_client_dies, migration_lock
 from outbound_schema.safety import install
+from outbound_schema.settings import LOCK_WAIT, POOLER, Setting, handed_or_resolved
 from outbound_schema.standing import Standing, read_versions, stand
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -55,20 +57,27 @@ def alembic_errors() -> Iterator[None]:
         raise MigrationError(str(exc), exit_code=exc.exit_code) from None
 
 
+def setting(context: Any, declared: Setting) -> Any:
+    """A setting of this run (``outbound_schema.settings``): handed over by our command line, else ``-x``,
+    else the environment, else the default."""
+    handed = context.config.attributes.get(SETTINGS_ATTRIBUTE)
+    return handed_or_resolved(declared, handed, context.get_x_argument(as_dictionary=True))
+
+
 def limits(context: Any) -> Limits:
-    """The DDL limits of this run: handed over by our command line, else ``-x``, else the environment."""
+    """The DDL limits of this run: handed over whole, else each setting as :func:`setting` finds it."""
     handed = context.config.attributes.get(LIMITS_ATTRIBUTE)
     if isinstance(handed, Limits):
         return handed
-    return resolve_limits({}, context.get_x_argument(as_dictionary=True))
+    return Limits.of(lambda declared: setting(context, declared))
 
 
 def run_migrations(context: Any, *, lock_wait: float | str | None = None) -> None:
     """Run the migrations ``context`` (``alembic.context``, configured) was set up for, safely.
 
     Online, the run holds the migration lock: one process migrates a database at a
-    time; the others wait up to ``lock_wait`` seconds (default: ``-x lock_wait=``,
-    else OUTBOUND_SCHEMA_LOCK_WAIT, else 600), then find nothing left to do.
+    time; the others wait up to ``lock_wait`` seconds (default: the ``lock_wait`` setting, from ``-x
+    lock_wait=``, else its environment variable, else 600), then find nothing left to do.
     """
     with alembic_errors():
         _run(context, lock_wait)
@@ -86,7 +95,9 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
     if lock_wait is None:
         lock_wait = config.attributes.get(LOCK_WAIT_ATTRIBUTE)
     if lock_wait is None:
-        lock_wait = context.get_x_argument(as_dictionary=True).get("lock_wait")
+        wait_seconds = setting(context, LOCK_WAIT)
+    else:
+        wait_seconds = LOCK_WAIT.parse(str(lock_wait), "the lock wait handed to run_migrations")
     connection = migration_context.connection
     log.info("Migrating %s", mask(connection.engine.url))
     # Rolling deploys start several upgrades at once: one migrates, the others
@@ -94,7 +105,7 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
     direction = _direction(migration_context)
     started = time.monotonic()
     with (
-        migration_lock(connection, lock_wait_seconds(lock_wait)),
+        migration_lock(connection, wait_seconds, pooler=setting(context, POOLER)),
         abort_if_client_dies(connection),
         context.begin_transaction(),
     ):

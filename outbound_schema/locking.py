@@ -9,11 +9,7 @@ the two would wait on each other for ever.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,17 +17,14 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from outbound_schema.ddl import SessionGuard, parse_duration_ms
+from outbound_schema.ddl import SessionGuard
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.settings import LOCK_WAIT, POOLER
 
 log = logging.getLogger("outbound_schema.lock")
 
 #: "outbound" in ASCII: the advisory lock key every outbound-schema migration takes.
 LOCK_KEY = 0x6F75_7462_6F75_6E64
-LOCK_WAIT_ENV_VAR = "OUTBOUND_SCHEMA_LOCK_WAIT"
-DEFAULT_LOCK_WAIT = 600.0
-#: "session": the operator says the pooler between us and the database pools sessions, not transactions.
-POOLER_ENV_VAR = "OUTBOUND_SCHEMA_POOLER"
 #: A waiter tries for the lock again after 50 ms, then 100, 200, 400, and every 500 ms from there: a rolling
 #: deploy's pods mostly find the schema at head and hold the lock briefly, so the next one goes on at
 #: once rather than half a second later, while a long migration is polled twice a second.
@@ -54,30 +47,6 @@ _HOLDER = text(
       AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1
     """
 )
-
-
-def lock_wait_seconds(explicit: str | float | None = None) -> float:
-    """How long to wait for another migration: explicit, else OUTBOUND_SCHEMA_LOCK_WAIT, else 600 s.
-
-    A plain number is seconds; a duration with a unit is read as PostgreSQL reads one (``10min``, ``1h``).
-    """
-    raw = explicit if explicit is not None else os.environ.get(LOCK_WAIT_ENV_VAR)
-    if raw is None or raw == "":
-        return DEFAULT_LOCK_WAIT
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-        if isinstance(raw, str) and re.search(r"[a-z]\s*$", raw) and raw.strip().lower() not in ("nan", "inf"):
-            # Its message would ask for milliseconds: a bare number here is seconds, said below.
-            with contextlib.suppress(OutboundSchemaError):
-                seconds = parse_duration_ms(raw, name="migration lock wait") / 1000
-    if not 0 <= seconds < math.inf:  # also refuses nan
-        raise OutboundSchemaError(
-            f"The migration lock wait '{raw}' is not a duration. Give seconds, such as 600, or a duration such "
-            f"as 10min or 1h (with --lock-wait, -x lock_wait= or {LOCK_WAIT_ENV_VAR})."
-        )
-    return seconds
 
 
 @contextmanager
@@ -114,7 +83,7 @@ BACKEND_KEY = "outbound_schema.lock_backend"
 def same_session_guard(connection: Connection) -> SessionGuard | None:
     """The server session holding the migration lock, which every statement of the run must reach.
 
-    Behind a pooler that the operator said pools sessions (``OUTBOUND_SCHEMA_POOLER=session``) but
+    Behind a pooler that the operator said pools sessions (the ``pooler`` setting ``session``) but
     that hands transactions around after all, the run stops at its next statement, the revision in
     progress not recorded, instead of migrating beside another deploy.
     """
@@ -124,14 +93,15 @@ def same_session_guard(connection: Connection) -> SessionGuard | None:
     message = (
         f"The server session changed during the migration: server process {int(holder)} took the migration lock, "
         "this statement reached another. The pooler in between hands transactions to different server "
-        f"connections, so {POOLER_ENV_VAR}=session is not true here. The revision in progress was not recorded; "
+        f"connections, so the {POOLER.name} setting 'session' is not true here. The revision in progress was not "
+        "recorded; "
         f"the migration lock may stay with server process {int(holder)} until it closes (end it with SELECT "
         f"pg_terminate_backend({int(holder)}) or PgBouncer's RECONNECT). Migrate through a direct connection."
     )
     return SessionGuard(int(holder), message)
 
 
-def refuse_transaction_pooling(connection: Connection) -> None:
+def refuse_transaction_pooling(connection: Connection, pooler: str | None = None) -> None:
     """Refuse, before anything is locked, set or changed, a migration through a connection pooler that
     may hand its transactions to different server sessions.
 
@@ -141,7 +111,8 @@ def refuse_transaction_pooling(connection: Connection) -> None:
     and the settings would outlive the run on connections other clients then use. A pooler shows
     itself: the server process a connection was opened with (libpq's backend PID, which a pooler
     makes up) is not the one serving it. Which pooling mode it runs no client can tell for sure,
-    so the operator says session pooling with ``OUTBOUND_SCHEMA_POOLER=session``.
+    so the operator says session pooling with the ``pooler`` setting ``session`` (``pooler``; None: the
+    setting's flagless reading, its environment variable).
     """
     dbapi = connection.connection.dbapi_connection
     opened_with = getattr(getattr(dbapi, "info", None), "backend_pid", None)
@@ -149,7 +120,7 @@ def refuse_transaction_pooling(connection: Connection) -> None:
     connection.commit()
     if opened_with is None or opened_with == serving:
         return  # a direct connection
-    if os.environ.get(POOLER_ENV_VAR, "").strip().lower() == "session":
+    if (POOLER.resolve() if pooler is None else pooler) == "session":
         return
     raise OutboundSchemaError(
         "The database is reached through a connection pooler (PgBouncer or another: the server process "
@@ -157,7 +128,7 @@ def refuse_transaction_pooling(connection: Connection) -> None:
         "needs one server session for the whole run (its lock, its settings and its concurrent index builds "
         "span transactions), which transaction or statement pooling does not give. Nothing was locked, set "
         "or changed. Run migrations through a direct connection to PostgreSQL; or, if this pooler entry uses "
-        f"session pooling (PgBouncer: pool_mode = session), say so with {POOLER_ENV_VAR}=session.",
+        f"session pooling (PgBouncer: pool_mode = session), say so with {POOLER.how('session')}.",
         exit_code=2,
     )
 
@@ -172,8 +143,9 @@ def poll_intervals() -> Iterator[float]:
 
 
 @contextmanager
-def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None]:
-    """Hold the migration lock on ``connection`` for the duration of the block.
+def migration_lock(connection: Connection, wait_seconds: float, *, pooler: str | None = None) -> Iterator[None]:
+    """Hold the migration lock on ``connection`` for the duration of the block (``pooler``: the pooling mode
+    the operator declared, see :func:`refuse_transaction_pooling`).
 
     ``connection`` must not be inside a transaction: polls commit as they go.
     """
@@ -183,7 +155,7 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
             "not (engine.connect(), not engine.begin()) or the Engine itself: the migrations commit each change "
             "on their own and wait for the migration lock outside any transaction."
         )
-    refuse_transaction_pooling(connection)
+    refuse_transaction_pooling(connection, pooler)
     params = {"key": LOCK_KEY}
     deadline = time.monotonic() + wait_seconds
     started = time.monotonic()
@@ -199,7 +171,7 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
             raise OutboundSchemaError(
                 f"The server session this run was given (server process {backend}) already holds the migration "
                 "lock: another client's migration took it there, so a pooler in between shares server "
-                f"connections between clients and {POOLER_ENV_VAR}=session is not true here. Nothing was "
+                f"connections between clients and the {POOLER.name} setting 'session' is not true here. Nothing was "
                 "changed. Migrate through a direct connection."
             )
         holder = None if acquired else connection.scalar(_HOLDER, ids)
@@ -214,8 +186,8 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
             raise OutboundSchemaError(
                 f"Another outbound-schema migration has held the migration lock on this database for more "
                 f"than {wait_seconds:.0f} s (server process {holder}), so this run gave up and changed "
-                "nothing. Let it finish and run again, or raise the wait with --lock-wait / "
-                f"{LOCK_WAIT_ENV_VAR}. If that process is stuck, see it with SELECT * FROM pg_stat_activity "
+                f"nothing. Let it finish and run again, or raise the wait with {LOCK_WAIT.sources()}. If that "
+                "process is stuck, see it with SELECT * FROM pg_stat_activity "
                 f"WHERE pid = {holder}, and stop it with pg_terminate_backend({holder})."
             )
         time.sleep(next(polls))
@@ -234,11 +206,11 @@ def migration_lock(connection: Connection, wait_seconds: float) -> Iterator[None
                 if not released:
                     log.error(
                         "the migration lock was not held by this session at the end of the run: a pooler handed "
-                        "the run another server connection (%s=session is not true here). The lock stays with "
-                        "server process %s until that connection closes: end it with SELECT "
+                        "the run another server connection (the %s setting 'session' is not true here). The lock "
+                        "stays with server process %s until that connection closes: end it with SELECT "
                         "pg_terminate_backend(%s) (or PgBouncer's RECONNECT), and migrate through a direct "
                         "connection.",
-                        POOLER_ENV_VAR,
+                        POOLER.name,
                         holder,
                         holder,
                     )

@@ -27,17 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from outbound_schema.catalog import fetch
-from outbound_schema.errors import OutboundSchemaError
 
 if TYPE_CHECKING:
     from outbound_schema.catalog import Queryable
 
 log = logging.getLogger("outbound_schema.progress")
 
-INTERVAL_ENV_VAR = "OUTBOUND_SCHEMA_PROGRESS_INTERVAL"
 JOIN_TIMEOUT_S = 1.0  # the longest a statement's end waits for its watcher
 READING_TIMEOUT_MS = 2000  # a reading that takes longer is given up
-DEFAULT_INTERVAL_S = 5.0
 #: What the migration's connection is called while it runs a statement: ``outbound-schema <label>``.
 APPLICATION_PREFIX = "outbound-schema "
 _NAMEDATALEN = 63  # PostgreSQL keeps this many bytes of an application_name
@@ -54,23 +51,6 @@ _SESSIONS = """
     SELECT pid, usename, application_name, state, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8
     FROM pg_stat_activity WHERE pid = ANY(%(pids)s) ORDER BY pid
 """
-
-
-def interval_seconds(raw: str | None = None) -> float:
-    """How often a long statement reports: ``raw``, else OUTBOUND_SCHEMA_PROGRESS_INTERVAL, else 5 s."""
-    raw = raw if raw is not None else os.environ.get(INTERVAL_ENV_VAR)
-    if raw is None or not raw.strip():
-        return DEFAULT_INTERVAL_S
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 3600:
-        raise OutboundSchemaError(
-            f"The progress interval '{raw}' ({INTERVAL_ENV_VAR}) is not a number of seconds between 0 and 3600; "
-            "give one such as 5 or 0.5."
-        )
-    return seconds
 
 
 def duration(seconds: float) -> str:

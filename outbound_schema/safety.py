@@ -644,7 +644,7 @@ class SafeImpl(PostgresqlImpl):
             watch=self._watch,
             application_name=lambda label: None if self.as_sql else progress.application_name(label),
         )
-        self.progress_interval = progress.interval_seconds()
+        self.progress_interval = limits.progress_interval_s
         self.reporter = progress.Reporter()
         self.created_tables: set[str] = set()
         self.executed = 0

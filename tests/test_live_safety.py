@@ -13,9 +13,10 @@ from sqlalchemy.engine import URL
 
 from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
-from outbound_schema.ddl import DDLRunner, Limits, SessionGuard, Statement, parse_duration_ms
+from outbound_schema.ddl import DDLRunner, Limits, SessionGuard, Statement
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.locking import LOCK_KEY, lock_wait_seconds
+from outbound_schema.locking import LOCK_KEY
+from outbound_schema.settings import timeout_ms, wait_seconds
 from tests.conftest import TEMPLATE_HEAD, Databases
 from tests.helpers import (
     HEAD,
@@ -226,9 +227,9 @@ def test_bad_limits_are_refused(option: str, value: str, message: str) -> None:
     ],
 )
 def test_durations_are_read_as_postgresql_reads_them(value: str, milliseconds: int) -> None:
-    assert parse_duration_ms(value, name="statement timeout") == milliseconds
+    assert timeout_ms(value) == milliseconds
     if not value[-1].isdigit():  # a plain number is seconds for the lock wait, milliseconds for a timeout
-        assert lock_wait_seconds(value) == milliseconds / 1000
+        assert wait_seconds(value) == milliseconds / 1000
 
 
 def test_a_connection_inside_a_transaction_is_refused(head_db: URL) -> None:

@@ -13,9 +13,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
-from outbound_schema.locking import LOCK_KEY, POOLER_ENV_VAR
+from outbound_schema.locking import LOCK_KEY
+from outbound_schema.settings import LOCK_WAIT, POOLER
 from tests.helpers import (
     HEAD,
+    alembic_here,
     catalog_text,
     cli_forked,
     cli_here,
@@ -46,10 +48,10 @@ def through(pooler: Pooler, mode: str, database: URL) -> URL:
     return pooler(mode).set(database=database.database)
 
 
-def upgrade_all_at_once(url: URL, **env: str) -> list[subprocess.CompletedProcess[str]]:
+def upgrade_all_at_once(url: URL, *options: str, **env: str) -> list[subprocess.CompletedProcess[str]]:
     """``CONCURRENT`` upgrades of ``url`` started together, as a rolling deploy starts them: each a
     process of its own (forked, see helpers.cli_forked)."""
-    args = ("upgrade", "--database-url", plain(url))
+    args = ("upgrade", "--database-url", plain(url), *options)
     processes = [cli_forked(*args, **env) for _ in range(CONCURRENT)]
     outputs = [p.communicate(timeout=120) for p in processes]
     return [
@@ -101,16 +103,32 @@ def test_upgrade_through_transaction_pooling_refuses_and_leaves_nothing(host_db:
 
 
 def test_upgrade_through_session_pooling_migrates_once(host_db: URL, pooler: Pooler) -> None:
-    """Told the pooler pools sessions, concurrent deploys behave as on a direct connection."""
+    """Told the pooler pools sessions, concurrent deploys behave as on a direct connection; told by the
+    environment variable, or by the flag, which wins over the variable."""
     pooled = through(pooler, "session", host_db)
+    told = [((), {str(POOLER.env): "session"}), (("--pooler", "session"), {str(POOLER.env): "none"})]
     for round_ in range(ROUNDS):
-        outcomes = upgrade_all_at_once(pooled, **{POOLER_ENV_VAR: "session"})
+        options, env = told[round_ % len(told)]
+        outcomes = upgrade_all_at_once(pooled, *options, **env)
         assert all(done.returncode == 0 for done in outcomes), [done.stderr for done in outcomes]
         migrated = [done for done in outcomes if "Running upgrade" in done.stderr]
         assert len(migrated) == (1 if round_ == 0 else 0)
         assert version(host_db) == [HEAD]
         server_sessions_are_clean(pooled)
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
+
+
+def test_alembic_is_told_session_pooling_with_x(host_db: URL, pooler: Pooler) -> None:
+    """Under ``alembic``, ``-x pooler=session`` declares a session-pooled entry; without it the run is
+    refused, naming every way to declare it, and changes nothing."""
+    url = f"url={plain(through(pooler, 'session', host_db))}"
+    refused = alembic_here("-x", url, "upgrade", "head")
+    assert refused.returncode != 0 and "Nothing was locked" in refused.stderr, refused.stderr
+    assert POOLER.how("session") in " ".join(refused.stderr.split()), refused.stderr
+    assert version(host_db) is None
+    done = alembic_here("-x", url, "-x", "pooler=session", "upgrade", "head", **{str(POOLER.env): "none"})
+    assert done.returncode == 0, done.stderr
+    assert version(host_db) == [HEAD]
 
 
 @pytest.mark.parametrize("mode", ["transaction", "session"])
@@ -171,7 +189,7 @@ def test_a_session_pooling_claim_that_is_false_stops_the_run(host_db: URL, poole
     session: never two migrating at once, never a traceback, and a direct upgrade then converges."""
     pooled = through(pooler, "transaction", host_db)
     # A lock left on a pooled server connection makes the others wait: only a second here.
-    for done in upgrade_all_at_once(pooled, **{POOLER_ENV_VAR: "session", "OUTBOUND_SCHEMA_LOCK_WAIT": "1"}):
+    for done in upgrade_all_at_once(pooled, **{str(POOLER.env): "session", str(LOCK_WAIT.env): "1"}):
         stopped = (
             "The server session changed during the migration",
             "has held the migration lock",

@@ -25,9 +25,10 @@ from sqlalchemy.engine import URL
 
 from outbound_schema import progress
 from outbound_schema.progress import Progress, Reporter, Session
+from outbound_schema.settings import PROGRESS_INTERVAL
 from tests.helpers import HEAD, cli_forked, cli_forked_on_terminal, cli_here, connected, plain, version
 
-INTERVAL = {progress.INTERVAL_ENV_VAR: "0.2"}
+INTERVAL = {PROGRESS_INTERVAL.env: "0.2"}
 SECRET = "personal-data-4711"  # in the writer's SQL: must never be shown
 WRITER_APP = "dialer-worker"
 BUILD_46D = "46d: create index idx_outbound_call_jobs_status_twilio_sid"
@@ -219,7 +220,7 @@ def test_plain_lines_when_not_a_terminal(caplog: pytest.LogCaptureFixture) -> No
 
 @pytest.mark.parametrize("raw", ["abc", "0", "-1", "99999"])
 def test_a_bad_progress_interval_is_one_paragraph(head_db: URL, raw: str) -> None:
-    done = cli_here("upgrade", DATABASE_URL=plain(head_db), **{progress.INTERVAL_ENV_VAR: raw})
+    done = cli_here("upgrade", DATABASE_URL=plain(head_db), **{PROGRESS_INTERVAL.env: raw})
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"The progress interval '{raw}'" in done.stderr and done.stderr.strip().count("\n") == 0
 
