@@ -141,6 +141,7 @@ class Setting:
     metavar: str | None  #: the flag's argument in ``--help``; None: a switch (sets it to true)
     help: str  #: one sentence, for ``--help`` and the documentation
     commands: tuple[str, ...]  #: where it applies: ``outbound-schema`` commands, and ``alembic``
+    detail: str = ""  #: more, for the documentation only
 
     @property
     def dest(self) -> str:
@@ -214,11 +215,12 @@ DATABASE_URL = Setting(
     read=text,
     value_text="`postgresql://` or `postgresql+psycopg://` URL",
     metavar="URL",
-    help="the database; with none, upgrade and downgrade use an embedded PostgreSQL (see embedded folder), "
-    "status and check the one an upgrade made. Prefer the environment variable: a URL on the command line "
-    "shows in the process list. Under alembic, sqlalchemy.url in the Alembic configuration comes after -x url= "
-    "and before the environment variable",
+    help="the database to work on",
     commands=EVERY_COMMAND,
+    detail="With none, upgrade and downgrade use an embedded PostgreSQL (see the embedded folder), status and "
+    "check the one an upgrade made. Prefer the environment variable: a URL on the command line shows in the "
+    "process list and the shell history. Under alembic, sqlalchemy.url in the Alembic configuration comes "
+    "after -x url= and before the environment variable. Passwords are never printed.",
 )
 LOCK_WAIT = Setting(
     name="migration lock wait",
@@ -226,7 +228,7 @@ LOCK_WAIT = Setting(
     x_key="lock_wait",
     env="OUTBOUND_SCHEMA_LOCK_WAIT",
     default=600.0,
-    default_text="600 (10 minutes)",
+    default_text="600s",
     read=wait_seconds,
     value_text="seconds, or a duration (`10min`, `1h`); 0: do not wait",
     metavar="DURATION",
@@ -291,10 +293,10 @@ PROGRESS_INTERVAL = Setting(
     x_key="progress_interval",
     env="OUTBOUND_SCHEMA_PROGRESS_INTERVAL",
     default=5.0,
-    default_text="5",
+    default_text="5s",
     read=interval_seconds,
     value_text="seconds (more than 0, at most 3600), or a duration (`500ms`)",
-    metavar="SECONDS",
+    metavar="DURATION",
     help="after how long a running statement reports what it is doing, and how often",
     commands=MIGRATE,
 )
@@ -308,10 +310,14 @@ POOLER = Setting(
     read=pooling_mode,
     value_text=", ".join(f"`{mode}`" for mode in POOLING_MODES),
     metavar="MODE",
-    help="the pooling mode of a connection pooler between this command and PostgreSQL: session lets a "
-    "migration run through it (PgBouncer: pool_mode = session); with any other, a pooler found in between is "
-    "refused before anything is locked or changed",
+    help="the pooling mode of a connection pooler between us and PostgreSQL; session lets a migration run "
+    "through it, any other refuses one found in between",
     commands=MIGRATE,
+    detail="Declare session for a PgBouncer entry with pool_mode = session. With transaction, statement or none, "
+    "a pooler found in between (the server process serving the connection is not the one it was opened "
+    "with) is refused before anything is locked, set or changed (exit 2). A session declared where the "
+    "pooler hands transactions to other server connections after all stops the run at its next statement, "
+    "the revision in progress not recorded.",
 )
 EMBEDDED_DIR = Setting(
     name="embedded folder",
@@ -438,7 +444,7 @@ def markdown() -> str:
         )
     lines += ["", "## What each one does", ""]
     for s in SETTINGS:
-        lines += [f"**{s.name}** ({s.sources()}): {s.help}.", ""]
+        lines += [f"**{s.name}** ({s.sources()}): {s.help}.{' ' + s.detail if s.detail else ''}", ""]
     lines += [
         "`applies to` names the `outbound-schema` commands that read the setting; `alembic` means `alembic` "
         "runs with our `alembic.ini` or a host's `env.py` that calls `run_migrations`. The command line's "
