@@ -3,7 +3,8 @@
 Where the database is, in order: a connection or engine handed over in
 ``config.attributes["connection"]`` (tests, pytest-alembic, host applications),
 a URL handed over by our command line, ``-x url=...``, ``sqlalchemy.url``,
-``DATABASE_URL``; with none of these, online commands use the embedded
+``DATABASE_URL``, libpq's ``PG*`` variables (``PGHOST``, ``PGSERVICE``, ...), all read by
+``outbound_schema.dsn``; with none of these, online commands use the embedded
 PostgreSQL (see ``outbound_schema.embedded``).
 
 Every run goes through ``outbound_schema.environment.run_migrations``: the
@@ -19,10 +20,10 @@ from typing import Any
 from alembic import context
 from alembic.operations.ops import MigrationScript
 from sqlalchemy import Connection, Engine, MetaData
-from sqlalchemy.engine import URL, make_url
 
 from outbound_schema.config import METADATA_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
-from outbound_schema.database import configured_url, connect
+from outbound_schema.database import connect, target
+from outbound_schema.dsn import Target, configured
 from outbound_schema.embedded import default_database_url
 from outbound_schema.environment import alembic_errors, run_migrations
 from outbound_schema.expected import ExpectedSchemas
@@ -87,17 +88,18 @@ def configure(**options: Any) -> None:
     )
 
 
-def explicit_url() -> URL | None:
-    handed: URL | None = config.attributes.get(URL_ATTRIBUTE)
+def explicit_url() -> Target | None:
+    """The database configured, read by the connection layer (outbound_schema.dsn); None: none is."""
+    handed = config.attributes.get(URL_ATTRIBUTE)
     if handed is not None:
-        return handed
+        return target(handed, source="the URL handed to Alembic")
     from_x = DATABASE_URL.from_x(context.get_x_argument(as_dictionary=True))
     if from_x:
-        return configured_url(from_x, explicit_source=f"-x {DATABASE_URL.x_key}=")
+        return configured(from_x, explicit_source=f"-x {DATABASE_URL.x_key}=")
     from_ini = config.get_main_option("sqlalchemy.url")
     if from_ini:
-        return configured_url(from_ini, explicit_source="sqlalchemy.url in the Alembic configuration")
-    return configured_url()
+        return configured(from_ini, explicit_source="sqlalchemy.url in the Alembic configuration")
+    return configured(None)
 
 
 def writing_a_revision_by_hand() -> bool:
@@ -107,9 +109,8 @@ def writing_a_revision_by_hand() -> bool:
 
 
 def run_migrations_offline() -> None:
-    # Offline only the dialect matters: no server is contacted.
-    url = explicit_url() or make_url("postgresql+psycopg://")
-    configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    # Offline only the dialect matters: no server is contacted, and no URL is read.
+    configure(url="postgresql+psycopg://", literal_binds=True, dialect_opts={"paramstyle": "named"})
     run_migrations(context)
 
 
@@ -124,8 +125,7 @@ def run_migrations_online() -> None:
             configure(connection=connection)
             run_migrations(context)
         return
-    url = explicit_url() or default_database_url()
-    with connect(url) as connection:
+    with connect(explicit_url() or default_database_url()) as connection:
         configure(connection=connection)
         run_migrations(context)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from contextlib import ExitStack
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import psycopg
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
-from outbound_schema.database import configured_url
+from outbound_schema import dsn
 from outbound_schema.embedded import create_host_standins, server_url, start_server
 
 
@@ -24,7 +25,11 @@ class Server:
     """Creates databases for one benchmark run and drops them all when ``stack`` closes."""
 
     def __init__(self, stack: ExitStack) -> None:
-        url = configured_url()
+        # The benchmarks keep SQLAlchemy URL objects (they name databases with .set()); DATABASE_URL is
+        # checked by the connection layer first.
+        dsn.configured(None)
+        raw = os.environ.get(dsn.URL_ENV_VAR)
+        url = make_url(raw.strip()).set(drivername="postgresql+psycopg") if raw else None
         if url is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-bench-")))
             pg = start_server(folder / "pgdata", delete_on_exit=True)

@@ -22,7 +22,6 @@ from outbound_schema.history import History, HistoryUnreadable
 # so they are imported by the commands that use them.
 if TYPE_CHECKING:
     from alembic.config import Config
-    from sqlalchemy.engine import URL
 
 #: The version of ``status --format json``'s output; keys are only ever added within one.
 STATUS_FORMAT_VERSION = 1
@@ -69,9 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="outbound-schema",
         description="Manage the outbound dialer's tables (outbound_call_runs, outbound_call_jobs).",
-        epilog=f"The database is {settings.DATABASE_URL.flag}, else {settings.DATABASE_URL.env}, else an embedded "
-        f"PostgreSQL kept in ./.outbound-schema/ ({settings.EMBEDDED_DIR.env}). Every setting, its flag, -x key "
-        f"and environment variable: {settings.DOCS_PATH}.",
+        epilog=f"The database is {settings.DATABASE_URL.flag}, else {settings.DATABASE_URL.env}, else libpq's PG* "
+        f"variables (PGHOST, PGSERVICE, ...), else an embedded PostgreSQL kept in ./.outbound-schema/ "
+        f"({settings.EMBEDDED_DIR.env}). Every setting, its flag, -x key and environment variable: "
+        f"{settings.DOCS_PATH}.",
     )
     parser.add_argument("--version", action=_VersionAction, help="show the release and exit")
     loudness = argparse.ArgumentParser(add_help=False)
@@ -127,38 +127,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _url(args: argparse.Namespace, *, offline: bool = False) -> URL | None:
-    from outbound_schema.database import configured_url
-
-    url = configured_url(args.database_url)
-    if url is None and not offline:
+def _url(args: argparse.Namespace, *, offline: bool = False) -> dsn.Target | None:
+    """The database configured (--database-url, DATABASE_URL, libpq's PG* variables), else the embedded one;
+    None offline (a script is written; no URL is read)."""
+    if offline:
+        return None
+    target = dsn.configured(args.database_url)
+    if target is None:
         from outbound_schema.embedded import default_database_url  # the models, the server wheel: only now
 
-        url = default_database_url()
-    return url
+        target = default_database_url()
+    return target
 
 
-def _existing_url(args: argparse.Namespace) -> URL:
-    """For commands that only read: the configured URL, or an embedded database an upgrade made."""
-    from outbound_schema.database import configured_url
-
-    url = configured_url(args.database_url)
-    if url is not None:
-        return url
+def _existing_url(args: argparse.Namespace) -> dsn.Target:
+    """For commands that only read: the database configured, or an embedded database an upgrade made."""
+    target = dsn.configured(args.database_url)
+    if target is not None:
+        return target
     from outbound_schema import embedded
 
     if not (embedded.data_dir() / "PG_VERSION").is_file():
         what = "check" if args.command == "check" else "report on"
         raise OutboundSchemaError(
-            f"No database URL is configured, so there is no database to {what}. Set DATABASE_URL or pass "
-            f"--database-url; the embedded database is used only once 'outbound-schema upgrade' has created it "
-            f"(it would be in {embedded.data_dir()}).",
+            f"No database URL is configured, so there is no database to {what}. Set DATABASE_URL (or libpq's "
+            f"PGHOST, PGDATABASE, ... or PGSERVICE) or pass --database-url; the embedded database is used only "
+            f"once 'outbound-schema upgrade' has created it (it would be in {embedded.data_dir()}).",
             exit_code=2,
         )
     return embedded.default_database_url()
 
 
-def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> int:
+def _status(url: dsn.Target, *, version_table: str, gate: bool, fmt: str = "text") -> int:
     """Each step's state, and the migration running now if one is. Exit 1 on conflicts or an unknown
     revision, or with ``gate`` anywhere but head."""
     from alembic.script import ScriptDirectory
@@ -166,7 +166,7 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
     from outbound_schema import progress
     from outbound_schema.catalog import existing_relations
     from outbound_schema.config import alembic_config
-    from outbound_schema.database import connect, mask
+    from outbound_schema.database import connect
     from outbound_schema.expected import ExpectedSchemas, foreign_tables
     from outbound_schema.locking import LOCK_KEY
     from outbound_schema.revisions import applied_revisions
@@ -220,7 +220,7 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
             json.dumps(
                 {
                     "format": STATUS_FORMAT_VERSION,
-                    "database": mask(url),
+                    "database": url.shown,
                     "version": sorted(current),
                     "head": list(script.get_heads()),
                     "state": state,
@@ -239,7 +239,7 @@ def _status(url: URL, *, version_table: str, gate: bool, fmt: str = "text") -> i
             )
         )
         return code
-    print(f"database: {mask(url)}")
+    print(f"database: {url.shown}")
     print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {version_table} table): untracked'}")
     print(f"head:     {', '.join(script.get_heads())}")
     if running is not None:
@@ -267,11 +267,11 @@ def _check(args: argparse.Namespace) -> int:
     import psycopg
 
     try:
-        raw, source = dsn.configured(args.database_url) or _embedded_for_reading(args)
+        target = _existing_url(args)
         history = History.read(script_location())
-        with dsn.connect(raw, source=source) as connection:
+        with target.connect() as connection:
             connection.read_only = True
-            report = drift.check(connection, history, dsn.mask(raw), args.version_table)
+            report = drift.check(connection, history, target.shown, args.version_table)
     except (Exception, KeyboardInterrupt) as exc:  # whatever happens, exit 2 and, asked for JSON, print it
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted; nothing was checked and nothing was changed"
@@ -289,17 +289,11 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.drift else 0
 
 
-def _embedded_for_reading(args: argparse.Namespace) -> tuple[str, str]:
-    url = _existing_url(args)
-    return url.render_as_string(hide_password=False), "the embedded database"
-
-
 def _snapshot(args: argparse.Namespace) -> int:
     """Exit 0 when the files are (now) up to date; with --check, 1 when any is stale."""
-    from outbound_schema.database import configured_url
     from outbound_schema.snapshot import regenerate
 
-    outcome = regenerate(configured_url(args.database_url), check_only=args.check)
+    outcome = regenerate(dsn.configured(args.database_url), check_only=args.check)
     verb = "stale" if args.check else "written"
     for path in outcome.written:
         print(f"{verb}: {path}")

@@ -9,7 +9,8 @@ from outbound_schema.settings import SCRIPT_LOCATION
 
 if TYPE_CHECKING:  # Alembic and SQLAlchemy are imported when a Config is made, not to read a name
     from alembic.config import Config
-    from sqlalchemy.engine import URL
+
+    from outbound_schema.database import Where
 
 #: Our own version table, so that a host application's ``alembic_version``
 #: (and its heads) never collide with ours in a shared database.
@@ -48,8 +49,9 @@ def script_location() -> Path:
     raise FileNotFoundError(f"outbound-schema's migrations are missing from {_PACKAGE_DIR}; reinstall the package.")
 
 
-def alembic_config(url: URL | None = None, *, lock_wait: float | None = None) -> Config:
-    """A Config for our migrations; ``url`` None means DATABASE_URL or the embedded default."""
+def alembic_config(url: Where | None = None, *, lock_wait: float | None = None) -> Config:
+    """A Config for our migrations; ``url`` None means what env.py finds configured (DATABASE_URL, libpq's
+    PG* variables), else the embedded default."""
     from alembic.config import Config
 
     config = Config()

@@ -12,9 +12,10 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL, make_url
 
+from outbound_schema import dsn
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.models import host_metadata
 from outbound_schema.settings import DATABASE_URL, EMBEDDED_DIR
@@ -70,11 +71,17 @@ def create_host_standins(connection: Connection) -> None:
 
 
 def server_url(server: PostgresServer, database: str = "postgres") -> URL:
-    """A psycopg 3 URL for ``database`` on ``server`` (over its Unix socket)."""
+    """A SQLAlchemy URL object for ``database`` on ``server`` (over its Unix socket), for those who want one
+    (the test suite); we connect with :func:`server_target`."""
     return make_url(server.get_uri(database=database, driver="psycopg"))
 
 
-def default_database_url() -> URL:
+def server_target(server: PostgresServer, database: str = "postgres") -> dsn.Target:
+    """``database`` on ``server`` (over its Unix socket), as the connection layer reads its URL."""
+    return dsn.parse(server.get_uri(database=database), source="the embedded PostgreSQL")
+
+
+def default_database_url() -> dsn.Target:
     """Start the embedded server, prepare its database with host stand-ins, return its URL.
 
     Says so on stderr in one line, naming the folder.
@@ -87,19 +94,16 @@ def default_database_url() -> URL:
         f"using the embedded PostgreSQL in {folder}",
         file=sys.stderr,
     )
-    admin = create_engine(server_url(server), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": DATABASE_NAME})
-            if not exists:
-                conn.execute(text(f'CREATE DATABASE "{DATABASE_NAME}"'))
-    finally:
-        admin.dispose()
-    url = server_url(server, DATABASE_NAME)
-    engine = create_engine(url)
+    with server_target(server).connect(autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone():
+            admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    target = server_target(server, DATABASE_NAME)
+    from outbound_schema.database import engine_for
+
+    engine = engine_for(target)
     try:
         with engine.begin() as conn:
             create_host_standins(conn)
     finally:
         engine.dispose()
-    return url
+    return target

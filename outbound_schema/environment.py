@@ -29,7 +29,7 @@ from outbound_schema.config import (
     SETTINGS_ATTRIBUTE,
     VERSION_TABLE,
 )
-from outbound_schema.database import mask
+from outbound_schema.database import describe
 from outbound_schema.ddl import Limits
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas
@@ -99,7 +99,7 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
     else:
         wait_seconds = LOCK_WAIT.parse(str(lock_wait), "the lock wait handed to run_migrations")
     connection = migration_context.connection
-    log.info("Migrating %s", mask(connection.engine.url))
+    log.info("Migrating %s", describe(connection))
     # Rolling deploys start several upgrades at once: one migrates, the others
     # wait here, then find nothing left to do.
     direction = _direction(migration_context)

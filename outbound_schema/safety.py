@@ -489,20 +489,18 @@ MONITOR_KEY = "outbound_schema.progress_monitor"
 def _monitor(connection: Connection) -> Callable[[], AbstractContextManager[Any]] | None:
     """A way to open a second connection to the server and database the migration's connection is on,
     with its parameters (TLS ones included), for progress readings."""
-    import psycopg
-    from psycopg.conninfo import make_conninfo
+    from outbound_schema import dsn
+    from outbound_schema.database import target_of
 
     info = getattr(connection.connection.dbapi_connection, "info", None)
     if info is None or not hasattr(info, "get_parameters"):
         return None
-    params: dict[str, Any] = {**info.get_parameters(), "host": info.host, "port": info.port, "dbname": info.dbname}
-    if info.password:
-        params["password"] = info.password
-    params.update(application_name="outbound-schema progress", connect_timeout=3)
+    params = {"application_name": "outbound-schema progress", "connect_timeout": 3}
+    target = dsn.following(info, target_of(connection.engine), **params)
 
     def connect() -> AbstractContextManager[Any]:
         # Autocommit: a transaction left open here would hold a snapshot the index build waits for.
-        return psycopg.connect(make_conninfo("", **params), autocommit=True, prepare_threshold=None)
+        return target.connect(autocommit=True)
 
     return connect
 

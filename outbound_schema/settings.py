@@ -213,11 +213,13 @@ DATABASE_URL = Setting(
     default=None,
     default_text="the embedded PostgreSQL",
     read=text,
-    value_text="`postgresql://` or `postgresql+psycopg://` URL",
+    value_text="`postgresql://` or `postgresql+psycopg://` URL, or a libpq conninfo",
     metavar="URL",
     help="the database to work on",
     commands=EVERY_COMMAND,
-    detail="With none, upgrade and downgrade use an embedded PostgreSQL (see the embedded folder), status and "
+    detail="After it, libpq's own variables (PGHOST, PGDATABASE, PGSERVICE, ...), as psql takes them; read by "
+    'libpq (services, .pgpass, several hosts, socket folders: see the README\'s "The database URL"). With none of '
+    "them, upgrade and downgrade use an embedded PostgreSQL (see the embedded folder), status and "
     "check the one an upgrade made. Prefer the environment variable: a URL on the command line shows in the "
     "process list and the shell history. Under alembic, sqlalchemy.url in the Alembic configuration comes "
     "after -x url= and before the environment variable. Passwords are never printed.",

@@ -17,15 +17,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import text
 
 from outbound_schema.catalog import HOST_TABLES, Snapshot, snapshot, tables_in_current_schema
 from outbound_schema.config import EXPECTED_ATTRIBUTE, PREFLIGHT_ATTRIBUTE, VERSION_TABLE, alembic_config
-from outbound_schema.database import connect, mask
+from outbound_schema.database import Where, connect, engine_for, target
+from outbound_schema.dsn import Target
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, file_for, render, schema_dir
 from outbound_schema.history import SCHEMA_FOLDER
@@ -33,50 +33,50 @@ from outbound_schema.standing import HISTORY_TABLE
 
 
 @contextmanager
-def scratch_database(server: URL | None) -> Iterator[URL]:
+def scratch_database(server: Where | None) -> Iterator[Target]:
     """A new, empty database holding the host tables' stand-ins; dropped afterwards.
 
     On ``server``'s PostgreSQL (its role must be allowed to create databases), else on
     an embedded server in a temporary folder.
     """
-    from outbound_schema.embedded import create_host_standins, server_url, start_server
+    from outbound_schema.embedded import create_host_standins, server_target, start_server
 
     with tempfile.TemporaryDirectory(prefix="outbound-schema-snapshot-") as folder:
         embedded = None
         if server is None:
             embedded = start_server(Path(folder) / "pgdata", delete_on_exit=True)
-            server = server_url(embedded)
+            on = server_target(embedded)
+        else:
+            on = target(server)
         name = f"outbound_schema_snapshot_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
         try:
+            with on.connect(autocommit=True) as admin:
+                try:
+                    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+                except psycopg.Error as exc:
+                    raise OutboundSchemaError(
+                        f"Could not create a scratch database on {on.shown} to generate the expected schema in "
+                        f"({' '.join(str(exc).split())}). Use a role that may create databases, or unset "
+                        "DATABASE_URL (and libpq's PG* variables) to use an embedded PostgreSQL.",
+                        exit_code=2,
+                    ) from None
             try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-            except DBAPIError as exc:
-                raise OutboundSchemaError(
-                    f"Could not create a scratch database on {mask(server)} to generate the expected schema in "
-                    f"({' '.join(str(exc.orig).split())}). Use a role that may create databases, or unset "
-                    "DATABASE_URL to use an embedded PostgreSQL.",
-                    exit_code=2,
-                ) from None
-            url = server.set(database=name)
-            engine = create_engine(url)
-            with engine.begin() as conn:
-                create_host_standins(conn)
-            engine.dispose()
-            yield url
-        finally:
-            try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                scratch = on.with_database(name)
+                engine = engine_for(scratch)
+                with engine.begin() as conn:
+                    create_host_standins(conn)
+                engine.dispose()
+                yield scratch
             finally:
-                admin.dispose()
-                if embedded is not None:
-                    embedded.cleanup()
+                with on.connect(autocommit=True) as admin:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            if embedded is not None:
+                embedded.cleanup()
 
 
 def generate(
-    script: ScriptDirectory, scratch: URL, after: Mapping[str, Callable[[], object]] | None = None
+    script: ScriptDirectory, scratch: Where, after: Mapping[str, Callable[[], object]] | None = None
 ) -> dict[str, Snapshot]:
     """The catalog after each of our revisions, base to head, built in the empty database ``scratch``.
 
@@ -146,7 +146,7 @@ def write(script: ScriptDirectory, catalogs: dict[str, Snapshot], *, check_only:
     return Outcome(written, unchanged, removed)
 
 
-def regenerate(server: URL | None, *, check_only: bool = False) -> Outcome:
+def regenerate(server: Where | None, *, check_only: bool = False) -> Outcome:
     """The whole command: scratch database, every revision, the files."""
     script = ScriptDirectory.from_config(alembic_config())
     if not ExpectedSchemas(script).managed():

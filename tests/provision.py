@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from outbound_schema.database import parse_url
+from outbound_schema import dsn
 from outbound_schema.embedded import server_url, start_server
 
 URL_VAR = "TEST_DATABASE_URL"
@@ -84,7 +84,8 @@ def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Serv
     """Bring up (or point at) a server for this test session; ``stack`` tears it down."""
     provider = choose_provider(environ, docker_answers)
     if provider == "url":
-        return Server(parse_url(environ[URL_VAR], source=URL_VAR), provider)
+        dsn.parse(environ[URL_VAR], source=URL_VAR)  # a clear message for a URL that is no database's
+        return Server(make_url(environ[URL_VAR].strip()).set(drivername="postgresql+psycopg"), provider)
     if provider == "testcontainers":
         try:
             from testcontainers.community.postgres import PostgresContainer

@@ -44,18 +44,24 @@ def test_light_imports(statement: str) -> None:
 
 
 def test_the_light_modules_at_work() -> None:
-    """Reading a URL and quoting a name import nothing heavy either; a connection needs psycopg only."""
+    """Masking a URL, refusing a wrong driver and quoting a name import nothing heavy, nor psycopg; reading a
+    URL needs psycopg (libpq reads it), still neither SQLAlchemy nor Alembic."""
     modules = loaded_modules(
         "from outbound_schema import dsn, keywords",
-        "dsn.conninfo('postgresql://u:p@h/db?options=-csearch_path%3Dx', source='here')",
         "dsn.mask('postgresql://u:p@h/db')",
         "keywords.quote('user')",
         "try:",
-        "    dsn.conninfo('mysql://h/db', source='here')",
+        "    dsn.parse('mysql://h/db', source='here')",
         "except Exception as exc:",
         "    assert type(exc).__name__ == 'OutboundSchemaError'",
     )
     assert not top_level(modules) & {*HEAVY, "psycopg"}
+    modules = loaded_modules(
+        "from outbound_schema import dsn",
+        "dsn.parse('postgresql://u:p@h/db?options=-csearch_path%3Dx', source='here')",
+    )
+    assert not top_level(modules) & HEAVY
+    assert "psycopg" in top_level(modules)
 
 
 def test_every_public_name_is_there() -> None:

@@ -181,9 +181,9 @@ def silent_server() -> Iterator[int]:
 
 @pytest.mark.waits
 def test_a_server_that_never_answers_is_given_up_on(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from outbound_schema import database
+    from outbound_schema import dsn
 
-    monkeypatch.setattr(database, "DEFAULT_CONNECT_TIMEOUT", 1)  # the default applies, shortened for the test
+    monkeypatch.setattr(dsn, "DEFAULT_CONNECT_TIMEOUT", 1)  # the default applies, shortened for the test
     url = f"postgresql://app:{PASSWORD}@127.0.0.1:{silent_server}/db"
     started = time.monotonic()
     # The three at once, each a process of its own (forked: the shortened default goes with them).
@@ -313,10 +313,10 @@ def test_passwords_in_query_parameters_are_masked(host_db: URL) -> None:
 
 
 def test_a_percent_encoded_at_in_the_user_name_is_a_user_name() -> None:
-    from outbound_schema.database import parse_url
+    from outbound_schema import dsn
 
-    url = parse_url("postgresql://app%40srv:p%40ss@db.example/app", source="a test")
-    assert (url.username, url.password, url.host) == ("app@srv", "p@ss", "db.example")
+    params = dsn.parse("postgresql://app%40srv:p%40ss@db.example/app", source="a test").params()
+    assert (params["user"], params["password"], params["host"]) == ("app@srv", "p@ss", "db.example")
 
 
 @pytest.mark.parametrize("target", ["abc-1", "head+5", "47z+1", ""])
