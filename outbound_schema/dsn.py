@@ -181,7 +181,9 @@ def parse(raw: str, *, source: str) -> Target:
     try:
         params = {key: str(value) for key, value in conninfo_to_dict(conninfo).items()}
     except psycopg.Error as exc:
-        detail = _scrubbed(str(exc), _raw_secrets(text))
+        # libpq quotes what it could not read, which may be part of a password: only what is shown anyway stays.
+        detail = re.sub(r'"([^"]*)"', lambda m: m[0] if m[1] in shown else '"***"', str(exc))
+        detail = _scrubbed(detail, _raw_secrets(text))
         if "invalid URI query parameter" in detail or "invalid connection option" in detail:
             raise could_not_connect(shown, detail) from None  # libpq's words for an option it does not know
         raise _bad(
@@ -189,7 +191,7 @@ def parse(raw: str, *, source: str) -> Target:
             f"{_FORM}, its user, password and database name percent-encoded."
         ) from None
     _check_query(text if scheme else "", source, shown)
-    _check_hosts(params, source, shown)
+    _check_hosts(params, source, shown, _raw_secrets(text))
     named = params.get("dbname") or params.get("service")
     if not (named or os.environ.get("PGDATABASE") or os.environ.get("PGSERVICE")):
         raise _bad(
@@ -217,19 +219,24 @@ def _check_query(url: str, source: str, shown: str) -> None:
         seen.add(key)
 
 
-def _check_hosts(params: dict[str, str], source: str, shown: str) -> None:
+def _check_hosts(params: dict[str, str], source: str, shown: str, secrets: list[str]) -> None:
+    """A port that is no number, or a host written ``NAME:PORT``: what libpq read is not what was meant (a
+    password holding ``/`` or ``@``, unescaped, reads as a host and port)."""
     for port in params.get("port", "").split(","):
         if not _PORT.fullmatch(port.strip()):
             raise _bad(
-                f"The database URL from {source} ({shown}) could not be parsed: its port '{port}' is not a number. "
-                f"Give a URL of the form {_FORM}."
+                f"The database URL from {source} ({shown}) could not be parsed: a port in it is not a number. "
+                f"Give a URL of the form {_FORM}, its user, password and database name percent-encoded."
             )
     for host in params.get("host", "").split(","):
         if _HOST_WITH_PORT.fullmatch(host):
             raise _bad(
-                f"The database URL from {source} ({shown}) gives the host '{host}': libpq reads a host there, "
-                "not HOST:PORT. Give the ports apart, as in ?host=HOST1,HOST2&port=PORT1,PORT2, or write "
-                "postgresql://USER@HOST1:PORT1,HOST2:PORT2/DBNAME."
+                _scrubbed(
+                    f"The database URL from {source} ({shown}) gives the host '{host}': libpq reads a host there, "
+                    "not HOST:PORT. Give the ports apart, as in ?host=HOST1,HOST2&port=PORT1,PORT2, or write "
+                    "postgresql://USER@HOST1:PORT1,HOST2:PORT2/DBNAME.",
+                    secrets,
+                )
             )
 
 
