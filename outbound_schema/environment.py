@@ -35,7 +35,7 @@ from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.history import History
 from outbound_schema.locking import abort_if_client_dies, migration_lock
-from outbound_schema.safety import install
+from outbound_schema.safety import alembic_api, install
 from outbound_schema.settings import LOCK_WAIT, POOLER, Setting, handed_or_resolved
 from outbound_schema.standing import Standing, read_versions, stand
 
@@ -120,7 +120,7 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
 
 def _direction(migration_context: Any) -> str | None:
     """``upgrade`` or ``downgrade`` for Alembic's commands of those names; None for any other (stamp, current)."""
-    name = getattr(migration_context.opts.get("fn"), "__name__", None)
+    name = alembic_api.command_name(migration_context)
     return name if name in ("upgrade", "downgrade") else None
 
 

@@ -24,19 +24,15 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-import psycopg
 from alembic.script import Script
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.catalog import Snapshot, align_defaults, existing_relations, snapshot
-from outbound_schema.database import require_host_tables
-from outbound_schema.ddl import RAISE_EXCEPTION
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.expected import SNAPSHOT_COMMAND, ExpectedSchemas, object_names
+from outbound_schema.expected import ExpectedSchemas, object_names
 
 if TYPE_CHECKING:
-    from outbound_schema.safety import RunPlan, SafeImpl
+    pass
 
 log = logging.getLogger("outbound_schema.migrate")
 
@@ -286,53 +282,3 @@ def refuse_conflicts(reports: Iterable[RevisionReport]) -> None:
             "match or are absent, and run the upgrade again; 'outbound-schema status' shows every revision's "
             f"state without changing anything.\n{details}"
         )
-
-
-def refuse_data_loss(connection: Connection, drops: Iterable[tuple[str, Sequence[tuple[str, str | None]]]]) -> None:
-    """Before a downgrade changes anything: refuse if any of its drops would destroy data."""
-    from outbound_schema.safety import data_guard, sql_text
-
-    for revision, items in drops:
-        for table, column in items:
-            try:
-                connection.execute(sql_text(data_guard(revision, table, column, lock=False, before_run=True)))
-            except DBAPIError as exc:
-                connection.rollback()
-                if getattr(exc.orig, "sqlstate", None) == RAISE_EXCEPTION and isinstance(exc.orig, psycopg.Error):
-                    raise OutboundSchemaError(str(exc.orig.diag.message_primary)) from None
-                raise
-
-
-def prepare(impl: SafeImpl, plan: RunPlan) -> None:
-    """Before the first change of a run: plan every revision, refuse what must be refused."""
-    from outbound_schema.safety import host_tables, plan_revisions
-
-    steps = [s for s in plan.steps if s.revision.revision in plan.managed]
-    refusals, plan.drops = plan_revisions(impl, steps)
-    if refusals:
-        raise OutboundSchemaError("\n\n".join([*refusals, "Nothing was changed."]))
-    connection = impl.migration_context.connection
-    if impl.as_sql or connection is None:
-        return  # offline there is no catalog to read; every statement can run again
-    upgrades = [s for s in steps if s.is_upgrade]
-    if upgrades:
-        require_host_tables(connection, host_tables(impl, upgrades))
-        if impl.preflight and impl.expected is not None:
-            for rev in (s.revision for s in upgrades):
-                if impl.expected.at(rev.revision) is None:
-                    log.warning(
-                        "%s has no expected-schema file yet, so the database is not compared with it before the "
-                        "upgrade; generate it with `%s`",
-                        rev.revision,
-                        SNAPSHOT_COMMAND,
-                    )
-            reports = assess(connection, impl.expected, [s.revision for s in upgrades])
-            refuse_conflicts(reports)
-            plan.states = {report.revision: report.state for report in reports}
-            plan.adopted = {report.revision for report in reports if report.adopted}
-    downgrades = [s for s in steps if not s.is_upgrade]
-    if downgrades and not impl.limits.allow_data_loss:
-        refuse_data_loss(
-            connection, [(s.revision.revision, plan.drops.get(s.revision.revision, [])) for s in downgrades]
-        )
-    connection.commit()  # no transaction stays open: concurrent index builds wait for open transactions

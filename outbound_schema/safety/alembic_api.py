@@ -1,0 +1,65 @@
+"""Every use of Alembic beyond its documented API, in one place, each with what it stands for.
+
+Alembic is pinned below 2; within that range these attributes have kept their meaning, and
+``tests/test_alembic_api.py`` runs each one against the installed Alembic, so a release that changes one
+fails there, by name, rather than somewhere in a migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic import op as op_module
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext, RevisionStep
+
+#: ``MigrationContext._migrations_fn(heads, context)``: the steps a run goes through, in order.
+StepsFn = Callable[[Any, MigrationContext], Any]
+
+
+def migration_steps(context: MigrationContext) -> StepsFn | None:
+    """The function that gives the run's steps (None outside a command that runs revisions)."""
+    steps: StepsFn | None = context._migrations_fn
+    return steps
+
+
+def replace_migration_steps(context: MigrationContext, steps: StepsFn) -> None:
+    """Have the run go through ``steps`` instead: how each step is seen before and after it runs."""
+    context._migrations_fn = steps
+
+
+def transaction_per_migration(context: MigrationContext) -> bool:
+    """Whether ``context.configure(transaction_per_migration=True)`` was given."""
+    return bool(context._transaction_per_migration)
+
+
+@contextmanager
+def op_proxied_to(operations: Operations) -> Iterator[None]:
+    """``alembic.op`` in the revisions is ``operations`` within; the running one's again after."""
+    running = getattr(op_module, "_proxy", None)
+    operations._install_proxy()
+    try:
+        yield
+    finally:
+        operations._remove_proxy()
+        if running is not None:
+            running._install_proxy()
+
+
+def descendants(step: RevisionStep) -> list[str]:
+    """The step's revision and every revision built on it."""
+    return [rev.revision for rev in step.revision_map._get_descendant_nodes([step.revision])]
+
+
+def command_name(context: MigrationContext) -> str | None:
+    """The name of the command running the migrations: ``upgrade``, ``downgrade``, ``stamp``, ... (the
+    function ``alembic.command`` hands the environment as ``fn``); None when none did."""
+    name = getattr(context.opts.get("fn"), "__name__", None)
+    return name if isinstance(name, str) else None
+
+
+def add_version_apply_callback(context: MigrationContext, callback: Callable[..., None]) -> None:
+    """Call ``callback`` as ``configure(on_version_apply=...)`` would, beside any the environment gave."""
+    context.on_version_apply_callbacks = (*context.on_version_apply_callbacks, callback)

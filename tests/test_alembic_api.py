@@ -1,0 +1,99 @@
+"""Each use of Alembic beyond its documented API (outbound_schema.safety.alembic_api), run against the
+installed Alembic: a release that changes one fails here, by name."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from alembic import command, op
+from alembic.config import Config
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+
+ENV = """
+import json, os
+from alembic import context
+from outbound_schema.safety import alembic_api
+
+context.configure(url="postgresql+psycopg://", transaction_per_migration=True, literal_binds=True)
+migration = context.get_context()
+found = {
+    "command": alembic_api.command_name(migration),
+    "per_migration": alembic_api.transaction_per_migration(migration),
+    "descendants": {},
+    "applied": [],
+}
+steps = alembic_api.migration_steps(migration)
+
+
+def watched(heads, ctx):
+    for step in steps(heads, ctx):
+        found["descendants"][step.revision.revision] = sorted(alembic_api.descendants(step))
+        yield step
+
+
+alembic_api.replace_migration_steps(migration, watched)
+alembic_api.add_version_apply_callback(migration, lambda *, step, **_: found["applied"].append(step.up_revision_id))
+with context.begin_transaction():
+    context.run_migrations()
+with open(os.environ["ALEMBIC_API_OUT"], "w") as out:
+    json.dump(found, out)
+"""
+
+REVISION = """
+revision = {revision!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
+"""
+
+
+@pytest.fixture
+def location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "env.py").write_text(ENV)
+    for revision, down in (("a1", None), ("b2", "a1"), ("c3", "b2")):
+        (tmp_path / "versions" / f"{revision}.py").write_text(REVISION.format(revision=revision, down=down))
+    monkeypatch.setenv("ALEMBIC_API_OUT", str(tmp_path / "found.json"))
+    return tmp_path
+
+
+def run(location: Path, verb: str, target: str) -> dict[str, object]:
+    config = Config(output_buffer=io.StringIO())
+    config.set_main_option("script_location", str(location))
+    getattr(command, verb)(config, target, sql=True)
+    found: dict[str, object] = json.loads((location / "found.json").read_text())
+    return found
+
+
+def test_the_run_s_steps_its_command_and_its_callbacks(location: Path) -> None:
+    up = run(location, "upgrade", "head")
+    assert up["command"] == "upgrade" and up["per_migration"] is True
+    assert up["applied"] == ["a1", "b2", "c3"]
+    assert up["descendants"] == {"a1": ["a1", "b2", "c3"], "b2": ["b2", "c3"], "c3": ["c3"]}
+
+    down = run(location, "downgrade", "c3:a1")
+    assert down["command"] == "downgrade" and down["applied"] == ["c3", "b2"]
+
+
+def test_op_is_proxied_to_the_recorder_and_back() -> None:
+    buffer = io.StringIO()
+    context = MigrationContext.configure(dialect_name="postgresql", opts={"as_sql": True, "output_buffer": buffer})
+    from outbound_schema.safety import alembic_api
+
+    running = getattr(op, "_proxy", None)  # whatever an earlier run left, it is put back
+    with alembic_api.op_proxied_to(Operations(context)):
+        op.execute("SELECT 1")
+    assert "SELECT 1" in buffer.getvalue()
+    assert getattr(op, "_proxy", None) is running
