@@ -29,7 +29,7 @@ from sqlalchemy.pool import PoolResetState
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import SCRIPT_LOCATION_ENV_VAR, VERSION_TABLE, alembic_config
 from outbound_schema.database import engine_for
-from outbound_schema.expected import ExpectedSchemas, render
+from outbound_schema.expected import ExpectedSchemas, parse, render
 from outbound_schema.revisions import next_revision_id
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +54,17 @@ def our_tables(location: Path = MIGRATIONS) -> tuple[str, ...]:
 def expected_text(revision: str, location: Path = MIGRATIONS) -> str:
     """The committed expected-schema file of ``revision``."""
     return (location / "schema" / f"{revision}.sql").read_text()
+
+
+def expected_schema(revision: str = HEAD, location: Path = MIGRATIONS) -> Snapshot:
+    """The catalog the committed expected-schema file of ``revision`` (head's unless told) holds: what a
+    test of the machinery touches is taken from there, so that it holds whatever head becomes."""
+    return parse(expected_text(revision, location))
+
+
+def revisions_after(revision: str) -> tuple[str, ...]:
+    """Our revisions after ``revision``, up to head."""
+    return ALL_REVISIONS[ALL_REVISIONS.index(revision) + 1 :]
 
 
 def catalog_text(url: URL, revision: str, location: Path = MIGRATIONS) -> str:

@@ -50,7 +50,7 @@ def test_takeover_from_every_legacy_prefix(host_db: URL, through: str | None) ->
     assert done.returncode == 0, done.stderr
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
     assert version(host_db) == [HEAD]
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
     assert {t: n for t, n in file_nodes(host_db).items() if t in nodes} == nodes, "a table was rewritten"
     reached = REVISIONS.index(through) + 1 if through else 0
     for revision in REVISIONS[:reached]:
@@ -96,7 +96,7 @@ def test_takeover_completes_a_half_done_step(host_db: URL, case: str) -> None:
     assert done.returncode == 0, done.stderr
     assert f"{partial_step}: found in part, completed" in done.stderr
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
     assert file_nodes(host_db) == nodes
 
 
@@ -264,7 +264,7 @@ def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
     assert all("another migration holds the lock" in err for _, err in outputs)
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
     assert version(host_db) == [HEAD]
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
 
 
 def test_a_waiter_tries_again_soon_then_twice_a_second(host_db: URL, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,7 +349,7 @@ def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL) -> None:
     assert "dropped INVALID index idx_outbound_call_jobs_lock_token to rebuild it" in done.stderr
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
     assert version(host_db) == [HEAD]
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
 
 
 def test_legacy_steps_cover_every_revision() -> None:
