@@ -5,17 +5,23 @@ a particular column (status 'running', concurrency 3) is about the tables as 47a
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
+import warnings
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SADeprecationWarning
 from sqlalchemy.orm import Session
 
 import outbound_schema
 from outbound_schema import Base, OutboundCallJob, OutboundCallRun, metadata
-from tests.helpers import expected_schema
+from outbound_schema.catalog import snapshot
+from outbound_schema.expected import render
+from tests.helpers import HEAD, expected_schema, expected_text, our_tables
 
 HEAD_SCHEMA = expected_schema()
 
@@ -172,3 +178,62 @@ def test_not_null_columns_are_enforced(head_engine: Engine) -> None:
         session.add(OutboundCallRun())
         with pytest.raises(IntegrityError, match="not-null"):
             session.flush()
+
+
+def _jobs_column_to_unmap() -> tuple[str, str, str]:
+    """A nullable column of the jobs at head without a default, and its line in models.py: (name, its
+    Python type, the mapped_column arguments)."""
+    source = MODELS.read_text()
+    for column in HEAD_SCHEMA.tables["outbound_call_jobs"].columns:
+        line = re.search(rf"(?m)^    {column.name}: Mapped\[(.+)\] = mapped_column\((.*)\)$", source)
+        if column.nullable and column.default is None and line is not None:
+            return column.name, line.group(1), line.group(2)
+    raise AssertionError("no nullable column of outbound_call_jobs without a default is mapped on one line")
+
+
+MODELS = Path(outbound_schema.__file__).parent / "models.py"
+
+
+@pytest.mark.parametrize("form", ["exclude_properties", "unmapped_column"])
+def test_models_may_stop_mapping_a_column_the_table_keeps(
+    host_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """Expand/contract without a revision (README, "Changing the schema"): the release after the one that
+    stopped using a column no longer maps it, while the table keeps it until a later revision drops it.
+    create_all still builds head's file, column in its place, and the ORM writes rows without it."""
+    name, python_type, arguments = _jobs_column_to_unmap()
+    source = MODELS.read_text()
+    mapped = f"    {name}: Mapped[{python_type}] = mapped_column({arguments})\n"
+    if form == "exclude_properties":  # SQLAlchemy 2.0 and 2.1 (2.1 deprecates it for unmapped_column)
+        source = source.replace(
+            '    __tablename__ = "outbound_call_jobs"\n',
+            f'    __tablename__ = "outbound_call_jobs"\n    __mapper_args__ = {{"exclude_properties": ["{name}"]}}\n',
+        )
+    else:  # SQLAlchemy 2.1
+        source = source.replace(mapped, f"    {name}: Unmapped[{python_type}] = unmapped_column({arguments})\n")
+        source = source.replace("from sqlalchemy.orm import ", "from sqlalchemy.orm import Unmapped, unmapped_column, ")
+    assert source != MODELS.read_text(), f"models.py's {name} was not changed"
+    path = tmp_path / "models_without_the_column.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("models_without_the_column", path)
+    assert spec is not None and spec.loader is not None
+    models = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, models)  # the annotations are resolved in its namespace
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SADeprecationWarning)  # 2.1's note on exclude_properties
+        spec.loader.exec_module(models)
+
+    assert name in models.metadata.tables["outbound_call_jobs"].c
+    assert name not in inspect(models.OutboundCallJob).attrs
+    with host_engine.begin() as conn:
+        models.metadata.create_all(conn)
+        assert render(snapshot(conn, our_tables()), HEAD) == expected_text(HEAD)
+    seed_host_rows(host_engine)
+    with Session(host_engine) as session:
+        run = models.OutboundCallRun(business_id=1)
+        session.add(run)
+        session.flush()
+        job = models.OutboundCallJob(run_id=run.id, lead_id=1)
+        session.add(job)
+        session.commit()
+        assert session.scalar(text(f"SELECT {name} FROM outbound_call_jobs WHERE id = :id"), {"id": job.id}) is None
