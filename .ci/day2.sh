@@ -8,7 +8,8 @@
 # package. Fails if any test fails; prints pytest's summary line and how long it all took.
 #
 # Needs the checkout's .venv (.ci/run makes it). Arguments are passed on to pytest (e.g. a --junitxml
-# with an absolute path, or test files). DAY2_REVISIONS=additive (or contract) puts that one alone;
+# with an absolute path, or test files); pytest runs in the copy, so a relative path in PYTEST_ADDOPTS
+# lands there and goes with it. DAY2_REVISIONS=additive (or contract) puts that one alone;
 # DAY2_KEEP=1 keeps the copy and its venv, and says where.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

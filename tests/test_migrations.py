@@ -86,7 +86,7 @@ def models_against_heads_file(built: Snapshot, head: Snapshot) -> list[str]:
             found.append(f"{kind} {name}: in {where} but not in the models: {unmap}")
         elif file_has is None:
             found.append(
-                f"{kind} {name}: in the models but not in {where}: write a revision that creates it "
+                f"{kind} {name}: in the models but not in {where}: write a revision that adds it "
                 f"(alembic revision --autogenerate), {regenerate}; or take it out of the models"
             )
         else:
