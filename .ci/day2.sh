@@ -18,6 +18,7 @@ outer_python="$root/.venv/bin/python"
 [ -x "$outer_python" ] || { echo "day2: no $root/.venv (make it with the README's test command)" >&2; exit 2; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/outbound-schema-day2.XXXXXX")
+chmod 755 "$tmp"  # as a checkout is: the embedded server's own user works in it (mktemp makes it 0700)
 cleanup() { if [ -n "${DAY2_KEEP:-}" ]; then echo "day2: kept $tmp"; else rm -rf "$tmp"; fi; }
 trap cleanup EXIT
 copy="$tmp/repo"

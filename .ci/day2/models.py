@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 ADDITIVE = [
+    ('"OutboundCallJob", "OutboundCallRun",', '"OutboundCallAttempt", "OutboundCallJob", "OutboundCallRun",'),
     (
         "from sqlalchemy import (\n    Column,\n",
         "from sqlalchemy import (\n    CheckConstraint,\n    Column,\n",
@@ -32,7 +33,6 @@ ADDITIVE = [
     (
         '        Index("idx_outbound_call_jobs_status_twilio_sid", "status", "twilio_call_sid"),\n',
         '        Index("idx_outbound_call_jobs_status_twilio_sid", "status", "twilio_call_sid"),\n'
-        '        CheckConstraint("status IS NOT NULL", name="outbound_call_jobs_status_not_null"),\n'
         "        Index(\n"
         '            "idx_outbound_call_jobs_twilio_call_sid_unique",\n'
         '            "twilio_call_sid",\n'
