@@ -42,7 +42,8 @@ from tests.provision import Server, provision
 TEMPLATE_HOST = "outbound_tmpl_host"
 TEMPLATE_HEAD = "outbound_tmpl_head"
 TEMPLATE_LEGACY = "outbound_tmpl_legacy"  # at 46d, the last legacy revision, whatever comes after it
-TEMPLATES = (TEMPLATE_LEGACY, TEMPLATE_HEAD, TEMPLATE_HOST)
+TEMPLATE_47A = "outbound_tmpl_47a"  # at 47a, whatever comes after it
+TEMPLATES = (TEMPLATE_LEGACY, TEMPLATE_47A, TEMPLATE_HEAD, TEMPLATE_HOST)
 
 
 class Databases:
@@ -83,8 +84,11 @@ class Databases:
             create_host_standins(conn)
         engine.dispose()
         head = self.create(template=TEMPLATE_HOST, name=TEMPLATE_HEAD)
-        keep_legacy_head = {REVISIONS[-1]: lambda: self.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY)}
-        self.generated = generate(ScriptDirectory.from_config(alembic_config()), head, keep_legacy_head)
+        keep = {
+            REVISIONS[-1]: lambda: self.create(template=TEMPLATE_HEAD, name=TEMPLATE_LEGACY),
+            "47a": lambda: self.create(template=TEMPLATE_HEAD, name=TEMPLATE_47A),
+        }
+        self.generated = generate(ScriptDirectory.from_config(alembic_config()), head, keep)
 
     def drop_templates(self) -> None:
         for name in TEMPLATES:
@@ -303,6 +307,16 @@ def head_db(databases: Databases) -> Iterator[URL]:
 def legacy_head_db(databases: Databases) -> Iterator[URL]:
     """A database migrated to 46d, the last legacy revision, whatever revisions come after it."""
     url = databases.create(TEMPLATE_LEGACY)
+    yield url
+    databases.release(url)
+
+
+@pytest.fixture
+def db_at_47a(databases: Databases) -> Iterator[URL]:
+    """A database migrated to 47a, whatever revisions come after it: for tests about the objects 47a
+    holds (a column a later revision drops is still there). ``check`` calls it behind head once head
+    is further on, and compares its objects with 47a's file."""
+    url = databases.create(TEMPLATE_47A)
     yield url
     databases.release(url)
 

@@ -29,7 +29,7 @@ from sqlalchemy.pool import PoolResetState
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import SCRIPT_LOCATION_ENV_VAR, VERSION_TABLE, alembic_config
 from outbound_schema.database import engine_for
-from outbound_schema.expected import ExpectedSchemas, render
+from outbound_schema.expected import ExpectedSchemas, parse, render
 from outbound_schema.revisions import next_revision_id
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,15 +56,37 @@ def expected_text(revision: str, location: Path = MIGRATIONS) -> str:
     return (location / "schema" / f"{revision}.sql").read_text()
 
 
+def expected_schema(revision: str = HEAD, location: Path = MIGRATIONS) -> Snapshot:
+    """The catalog the committed expected-schema file of ``revision`` (head's unless told) holds: what a
+    test of the machinery touches is taken from there, so that it holds whatever head becomes."""
+    return parse(expected_text(revision, location))
+
+
+def revisions_after(revision: str) -> tuple[str, ...]:
+    """Our revisions after ``revision``, up to head."""
+    return ALL_REVISIONS[ALL_REVISIONS.index(revision) + 1 :]
+
+
+def revisions_through(revision: str) -> tuple[str, ...]:
+    """Our revisions from base up to ``revision``."""
+    return ALL_REVISIONS[: ALL_REVISIONS.index(revision) + 1]
+
+
 def catalog_text(url: URL, revision: str, location: Path = MIGRATIONS) -> str:
     """The live catalog of our tables, written as the expected-schema file of ``revision`` would be."""
     with connected(url) as conn:
         return render(snapshot(conn, our_tables(location)), revision)
 
 
-def copy_migrations(dest: Path) -> Path:
-    """A copy of the migrations (env.py, versions/, schema/) to try a revision in."""
+def copy_migrations(dest: Path, through: str | None = None) -> Path:
+    """A copy of the migrations (env.py, versions/, schema/) to try a revision in; with ``through``, the
+    history as it stood at that revision (the later revisions and their files left out), for a test whose
+    revisions speak of what that revision holds (call_sid, which a later revision may drop)."""
     shutil.copytree(MIGRATIONS, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    for later in revisions_after(through) if through else ():
+        (dest / "schema" / f"{later}.sql").unlink()
+        (revision_file,) = (dest / "versions").glob(f"{later}_*.py")
+        revision_file.unlink()
     return dest
 
 

@@ -6,10 +6,13 @@ revisions and models are compared against it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL
+
+from tests.helpers import connected, rows
 
 LEGACY_STEPS: dict[str, tuple[str, ...]] = {
     "40a": (
@@ -124,12 +127,42 @@ def legacy_db(url: URL, through: str | None, *, extra_sql: tuple[str, ...] = (),
     engine.dispose()
 
 
-def assert_rows_kept(
-    before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]], **new_columns: Any
-) -> None:
-    """Every row is still there with its values; columns added since hold ``new_columns``' values, else NULL."""
+#: A default an old row cannot be told from: it was evaluated when its column was added.
+_CLOCK = re.compile(r"now\(\)|CURRENT_|timestamp\(\)|nextval\(", re.I)
+
+
+def assert_rows_kept(url: URL, before: dict[str, list[dict[str, Any]]], **new_columns: Any) -> None:
+    """Every row of ``before`` is still in ``url``'s tables with its values, but in the columns a revision
+    has dropped since; a column added since holds its ``new_columns`` value if given, else its default
+    (NULL without one; a default read from the clock, any value but NULL)."""
+    after = rows(url)
+    defaults = _column_defaults(url)
     for table, old_rows in before.items():
         assert len(after[table]) == len(old_rows)
+        added = after[table][0].keys() - old_rows[0].keys() if old_rows else set()
         for old, new in zip(old_rows, after[table], strict=True):
-            assert {k: new[k] for k in old} == old
-            assert all(new[k] == new_columns.get(k) for k in new.keys() - old.keys())
+            assert {k: new[k] for k in old if k in new} == {k: v for k, v in old.items() if k in new}
+            for column in added:
+                if column in new_columns:
+                    assert new[column] == new_columns[column], (table, column)
+                elif defaults[table].get(column, "") is None:
+                    assert new[column] is not None, (table, column)
+                else:
+                    assert new[column] == defaults[table].get(column), (table, column)
+
+
+def _column_defaults(url: URL) -> dict[str, dict[str, Any]]:
+    """Each column's default, as its value (None for one read from the clock); no key: no default."""
+    found: dict[str, dict[str, Any]] = {}
+    with connected(url) as conn:
+        listed = conn.execute(
+            text(
+                "SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d "
+                "JOIN pg_attribute a ON (a.attrelid, a.attnum) = (d.adrelid, d.adnum) "
+                "JOIN pg_class c ON c.oid = d.adrelid WHERE c.relname IN ('outbound_call_runs', 'outbound_call_jobs')"
+            )
+        ).all()
+        for table, column, expression in listed:
+            value = None if _CLOCK.search(expression) else conn.scalar(text(f"SELECT {expression}"))
+            found.setdefault(table, {})[column] = value
+    return {table: found.get(table, {}) for table in ("outbound_call_runs", "outbound_call_jobs")}

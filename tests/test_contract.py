@@ -1,9 +1,9 @@
 """Contract steps: a revision that drops what an earlier one created, with the opt-out it needs.
 
-A copy of the migrations gets such a revision on top of head (``CONTRACT``: call_sid and its index
-go, as the README's expand/contract example does). Take-over must adopt, without changes, a database
-whose catalog equals any revision's expected file: here one at that revision that lost its version
-table, where replaying 40b's index on call_sid would fail.
+A copy of the migrations as they stood at 47a gets such a revision on top (``CONTRACT``: call_sid and
+its index go, as the README's expand/contract example does; whatever head is, 47a still has them).
+Take-over must adopt, without changes, a database whose catalog equals any revision's expected file:
+here one at that revision that lost its version table, where replaying 40b's index on call_sid would fail.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from outbound_schema.snapshot import generate, write
 from tests import session_server
 from tests.conftest import TEMPLATE_HOST, Databases
 from tests.helpers import (
-    ALL_REVISIONS,
     catalog_text,
     cli_here,
     copy_migrations,
@@ -28,9 +27,13 @@ from tests.helpers import (
     inject,
     plain,
     put_on_top,
+    revisions_through,
     script,
     version,
 )
+
+#: The history the contract revision goes on top of: call_sid and its index are there.
+PINNED = revisions_through("47a")
 
 CONTRACT = '''"""call_sid: no release maps it any more."""
 
@@ -61,7 +64,7 @@ def contract(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> 
     """The copy of the migrations with the contract revision on top, and that revision's id."""
 
     def build() -> tuple[Path, str]:
-        location = copy_migrations(tmp_path_factory.mktemp("contract") / "alembic")
+        location = copy_migrations(tmp_path_factory.mktemp("contract") / "alembic", through=PINNED[-1])
         revision = put_on_top(location, CONTRACT, "drop_call_sid")
         scratch = databases.create(TEMPLATE_HOST)
         write(script(location), generate(script(location), scratch))
@@ -82,12 +85,12 @@ def test_a_database_that_lost_its_version_table_after_a_drop_is_adopted_unchange
 
     status = cli_here("status", "--format", "json", **env)
     states = {entry["revision"]: entry["state"] for entry in json.loads(status.stdout)["revisions"]}
-    assert states == dict.fromkeys([*ALL_REVISIONS, revision], "present"), status.stdout
+    assert states == dict.fromkeys([*PINNED, revision], "present"), status.stdout
 
     done = cli_here("upgrade", **env)
 
     assert done.returncode == 0, done.stderr
-    for rev in [*ALL_REVISIONS, revision]:
+    for rev in [*PINNED, revision]:
         assert f"{rev}: found complete, recorded as applied without changes" in done.stderr
     assert version(host_db) == [revision]
     assert catalog_text(host_db, revision, location) == expected_text(revision, location)
@@ -97,7 +100,7 @@ def test_a_partial_state_after_a_drop_is_still_judged(contract: tuple[Path, str]
     """Not a file's catalog: compared revision by revision as before, and completed."""
     location, revision = contract
     env = {"DATABASE_URL": plain(host_db), **in_location(location)}
-    assert cli_here("upgrade", ALL_REVISIONS[-1], **env).returncode == 0
+    assert cli_here("upgrade", PINNED[-1], **env).returncode == 0
     inject(host_db, f"DROP TABLE {VERSION_TABLE}", "DROP INDEX idx_outbound_call_jobs_call_sid")
 
     done = cli_here("upgrade", **env)
@@ -110,13 +113,13 @@ def test_a_partial_state_after_a_drop_is_still_judged(contract: tuple[Path, str]
 def test_every_operation_says_what_it_did(contract: tuple[Path, str], host_db: URL) -> None:
     location, revision = contract
     env = {"DATABASE_URL": plain(host_db), **in_location(location)}
-    assert cli_here("upgrade", ALL_REVISIONS[-1], **env).returncode == 0
+    assert cli_here("upgrade", PINNED[-1], **env).returncode == 0
 
     up = cli_here("upgrade", **env)
     assert up.returncode == 0, up.stderr
     assert f"{revision}: dropped index idx_outbound_call_jobs_call_sid concurrently" in up.stderr
     assert f"{revision}: dropped column outbound_call_jobs.call_sid" in up.stderr
-    assert up.stderr.splitlines()[-1].startswith(f"upgraded {ALL_REVISIONS[-1]} -> {revision} in ")
+    assert up.stderr.splitlines()[-1].startswith(f"upgraded {PINNED[-1]} -> {revision} in ")
 
     down = cli_here("downgrade", "47a", **env)
     assert down.returncode == 0, down.stderr

@@ -1,4 +1,7 @@
-"""The drift check against real databases: each class of drift injected, detected and named."""
+"""The drift check against real databases: each class of drift injected, detected and named.
+
+The objects drifted are those of 47a (call_sid, the legacy indexes), in a database at 47a whatever head
+is: the check compares a database with its own revision's file, and calls it behind head besides."""
 
 from __future__ import annotations
 
@@ -228,31 +231,35 @@ DRIFT = {
 
 
 @pytest.mark.parametrize("case", DRIFT)
-def test_each_class_of_drift_is_detected_and_named(head_db: URL, case: str) -> None:
+def test_each_class_of_drift_is_detected_and_named(db_at_47a: URL, case: str) -> None:
     statements, kind, name, verdict = DRIFT[case]
-    inject(head_db, *statements)
+    inject(db_at_47a, *statements)
 
-    code, report = check_json(head_db)
+    code, report = check_json(db_at_47a)
 
     assert code == 1 and report["status"] == "drift"
     drifted = [o for o in report["objects"] if o["verdict"] != "ok"]  # type: ignore[union-attr]
     assert {"kind": kind, "name": name, "verdict": verdict} in [
         {k: o[k] for k in ("kind", "name", "verdict")} for o in drifted
     ], drifted
-    text_report = cli_here("check", DATABASE_URL=plain(head_db))
+    text_report = cli_here("check", DATABASE_URL=plain(db_at_47a))
     assert text_report.returncode == 1
     assert any(line.startswith(f"❌ {kind} {name}") for line in text_report.stdout.splitlines())
     assert text_report.stdout.splitlines()[-1].startswith("DRIFT: ")
 
 
-def test_a_constraint_is_reported_once_not_again_as_its_index(head_db: URL) -> None:
+def test_a_constraint_is_reported_once_not_again_as_its_index(db_at_47a: URL) -> None:
     inject(
-        head_db,
+        db_at_47a,
         f"ALTER TABLE {RUNS} RENAME CONSTRAINT outbound_call_runs_pkey TO runs_pk",
         f"ALTER TABLE {JOBS} ADD CONSTRAINT jobs_call_sid_key UNIQUE (call_sid)",
     )
-    _, report = check_json(head_db)
-    drifted = [(o["kind"], o["name"], o["verdict"]) for o in report["objects"] if o["verdict"] != "ok"]  # type: ignore[union-attr]
+    _, report = check_json(db_at_47a)
+    drifted = [
+        (o["kind"], o["name"], o["verdict"])
+        for o in report["objects"]
+        if o["verdict"] != "ok" and o["kind"] != "revision"
+    ]  # type: ignore[union-attr]
     assert sorted(drifted) == [
         ("constraint", "jobs_call_sid_key", "extra"),
         ("constraint", "outbound_call_runs_pkey", "renamed"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from alembic import command
@@ -27,10 +28,13 @@ from tests.helpers import (
     HEAD,
     MIGRATIONS,
     REPO,
+    catalog,
     catalog_text,
     cli_here,
+    expected_schema,
     expected_text,
     our_tables,
+    revisions_after,
     run_script,
     script,
     version,
@@ -68,11 +72,98 @@ def test_the_legacy_files_hold_what_the_old_script_built(revision: str, legacy_c
     assert render(legacy_catalogs[revision], revision) == expected_text(revision)
 
 
+def models_against_heads_file(built: Snapshot, head: Snapshot) -> list[str]:
+    """What the models' ``create_all`` built that head's file does not hold, or the reverse: one line per
+    object, naming it and the fix."""
+    where = f"head's file (alembic/schema/{HEAD}.sql)"
+    regenerate = f"then `{SNAPSHOT_COMMAND}`"
+    found: list[str] = []
+
+    def compare(kind: str, name: str, file_has: str | None, models_build: str | None, *, unmap: str) -> None:
+        if file_has == models_build:
+            return
+        if models_build is None:
+            found.append(f"{kind} {name}: in {where} but not in the models: {unmap}")
+        elif file_has is None:
+            found.append(
+                f"{kind} {name}: in the models but not in {where}: write a revision that adds it "
+                f"(alembic revision --autogenerate), {regenerate}; or take it out of the models"
+            )
+        else:
+            found.append(
+                f"{kind} {name}: {where} has {file_has}, the models build {models_build}: change the model "
+                f"to match, or write a revision that changes it, {regenerate}"
+            )
+
+    for table in sorted(head.tables.keys() | built.tables.keys()):
+        want, have = head.tables.get(table), built.tables.get(table)
+        compare(
+            "table",
+            table,
+            None if want is None else "it",
+            None if have is None else "it",
+            unmap="add its model, or write a revision that drops it",
+        )
+        if want is None or have is None:
+            continue
+        for column in [*want.columns, *(c for c in have.columns if want.column(c.name) is None)]:
+            file_col, model_col = want.column(column.name), have.column(column.name)
+            compare(
+                "column",
+                f"{table}.{column.name}",
+                None if file_col is None else file_col.describe(),
+                None if model_col is None else model_col.describe(),
+                unmap="map it, or keep it on the Table and exclude it from the mapper with "
+                "exclude_properties (README: Changing the schema), or write a revision that drops it",
+            )
+        if not found and [c.name for c in want.columns] != [c.name for c in have.columns]:
+            found.append(
+                f"table {table}: {where} orders its columns {', '.join(c.name for c in want.columns)}; the models "
+                f"{', '.join(c.name for c in have.columns)}: declare them in the file's order (a column added by "
+                "a revision goes last)"
+            )
+        if want.settings() != have.settings():
+            found.append(f"table {table}: {where} has {want.settings()}, the models build {have.settings()}")
+    for kind, objects in (("constraint", "constraints"), ("index", "indexes"), ("sequence", "sequences")):
+        # A constraint's own index is the constraint's (the file lists it as the constraint).
+        want_objects, have_objects = (
+            {n: o for n, o in getattr(snap, objects).items() if getattr(o, "constraint", None) is None}
+            for snap in (head, built)
+        )
+        for name in sorted(want_objects.keys() | have_objects.keys()):
+            want_obj, have_obj = want_objects.get(name), have_objects.get(name)
+            compare(
+                kind,
+                name,
+                None if want_obj is None else want_obj.describe(),
+                None if have_obj is None else have_obj.describe(),
+                unmap="declare it in the model's __table_args__, or write a revision that drops it",
+            )
+    return found
+
+
 def test_the_models_build_heads_file(host_engine: Engine) -> None:
-    """The models alone, through create_all, give head's catalog: names, order, defaults."""
+    """The models alone, through create_all, give head's catalog: names, order, defaults. A difference
+    is named object by object, with what to do about it."""
     with host_engine.begin() as conn:
         metadata.create_all(conn)
-        assert render(snapshot(conn, our_tables()), HEAD) == expected_text(HEAD)
+        built = snapshot(conn, our_tables())
+    mismatches = models_against_heads_file(built, expected_schema())
+    assert not mismatches, "The models' create_all differs from head's file:\n" + "\n".join(mismatches)
+    assert render(built, HEAD) == expected_text(HEAD)
+
+
+def test_a_mismatch_between_the_models_and_heads_file_names_the_object_and_the_fix() -> None:
+    head = expected_schema()
+    table = next(iter(head.tables.values()))
+    gone = table.columns[-1]
+    built = replace(head, tables={**head.tables, table.name: replace(table, columns=table.columns[:-1])})
+    assert models_against_heads_file(built, head) == [
+        f"column {table.name}.{gone.name}: in head's file (alembic/schema/{HEAD}.sql) but not in the models: map "
+        "it, or keep it on the Table and exclude it from the mapper with exclude_properties (README: Changing the "
+        "schema), or write a revision that drops it"
+    ]
+    assert models_against_heads_file(head, head) == []
 
 
 def test_a_database_at_head_holds_heads_file(head_db: URL) -> None:
@@ -87,6 +178,34 @@ def test_each_revision_lands_on_its_file(host_db: URL, target: str) -> None:
     assert version(host_db) == [target]
 
 
+def in_files_order(found: Snapshot, target: str) -> Snapshot:
+    """``found`` with its columns in the order of ``target``'s file, where they are only moved: a column a
+    later revision dropped comes back, downgraded, at the end of its table (PostgreSQL puts a column
+    nowhere else); each one moved must be such a column."""
+    expected = expected_schema(target)
+    dropped_later = {
+        f"{table}.{column.name}"
+        for later in revisions_after(target)
+        for table, info in expected.tables.items()
+        for column in info.columns
+        if table in (then := expected_schema(later)).tables and then.tables[table].column(column.name) is None
+    }
+    tables = dict(found.tables)
+    for name, info in found.tables.items():
+        want = expected.tables.get(name)
+        if want is None or [c.name for c in info.columns] == [c.name for c in want.columns]:
+            continue
+        order = [c.name for c in want.columns]
+        if sorted(c.name for c in info.columns) != sorted(order):
+            continue
+        readded = [c.name for c in info.columns if f"{name}.{c.name}" in dropped_later]
+        others = [c.name for c in info.columns if c.name not in readded]
+        assert others == [n for n in order if n not in readded], (name, "columns out of order", others)
+        assert [c.name for c in info.columns][len(others) :] == readded, (name, "not at the end", readded)
+        tables[name] = replace(info, columns=tuple(sorted(info.columns, key=lambda c: order.index(c.name))))
+    return replace(found, tables=tables)
+
+
 @pytest.mark.parametrize("target", ["base", *ALL_REVISIONS[:-1]])
 def test_each_downgrade_returns_to_the_previous_file(head_db: URL, target: str) -> None:
     command.downgrade(alembic_config(head_db), target)
@@ -94,7 +213,7 @@ def test_each_downgrade_returns_to_the_previous_file(head_db: URL, target: str) 
         assert catalog_text(head_db, target) == render(Snapshot(), target)
         assert version(head_db) == []
     else:
-        assert catalog_text(head_db, target) == expected_text(target)
+        assert render(in_files_order(catalog(head_db), target), target) == expected_text(target)
         assert version(head_db) == [target]
     # Up again from there lands on exactly head's file.
     command.upgrade(alembic_config(head_db), "head")

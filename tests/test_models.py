@@ -1,16 +1,29 @@
-"""The models against a real database at head: defaults, nullability, foreign keys."""
+"""The models against a real database at head: defaults, nullability, foreign keys.
+
+What holds for every table and column is taken from head's expected-schema file; what a test says of
+a particular column (status 'running', concurrency 3) is about the tables as 47a left them."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import sys
+import warnings
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError, SADeprecationWarning
 from sqlalchemy.orm import Session
 
 import outbound_schema
 from outbound_schema import Base, OutboundCallJob, OutboundCallRun, metadata
+from outbound_schema.catalog import snapshot
+from outbound_schema.expected import render
+from tests.helpers import HEAD, expected_schema, expected_text, our_tables
+
+HEAD_SCHEMA = expected_schema()
 
 
 def seed_host_rows(engine: Engine) -> None:
@@ -21,7 +34,7 @@ def seed_host_rows(engine: Engine) -> None:
 
 def test_public_api() -> None:
     assert outbound_schema.metadata is Base.metadata is metadata
-    assert set(metadata.tables) == {"outbound_call_runs", "outbound_call_jobs"}
+    assert set(metadata.tables) == set(HEAD_SCHEMA.tables)
 
 
 def test_no_default_is_computed_in_python() -> None:
@@ -30,15 +43,15 @@ def test_no_default_is_computed_in_python() -> None:
             assert column.default is None, f"{table.name}.{column.name} has a Python-side default"
 
 
-def test_nullability_follows_production() -> None:
+def test_nullability_follows_heads_file() -> None:
     not_null = {f"{t.name}.{c.name}" for t in metadata.tables.values() for c in t.columns if not c.nullable}
-    assert not_null == {
-        "outbound_call_runs.id",
-        "outbound_call_runs.business_id",
-        "outbound_call_jobs.id",
-        "outbound_call_jobs.run_id",
-        "outbound_call_jobs.lead_id",
-    }
+    assert not_null == {f"{t.name}.{c.name}" for t in HEAD_SCHEMA.tables.values() for c in t.columns if not c.nullable}
+    assert {"outbound_call_runs.business_id", "outbound_call_jobs.run_id"} <= not_null  # production's, since 40a
+
+
+def _clock(default: str | None) -> bool:
+    """Whether a default is read from the clock: rows written a moment apart differ there."""
+    return default is not None and re.search(r"now\(\)|CURRENT_|timestamp\(\)", default) is not None
 
 
 def test_orm_and_raw_sql_rows_get_the_same_database_defaults(head_engine: Engine) -> None:
@@ -59,20 +72,26 @@ def test_orm_and_raw_sql_rows_get_the_same_database_defaults(head_engine: Engine
         )
     after = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=5)
 
-    with Session(head_engine) as session:
-        runs = {r.id: r for r in session.scalars(select(OutboundCallRun))}
-        jobs = {j.id: j for j in session.scalars(select(OutboundCallJob))}
-    for run in (runs[run_id], runs[raw_run]):
-        assert (run.concurrency, run.total_leads, run.queued_count, run.failed_count) == (3, 0, 0, 0)
-        assert (run.in_progress_count, run.completed_count, run.status) == (0, 0, "running")
-        assert run.outbound_list_id is None and run.completed_at is None and run.last_error is None
-        # Stamped by the database, in UTC whatever the session's time zone (revision 47a).
-        assert run.created_at is not None and before <= run.created_at <= after
-        assert run.updated_at is not None and before <= run.updated_at <= after
-    for job in (jobs[job_id], jobs[raw_job]):
-        assert job.status == "queued"
-        assert job.created_at is not None and before <= job.created_at <= after
-        assert (job.twilio_call_sid, job.dial_started_at, job.dial_lock_token) == (None, None, None)
+    # Read back as stored (a column the models leave unmapped too), the row the ORM wrote and the raw one.
+    written = {"outbound_call_runs": (run_id, raw_run), "outbound_call_jobs": (job_id, raw_job)}
+    given = {"outbound_call_runs": {"id", "business_id"}, "outbound_call_jobs": {"id", "run_id", "lead_id"}}
+    with head_engine.connect() as conn:
+        for table, ids in written.items():
+            orm_row, raw_row = (
+                conn.execute(text(f"SELECT * FROM {table} WHERE id = :id"), {"id": i}).mappings().one() for i in ids
+            )
+            columns = [c for c in HEAD_SCHEMA.tables[table].columns if c.name not in given[table]]
+            assert columns
+            for column in columns:
+                orm_value, raw_value = orm_row[column.name], raw_row[column.name]
+                assert orm_value == raw_value or _clock(column.default), column
+                if column.default is None:
+                    assert orm_value is None, column
+                elif _clock(column.default):
+                    # Stamped by the database, in UTC whatever the session's time zone (revision 47a).
+                    assert all(before <= value <= after for value in (orm_value, raw_value)), column
+                else:
+                    assert orm_value == conn.scalar(text(f"SELECT {column.default}")), column
 
 
 @pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata", "UTC"])
@@ -159,3 +178,62 @@ def test_not_null_columns_are_enforced(head_engine: Engine) -> None:
         session.add(OutboundCallRun())
         with pytest.raises(IntegrityError, match="not-null"):
             session.flush()
+
+
+def _jobs_column_to_unmap() -> tuple[str, str, str]:
+    """A nullable column of the jobs at head without a default, and its line in models.py: (name, its
+    Python type, the mapped_column arguments)."""
+    source = MODELS.read_text()
+    for column in HEAD_SCHEMA.tables["outbound_call_jobs"].columns:
+        line = re.search(rf"(?m)^    {column.name}: Mapped\[(.+)\] = mapped_column\((.*)\)$", source)
+        if column.nullable and column.default is None and line is not None:
+            return column.name, line.group(1), line.group(2)
+    raise AssertionError("no nullable column of outbound_call_jobs without a default is mapped on one line")
+
+
+MODELS = Path(outbound_schema.__file__).parent / "models.py"
+
+
+@pytest.mark.parametrize("form", ["exclude_properties", "unmapped_column"])
+def test_models_may_stop_mapping_a_column_the_table_keeps(
+    host_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """Expand/contract without a revision (README, "Changing the schema"): the release after the one that
+    stopped using a column no longer maps it, while the table keeps it until a later revision drops it.
+    create_all still builds head's file, column in its place, and the ORM writes rows without it."""
+    name, python_type, arguments = _jobs_column_to_unmap()
+    source = MODELS.read_text()
+    mapped = f"    {name}: Mapped[{python_type}] = mapped_column({arguments})\n"
+    if form == "exclude_properties":  # SQLAlchemy 2.0 and 2.1 (2.1 deprecates it for unmapped_column)
+        source = source.replace(
+            '    __tablename__ = "outbound_call_jobs"\n',
+            f'    __tablename__ = "outbound_call_jobs"\n    __mapper_args__ = {{"exclude_properties": ["{name}"]}}\n',
+        )
+    else:  # SQLAlchemy 2.1
+        source = source.replace(mapped, f"    {name}: Unmapped[{python_type}] = unmapped_column({arguments})\n")
+        source = source.replace("from sqlalchemy.orm import ", "from sqlalchemy.orm import Unmapped, unmapped_column, ")
+    assert source != MODELS.read_text(), f"models.py's {name} was not changed"
+    path = tmp_path / "models_without_the_column.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("models_without_the_column", path)
+    assert spec is not None and spec.loader is not None
+    models = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, models)  # the annotations are resolved in its namespace
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SADeprecationWarning)  # 2.1's note on exclude_properties
+        spec.loader.exec_module(models)
+
+    assert name in models.metadata.tables["outbound_call_jobs"].c
+    assert name not in inspect(models.OutboundCallJob).attrs
+    with host_engine.begin() as conn:
+        models.metadata.create_all(conn)
+        assert render(snapshot(conn, our_tables()), HEAD) == expected_text(HEAD)
+    seed_host_rows(host_engine)
+    with Session(host_engine) as session:
+        run = models.OutboundCallRun(business_id=1)
+        session.add(run)
+        session.flush()
+        job = models.OutboundCallJob(run_id=run.id, lead_id=1)
+        session.add(job)
+        session.commit()
+        assert session.scalar(text(f"SELECT {name} FROM outbound_call_jobs WHERE id = :id"), {"id": job.id}) is None

@@ -1,7 +1,9 @@
 """The safety layer under ordinary ``op.*`` revisions: what it refuses, what it makes safe, the opt-out.
 
 Each case is a revision put on top of head in a copy of the migrations and run
-against a database at head holding rows. A refused revision changes nothing,
+against a database at head holding rows. The columns the revisions touch are
+picked from head's expected-schema file (a nullable varchar without a default,
+the integer foreign keys), so that each case tests what it says whatever head is. A refused revision changes nothing,
 online or offline, however many safe operations come before the refused one;
 an allowed one applies, and its effects are read back from the catalog.
 """
@@ -26,6 +28,7 @@ from tests.helpers import (
     config_for,
     connected,
     copy_migrations,
+    expected_schema,
     expected_text,
     file_nodes,
     in_location,
@@ -35,6 +38,15 @@ from tests.helpers import (
 )
 
 JOBS = "outbound_call_jobs"
+_COLUMNS = expected_schema().tables[JOBS].columns
+#: A nullable varchar without a default, which the rows fill (call_sid at 47a): to widen, make NOT NULL,
+#: check, make unique, drop, rename.
+SID = next((c for c in _COLUMNS if c.nullable and c.default is None and c.type.startswith("character varying(")), None)
+assert SID is not None, f"head's file has no nullable varchar column without a default in {JOBS}"
+SID_LENGTH = int(SID.type.removeprefix("character varying(").removesuffix(")"))
+#: Integer NOT NULL columns without a default (the foreign keys run_id and lead_id): type changes.
+INTS = [c.name for c in _COLUMNS if c.type == "integer" and not c.nullable and c.default is None]
+assert len(INTS) >= 2, f"head's file has fewer than two integer NOT NULL columns without a default in {JOBS}"
 
 REVISION = '''"""A revision under test."""
 
@@ -73,7 +85,7 @@ def busy_db(head_db: URL) -> URL:
         conn.execute(text("INSERT INTO outbound_call_runs (id, business_id) VALUES (1, 1)"))
         conn.execute(
             text(
-                f"INSERT INTO {JOBS} (run_id, lead_id, status, call_sid) SELECT 1, 1, 'queued', 'CA' || i "
+                f"INSERT INTO {JOBS} (run_id, lead_id, {SID.name}) SELECT 1, 1, 'CA' || i "
                 "FROM generate_series(1, 50) AS i"
             )
         )
@@ -94,19 +106,19 @@ REFUSED = {
         "give it a constant server_default",
     ),
     "a rewriting type change": (
-        'op.alter_column("outbound_call_jobs", "lead_id", type_=sa.BigInteger(), existing_type=sa.Integer())',
-        "alter_column_type outbound_call_jobs.lead_id",
+        f'op.alter_column("outbound_call_jobs", "{INTS[1]}", type_=sa.BigInteger(), existing_type=sa.Integer())',
+        f"alter_column_type outbound_call_jobs.{INTS[1]}",
         "from integer to BIGINT",
     ),
     "a type change of unstated origin": (
-        'op.alter_column("outbound_call_jobs", "run_id", type_=sa.BigInteger())',
-        "alter_column_type outbound_call_jobs.run_id",
+        f'op.alter_column("outbound_call_jobs", "{INTS[0]}", type_=sa.BigInteger())',
+        f"alter_column_type outbound_call_jobs.{INTS[0]}",
         "from integer to BIGINT",
     ),
     "SET NOT NULL without a validated CHECK": (
-        'op.alter_column("outbound_call_jobs", "status", nullable=False, existing_type=sa.String(32))',
-        "set_not_null outbound_call_jobs.status",
-        "op.create_check_constraint('outbound_call_jobs_status_not_null'",
+        f'op.alter_column("outbound_call_jobs", "{SID.name}", nullable=False, existing_type=sa.String({SID_LENGTH}))',
+        f"set_not_null outbound_call_jobs.{SID.name}",
+        f"op.create_check_constraint('outbound_call_jobs_{SID.name}_not_null'",
     ),
     "SET NOT NULL on a column added just before": (
         'op.add_column("outbound_call_jobs", sa.Column("n", sa.Integer(), server_default="0"))\n'
@@ -121,24 +133,24 @@ REFUSED = {
         "from a type this revision does not state",
     ),
     "a type change whose stated origin is not the column's": (
-        'op.alter_column("outbound_call_jobs", "lead_id", type_=sa.Numeric(12, 2), existing_type=sa.Numeric(10, 2))',
-        "alter_column_type outbound_call_jobs.lead_id",
+        f'op.alter_column("outbound_call_jobs", "{INTS[1]}", type_=sa.Numeric(12, 2), existing_type=sa.Numeric(10, 2))',
+        f"alter_column_type outbound_call_jobs.{INTS[1]}",
         "from integer to NUMERIC(12, 2)",
     ),
     "a plain UNIQUE constraint": (
-        'op.create_unique_constraint("outbound_call_jobs_call_sid_key", "outbound_call_jobs", ["call_sid"])',
-        "create_unique_constraint outbound_call_jobs.outbound_call_jobs_call_sid_key",
-        "op.create_index('outbound_call_jobs_call_sid_key', 'outbound_call_jobs', ['call_sid'], unique=True)",
+        f'op.create_unique_constraint("outbound_call_jobs_{SID.name}_key", "outbound_call_jobs", ["{SID.name}"])',
+        f"create_unique_constraint outbound_call_jobs.outbound_call_jobs_{SID.name}_key",
+        f"op.create_index('outbound_call_jobs_{SID.name}_key', 'outbound_call_jobs', ['{SID.name}'], unique=True)",
     ),
     "dropping a column, after a safe change": (
         'op.add_column("outbound_call_jobs", sa.Column("note", sa.Text()))\n'
-        'op.drop_column("outbound_call_jobs", "call_sid")',
-        "drop_column outbound_call_jobs.call_sid",
+        f'op.drop_column("outbound_call_jobs", "{SID.name}")',
+        f"drop_column outbound_call_jobs.{SID.name}",
         "release a version that no longer uses it",
     ),
     "renaming a column": (
-        'op.alter_column("outbound_call_jobs", "call_sid", new_column_name="provider_sid")',
-        "rename_column outbound_call_jobs.call_sid",
+        f'op.alter_column("outbound_call_jobs", "{SID.name}", new_column_name="provider_sid")',
+        f"rename_column outbound_call_jobs.{SID.name}",
         "add the new column, write both",
     ),
     "dropping a table": (
@@ -190,31 +202,31 @@ def test_the_command_line_says_it_in_one_paragraph_and_exits_1(busy_db: URL, tmp
 
 def test_a_refusal_in_a_later_revision_stops_the_earlier_ones_too(busy_db: URL, tmp_path: Path) -> None:
     location, _ = revision_on_top(tmp_path, 'op.add_column("outbound_call_jobs", sa.Column("note", sa.Text()))')
-    revision_on_top(tmp_path, 'op.drop_column("outbound_call_jobs", "call_sid")')
-    with pytest.raises(OutboundSchemaError, match=r"drop_column outbound_call_jobs\.call_sid"):
+    revision_on_top(tmp_path, f'op.drop_column("outbound_call_jobs", "{SID.name}")')
+    with pytest.raises(OutboundSchemaError, match=rf"drop_column outbound_call_jobs\.{SID.name}"):
         command.upgrade(config_for(busy_db, location), "head")
     assert version(busy_db) == [HEAD]
     assert catalog_text(busy_db, HEAD) == expected_text(HEAD)
 
 
 def test_the_opt_out_allows_exactly_what_it_names(busy_db: URL, tmp_path: Path) -> None:
-    allow = '\nallow_unsafe = {"drop_column outbound_call_jobs.call_sid": "no release maps call_sid since 2.3"}\n'
-    location, revision = revision_on_top(tmp_path, 'op.drop_column("outbound_call_jobs", "call_sid")', allow)
+    allow = f'\nallow_unsafe = {{"drop_column outbound_call_jobs.{SID.name}": "no release maps it since 2.3"}}\n'
+    location, revision = revision_on_top(tmp_path, f'op.drop_column("outbound_call_jobs", "{SID.name}")', allow)
 
     done = cli_here("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
 
     assert done.returncode == 0, done.stderr
     assert (
-        f"{revision}: drop_column outbound_call_jobs.call_sid, refused by default, allowed by the revision: "
-        "no release maps call_sid since 2.3" in done.stderr
+        f"{revision}: drop_column outbound_call_jobs.{SID.name}, refused by default, allowed by the revision: "
+        "no release maps it since 2.3" in done.stderr
     )
-    assert "call_sid" not in {c.name for c in catalog(busy_db).tables[JOBS].columns}
+    assert SID.name not in {c.name for c in catalog(busy_db).tables[JOBS].columns}
     assert version(busy_db) == [revision]
 
 
 def test_an_opt_out_is_a_reason_not_a_flag(busy_db: URL, tmp_path: Path) -> None:
-    allow = '\nallow_unsafe = {"drop_column outbound_call_jobs.call_sid": ""}\n'
-    location, _ = revision_on_top(tmp_path, 'op.drop_column("outbound_call_jobs", "call_sid")', allow)
+    allow = f'\nallow_unsafe = {{"drop_column outbound_call_jobs.{SID.name}": ""}}\n'
+    location, _ = revision_on_top(tmp_path, f'op.drop_column("outbound_call_jobs", "{SID.name}")', allow)
     with pytest.raises(OutboundSchemaError, match="to the reason it is safe, a non-empty string"):
         command.upgrade(config_for(busy_db, location), "head")
     assert version(busy_db) == [HEAD]
@@ -225,10 +237,11 @@ def test_safe_forms_go_through_without_rewriting_or_an_opt_out(busy_db: URL, tmp
     and anything on a table the revision creates."""
     location, revision = revision_on_top(
         tmp_path,
-        """
-op.alter_column("outbound_call_jobs", "call_sid", type_=sa.String(128), existing_type=sa.String(64))
-op.create_check_constraint("outbound_call_jobs_status_not_null", "outbound_call_jobs", "status IS NOT NULL")
-op.alter_column("outbound_call_jobs", "status", nullable=False, existing_type=sa.String(32))
+        f"""
+op.alter_column("outbound_call_jobs", "{SID.name}", type_=sa.String({2 * SID_LENGTH}),
+                existing_type=sa.String({SID_LENGTH}))
+op.create_check_constraint("outbound_call_jobs_sid_not_null", "outbound_call_jobs", "{SID.name} IS NOT NULL")
+op.alter_column("outbound_call_jobs", "{SID.name}", nullable=False, existing_type=sa.String({2 * SID_LENGTH}))
 op.add_column("outbound_call_jobs", sa.Column("retry_of", sa.Integer(), nullable=True))
 op.create_foreign_key("outbound_call_jobs_retry_of_fkey", "outbound_call_jobs", "outbound_call_jobs",
                       ["retry_of"], ["id"])
@@ -247,8 +260,9 @@ op.add_column("outbound_call_notes",
     assert file_nodes(busy_db) == nodes, "a table was rewritten"
     live = catalog(busy_db)
     jobs = live.tables[JOBS]
-    assert (jobs.column("call_sid") or jobs.columns[0]).type == "character varying(128)"
-    assert (jobs.column("status") or jobs.columns[0]).nullable is False
+    widened = jobs.column(SID.name)
+    assert widened is not None and widened.type == f"character varying({2 * SID_LENGTH})"
+    assert widened.nullable is False
     constraints = {name: c.definition for name, c in live.constraints.items()}
     assert not any(d.endswith("NOT VALID") for d in constraints.values()), "every constraint validated"
     assert constraints["outbound_call_jobs_retry_of_fkey"] == "FOREIGN KEY (retry_of) REFERENCES outbound_call_jobs(id)"
@@ -260,7 +274,7 @@ op.add_column("outbound_call_notes",
 def test_a_check_the_rows_break_stops_with_the_constraint_not_valid(busy_db: URL, tmp_path: Path) -> None:
     """Added NOT VALID (new rows are checked at once), its validation fails on old rows: a clear error."""
     location, _ = revision_on_top(
-        tmp_path, 'op.create_check_constraint("outbound_call_jobs_no_sid", "outbound_call_jobs", "call_sid IS NULL")'
+        tmp_path, f'op.create_check_constraint("outbound_call_jobs_no_sid", "outbound_call_jobs", "{SID.name} IS NULL")'
     )
     done = cli_here("upgrade", DATABASE_URL=plain(busy_db), **in_location(location))
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -282,7 +296,7 @@ def test_an_unnamed_constraint_is_refused_whatever_the_revision_allows(busy_db: 
 
 def test_not_null_on_a_column_already_not_null_is_no_scan(busy_db: URL, tmp_path: Path) -> None:
     location, revision = revision_on_top(
-        tmp_path, 'op.alter_column("outbound_call_jobs", "run_id", nullable=False, server_default="1")'
+        tmp_path, f'op.alter_column("outbound_call_jobs", "{INTS[0]}", nullable=False, server_default="1")'
     )
     command.upgrade(config_for(busy_db, location), "head")
     assert version(busy_db) == [revision]

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema import locking
+from outbound_schema.config import VERSION_TABLE
 from outbound_schema.database import engine_for
 from outbound_schema.locking import LOCK_KEY
 from tests.helpers import (
@@ -50,7 +51,7 @@ def test_takeover_from_every_legacy_prefix(host_db: URL, through: str | None) ->
     assert done.returncode == 0, done.stderr
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
     assert version(host_db) == [HEAD]
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
     assert {t: n for t, n in file_nodes(host_db).items() if t in nodes} == nodes, "a table was rewritten"
     reached = REVISIONS.index(through) + 1 if through else 0
     for revision in REVISIONS[:reached]:
@@ -61,6 +62,26 @@ def test_takeover_from_every_legacy_prefix(host_db: URL, through: str | None) ->
 
     again = cli_here("upgrade", DATABASE_URL=plain(host_db))
     assert again.returncode == 0 and "Running upgrade" not in again.stderr
+
+
+def test_takeover_of_a_database_at_head_that_lost_its_version_table(head_db: URL) -> None:
+    """Whatever head is: every revision is found complete and recorded, nothing else changes."""
+    legacy_db(head_db, None)  # host rows only: our tables are head's
+    with connected(head_db) as conn:
+        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        conn.commit()
+    before, nodes = rows(head_db), file_nodes(head_db)
+
+    status = cli_here("status", DATABASE_URL=plain(head_db))
+    assert "CONFLICTING" not in status.stdout, status.stdout
+    done = cli_here("upgrade", DATABASE_URL=plain(head_db))
+
+    assert done.returncode == 0, done.stderr
+    for revision in REVISIONS:
+        assert f"{revision}: found complete, recorded as applied without changes" in done.stderr
+    assert catalog_text(head_db, HEAD) == expected_text(HEAD)
+    assert version(head_db) == [HEAD]
+    assert rows(head_db) == before and file_nodes(head_db) == nodes
 
 
 HALF_DONE = {
@@ -96,7 +117,7 @@ def test_takeover_completes_a_half_done_step(host_db: URL, case: str) -> None:
     assert done.returncode == 0, done.stderr
     assert f"{partial_step}: found in part, completed" in done.stderr
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
     assert file_nodes(host_db) == nodes
 
 
@@ -264,7 +285,7 @@ def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
     assert all("another migration holds the lock" in err for _, err in outputs)
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
     assert version(host_db) == [HEAD]
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
 
 
 def test_a_waiter_tries_again_soon_then_twice_a_second(host_db: URL, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,7 +370,7 @@ def test_a_killed_upgrade_converges_on_the_next_run(host_db: URL) -> None:
     assert "dropped INVALID index idx_outbound_call_jobs_lock_token to rebuild it" in done.stderr
     assert catalog_text(host_db, HEAD) == expected_text(HEAD)
     assert version(host_db) == [HEAD]
-    assert_rows_kept(before, rows(host_db))
+    assert_rows_kept(host_db, before)
 
 
 def test_legacy_steps_cover_every_revision() -> None:
