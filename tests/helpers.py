@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+import multiprocessing
 import os
 import re
 import shutil
@@ -16,6 +18,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import cache
+from multiprocessing import reduction
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -180,36 +184,28 @@ def alembic_here(*args: str, cwd: Path = REPO, **env: str) -> subprocess.Complet
 
 
 class Forked:
-    """Our command line in a child process forked from this one (see :func:`cli_forked`), used as a
+    """A command in a child process of its own (see :func:`cli_forked`), used as a
     :class:`subprocess.Popen` in text mode is: ``stdout``/``stderr`` to read, ``poll``, ``wait``,
     ``communicate``, ``kill``, ``returncode``."""
 
-    def __init__(self, pid: int, stdout: int, stderr: int) -> None:
-        self.pid = pid
-        self.args = ["outbound-schema (forked)"]
-        self.stdout = open(stdout, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by communicate
-        self.stderr = open(stderr, encoding="utf-8", errors="replace")  # noqa: SIM115
-        self.returncode: int | None = None
+    def __init__(self, process: BaseProcess, stdout: int | None, stderr: int | None) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.args = ["outbound-schema (child)"]
+        self.stdout = None if stdout is None else open(stdout, encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.stderr = None if stderr is None else open(stderr, encoding="utf-8", errors="replace")  # noqa: SIM115
 
-    def _reaped(self, flags: int) -> bool:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, flags)
-            if pid == 0:
-                return False
-            self.returncode = os.waitstatus_to_exitcode(status)
-        return True
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode  # -N for a signal, as Popen says it
 
     def poll(self) -> int | None:
-        self._reaped(os.WNOHANG)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._reaped(os.WNOHANG):
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            time.sleep(0.01)
-        assert self.returncode is not None
+        self.process.join(timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
         return self.returncode
 
     def kill(self) -> None:
@@ -221,6 +217,7 @@ class Forked:
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """The rest of both outputs (read at once, so neither pipe fills up), then the exit code."""
+        assert self.stdout is not None and self.stderr is not None
         with ThreadPoolExecutor(2) as pool:
             out, err = pool.map(lambda stream: stream.read(), (self.stdout, self.stderr))
         self.stdout.close()
@@ -229,62 +226,102 @@ class Forked:
         return out, err
 
 
-class ForkedOnTerminal(Forked):
-    """A :class:`Forked` whose output and error went to a terminal: nothing to read here but its end."""
+#: Children are forked by a fork server, a process of their own started afresh (not forked) that has
+#: imported what they run: the test process itself runs threads (pytest-xdist's), and forking a
+#: threaded process can deadlock the child (Python 3.12+ warns of it each time). Each child is still a
+#: process of its own, without a new Python importing SQLAlchemy and Alembic again.
+_CHILDREN = multiprocessing.get_context("forkserver")
+_CHILDREN.set_forkserver_preload(["tests.helpers"])
 
-    def __init__(self, pid: int) -> None:  # no pipes: the terminal has the output
-        self.pid = pid
-        self.args = ["outbound-schema (forked, on a terminal)"]
-        self.returncode = None
+
+class _Fd:
+    """A file descriptor handed to a child of the fork server (sent over its socket, as
+    multiprocessing sends its own connections' descriptors)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return _Fd._received, (reduction.DupFd(self.fd),)
+
+    @staticmethod
+    def _received(dup: Any) -> _Fd:
+        return _Fd(dup.detach())
 
 
-def cli_forked(*args: str, cwd: Path = REPO, **env: str) -> Forked:
-    """Our command line in a process of its own, forked from this one: its own pid, server sessions,
+def _start(
+    program: tuple[str, Any],
+    cwd: Path,
+    environ: dict[str, str],
+    *,
+    terminal: int | None = None,
+    patches: dict[str, object] | None = None,
+) -> Forked:
+    """``program`` in a child of the fork server: its output and error pipes to read, or the terminal."""
+    if terminal is None:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        stdio = (None, _Fd(out_write), _Fd(err_write))
+    else:
+        stdio = (_Fd(os.open(os.devnull, os.O_RDONLY)), _Fd(terminal), _Fd(terminal))
+    process = _CHILDREN.Process(target=_child, args=(program, str(cwd), environ, stdio, patches or {}), daemon=True)
+    process.start()
+    if terminal is None:
+        os.close(out_write)
+        os.close(err_write)
+        return Forked(process, out_read, err_read)
+    return Forked(process, None, None)
+
+
+def _child(
+    program: tuple[str, Any],
+    cwd: str,
+    environ: dict[str, str],
+    stdio: tuple[_Fd | None, ...],
+    patches: dict[str, object],
+) -> NoReturn:
+    """In a child of the fork server: ``patches`` set (``"module.NAME": value``), then the program run."""
+    for target, value in patches.items():
+        module, name = target.rsplit(".", 1)
+        setattr(importlib.import_module(module), name, value)
+    kind, payload = program
+    if kind == "cli":
+        from outbound_schema.cli import main
+
+        body: Callable[[], int | None] = lambda: main(list(payload))  # noqa: E731
+    else:
+        body = lambda: exec(compile(payload, "<string>", "exec"), {"__name__": "__main__"})  # noqa: E731
+    _run_child(body, Path(cwd), environ, tuple(None if fd is None else fd.fd for fd in stdio))
+
+
+def cli_forked(*args: str, cwd: Path = REPO, patches: dict[str, object] | None = None, **env: str) -> Forked:
+    """Our command line in a process of its own (see :data:`_CHILDREN`): its own pid, server sessions,
     exit code and signals, running concurrently with others, but without a new Python importing
-    SQLAlchemy and Alembic again (~0.8 s of CPU each). For concurrent deploys; tests of the console
-    script itself, of Ctrl-C and of kill -9 start the real program with :func:`cli`/``Popen``."""
-    from outbound_schema.cli import main
-
-    return _fork(lambda: main(list(args)), cwd, _environment(**env))
+    SQLAlchemy and Alembic again. ``patches`` (``{"module.NAME": value}``) are set in the child before it
+    runs. For concurrent deploys; tests of the console script itself, of Ctrl-C and of kill -9 start the
+    real program with :func:`cli`/``Popen``."""
+    return _start(("cli", args), cwd, _environment(**env), patches=patches)
 
 
 def python_forked(code: str, *, cwd: Path = REPO, **env: str) -> Forked:
     """``code`` run as ``python -c`` would run it (as ``__main__``, in a namespace of its own, exit code 1
-    on an exception), in a process forked from this one, with exactly ``env`` as its environment."""
-    return _fork(lambda: exec(compile(code, "<string>", "exec"), {"__name__": "__main__"}), cwd, env)
+    on an exception), in a process of its own as :func:`cli_forked`'s, with exactly ``env`` as its
+    environment."""
+    return _start(("python", code), cwd, env)
 
 
-def cli_forked_on_terminal(terminal: int, *args: str, **env: str) -> ForkedOnTerminal:
-    """Our command line forked as :func:`cli_forked` is, its standard output and error the terminal
+def cli_forked_on_terminal(terminal: int, *args: str, **env: str) -> Forked:
+    """Our command line as :func:`cli_forked` runs it, its standard output and error the terminal
     ``terminal`` (the follower side of a pty) and its input /dev/null. For what the program shows on a
     terminal: the file it writes to decides that, not how the process was started."""
-    from outbound_schema.cli import main
-
-    pid = os.fork()
-    if pid == 0:
-        nothing = os.open(os.devnull, os.O_RDONLY)
-        _run_child(lambda: main(list(args)), REPO, _environment(**env), (nothing, terminal, terminal))
-    return ForkedOnTerminal(pid)
-
-
-def _fork(body: Callable[[], int | None], cwd: Path, environ: dict[str, str]) -> Forked:
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(out_read)
-        os.close(err_read)
-        _run_child(body, cwd, environ, (None, out_write, err_write))
-    os.close(out_write)
-    os.close(err_write)
-    return Forked(pid, out_read, err_read)
+    return _start(("cli", args), REPO, _environment(**env), terminal=terminal)
 
 
 def _run_child(
-    body: Callable[[], int | None], cwd: Path, environ: dict[str, str], stdio: tuple[int | None, int, int]
+    body: Callable[[], int | None], cwd: Path, environ: dict[str, str], stdio: tuple[int | None, ...]
 ) -> NoReturn:
-    """In a forked child: ``stdio`` becomes its standard input, output and error (an input of None is
-    kept), then ``body`` runs as a program's main; never returns into pytest."""
+    """In a child: ``stdio`` becomes its standard input, output and error (an input of None is kept),
+    then ``body`` runs as a program's main; never returns."""
     code = 1
     try:
         for target, fd in enumerate(stdio):
@@ -365,17 +402,6 @@ def release_connections() -> None:
         _warm.clear()
     for engine in engines:
         engine.dispose()
-
-
-def _forget_connections() -> None:
-    """In a forked child: the parent's sessions are the parent's; the child starts with none, closing
-    nothing of them."""
-    for engine in _warm.values():
-        engine.dispose(close=False)
-    _warm.clear()
-
-
-os.register_at_fork(after_in_child=_forget_connections)
 
 
 def inject(url: URL, *statements: str) -> None:

@@ -180,15 +180,13 @@ def silent_server() -> Iterator[int]:
 
 
 @pytest.mark.waits
-def test_a_server_that_never_answers_is_given_up_on(silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from outbound_schema import dsn
-
-    monkeypatch.setattr(dsn, "DEFAULT_CONNECT_TIMEOUT", 1)  # the default applies, shortened for the test
+def test_a_server_that_never_answers_is_given_up_on(silent_server: int) -> None:
     url = f"postgresql://app:{PASSWORD}@127.0.0.1:{silent_server}/db"
     started = time.monotonic()
-    # The three at once, each a process of its own (forked: the shortened default goes with them).
+    # The three at once, each a process of its own, the default connect timeout shortened in each.
+    shortened = {"outbound_schema.dsn.DEFAULT_CONNECT_TIMEOUT": 1}
     waiting = [
-        cli_forked(*args, DATABASE_URL=given)
+        cli_forked(*args, patches=shortened, DATABASE_URL=given)
         for args, given in ((("upgrade",), url), (("status",), url), (("check",), f"{url}?connect_timeout=1"))
     ]
     for process in waiting:
