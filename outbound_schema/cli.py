@@ -6,8 +6,11 @@ import argparse
 import json
 import logging
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -274,7 +277,7 @@ def _check(args: argparse.Namespace) -> int:
             report = drift.check(connection, history, target.shown, args.version_table)
     except (Exception, KeyboardInterrupt) as exc:  # whatever happens, exit 2 and, asked for JSON, print it
         if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted; nothing was checked and nothing was changed"
+            message = f"{_stopped(exc)}; nothing was checked and nothing was changed"
         elif isinstance(exc, psycopg.Error):
             message = _database_refused(exc, reading=True)
         elif isinstance(exc, OutboundSchemaError | HistoryUnreadable):
@@ -284,7 +287,7 @@ def _check(args: argparse.Namespace) -> int:
         if args.format == "json":
             print(json.dumps({"format": drift.FORMAT_VERSION, "status": "error", "error": message}))
         print(f"outbound-schema: could not check: {message}", file=sys.stderr)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 2
+        return _stop_code(exc) if isinstance(exc, KeyboardInterrupt) else 2
     print(report.to_json() if args.format == "json" else report.to_text())
     return 1 if report.drift else 0
 
@@ -387,19 +390,52 @@ def _configure_logging(command: str, verbosity: int) -> None:
     logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO if verbosity >= 2 else logging.WARNING)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which Kubernetes and most process managers send to stop a program: taken as Ctrl-C is, so that
+    a run stops the same clean way (a revision running is rolled back, nothing is half-recorded)."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the command runs. A handler of our own also makes SIGTERM
+    count as PID 1 of a container without an init, where the kernel ignores signals left at their default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a host calling main() from another keeps its own
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(exc: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+
+
+def _stop_code(exc: BaseException) -> int:
+    """128 + the signal, as a shell reports a program the signal ended: 143 for SIGTERM, 130 for SIGINT."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.command, args.verbose - args.quiet)
     try:
-        if args.command == "check":
-            return _check(args)
-        return _change_or_report(args)
-    except KeyboardInterrupt:
-        _interrupted(args)
-        return 130
+        with _sigterm_as_interrupt():
+            if args.command == "check":
+                return _check(args)
+            return _change_or_report(args)
+    except KeyboardInterrupt as exc:
+        _interrupted(args, _stopped(exc))
+        return _stop_code(exc)
 
 
-def _interrupted(args: argparse.Namespace) -> None:
+def _interrupted(args: argparse.Namespace, stopped: str) -> None:
     if args.command in ("status", "snapshot"):
         said = "nothing was changed."
     elif getattr(args, "sql", False):
@@ -409,9 +445,9 @@ def _interrupted(args: argparse.Namespace) -> None:
             "a revision that was running was not recorded and is completed by the next run; nothing else was "
             "left half-done."
         )
-    print(f"outbound-schema: interrupted; {said}", file=sys.stderr)
+    print(f"outbound-schema: {stopped}; {said}", file=sys.stderr)
     if args.command == "status" and args.format == "json":  # asked for JSON: it always comes
-        error = f"interrupted; {said}"
+        error = f"{stopped}; {said}"
         print(json.dumps({"format": STATUS_FORMAT_VERSION, "state": "error", "error": error}))
 
 
@@ -439,8 +475,9 @@ def _change_or_report(args: argparse.Namespace) -> int:
             command.downgrade(config, args.revision, sql=args.sql)
         return 0
     except (OutboundSchemaError, SQLAlchemyError, CommandError, RevisionError, AssertionError) as exc:
-        if any(isinstance(cause, KeyboardInterrupt) for cause in _chain(exc)):
-            raise KeyboardInterrupt from None  # Ctrl-C, and the connection broke under it
+        stop = next((cause for cause in _chain(exc) if isinstance(cause, KeyboardInterrupt)), None)
+        if stop is not None:
+            raise type(stop)() from None  # Ctrl-C or SIGTERM, and the connection broke under it
         reading = args.command in ("status", "snapshot")
         if isinstance(exc, OutboundSchemaError):
             message = str(exc)

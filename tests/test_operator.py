@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -227,6 +228,53 @@ def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
         holder.dispose()
     assert process.returncode == 130
     assert err.strip().startswith("outbound-schema: interrupted; a revision") and err.strip().count("\n") == 0, err
+    assert version(host_db) is None
+
+
+@pytest.mark.parametrize("as_pid_1", [False, True], ids=["process", "pid-1"])
+def test_sigterm_is_taken_as_ctrl_c(host_db: URL, as_pid_1: bool) -> None:
+    """What Kubernetes sends to stop a pod: one line, nothing recorded, exit 143 (128 + SIGTERM). Also as PID 1
+    of a PID namespace (a container without an init), where the kernel ignores a signal left at its default."""
+    from outbound_schema.locking import LOCK_KEY
+
+    command = [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)]
+    if as_pid_1:
+        unshare = shutil.which("unshare")
+        assert unshare, "util-linux's unshare is needed to run the program as PID 1"
+        # The shell says its PID inside the namespace, then becomes the program (exec keeps the PID).
+        inside = ["sh", "-c", 'echo "pid $$" >&2; exec "$@"', "sh"]
+        command = [unshare, "--pid", "--fork", "--kill-child", *inside, *command]
+    holder = create_engine(host_db)
+    try:
+        with holder.connect() as conn:  # another migration holds the lock: the upgrade waits
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+            conn.commit()
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            )
+            deadline, before = time.monotonic() + 60, []
+            while "another migration holds the lock" not in (
+                line := process.stderr.readline() if process.stderr else ""
+            ):
+                assert time.monotonic() < deadline and line != "", "the upgrade never waited for the lock"
+                before.append(line.strip())
+            target = process.pid
+            if as_pid_1:  # unshare's child: the program, PID 1 inside its namespace
+                (target,) = map(int, Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split())
+                assert before[0] == "pid 1", before
+            os.kill(target, signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+    finally:
+        holder.dispose()
+    assert process.returncode == 143, err
+    assert err.strip() == (
+        "outbound-schema: terminated (SIGTERM); a revision that was running was not recorded and is completed by "
+        "the next run; nothing else was left half-done."
+    )
     assert version(host_db) is None
 
 
