@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from outbound_schema.keywords import literal, neutral, quote
 
@@ -148,15 +148,7 @@ class CatalogKind:
         """Complete the objects of this kind once the whole file is read."""
 
 
-# A table's or a column's attributes.
-
-
-class _Written(Protocol):
-    """How a setting is written as ALTER TABLE actions of the file, and read back."""
-
-    def actions(self, value: Any) -> list[str]: ...
-
-    def read(self, value: Any, action: str) -> Any: ...  # None: not this setting's action
+# A table's or a column's attributes, and how the file writes each as ALTER TABLE actions.
 
 
 @dataclass(frozen=True)
@@ -212,7 +204,7 @@ class Setting:
     clause: Callable[[Any], str | None] | None = None
     #: Undoing ``clause``: the line's end -> (what comes before, its fields' values).
     take: Callable[[str], tuple[str, tuple[Any, ...]]] | None = None
-    written: _Written | None = None  # its ALTER TABLE actions in the file
+    written: _Flag | _Value | _Each | None = None  # its ALTER TABLE actions in the file
     written_at: int = 0  # their place among the table's actions (the files stay as they have been written)
     load: Callable[..., tuple[Any, ...]] = _as_read  # the catalog query's columns -> its fields' values
     sep: str = " "  # before its words in a column's description
@@ -621,11 +613,9 @@ class IndexInfo(CatalogKind):
     def on(self) -> str:
         return self.table
 
-    def shape(self) -> tuple[str, bool, str]:
+    def value(self) -> tuple[str, bool, str]:
         """What the index is, whatever its name and validity."""
         return (self.table, self.unique, self.using)
-
-    value = shape
 
     def describe(self) -> str:
         keys = self.using[len(self.method) + 1 :]
@@ -701,11 +691,9 @@ class ConstraintInfo(CatalogKind):
     def on(self) -> str:
         return self.table
 
-    def shape(self) -> tuple[str, str, str]:
+    def value(self) -> tuple[str, str, str]:
         """What the constraint is, whatever its name and whether it has been validated yet."""
         return (self.table, self.kind, self.definition.removesuffix(" NOT VALID"))
-
-    value = shape
 
     def describe(self) -> str:
         described = f"{self.definition} on {self.table}"
@@ -715,7 +703,7 @@ class ConstraintInfo(CatalogKind):
         if (have.table, have.kind) != (self.table, self.kind):
             return f"is {have.describe()}, expected {self.describe()}"
         cores, clauses = [], []
-        for definition in (self.shape()[2], have.shape()[2]):
+        for definition in (self.value()[2], have.value()[2]):
             found = {}
             for label, pattern in _CLAUSES:
                 match = pattern.search(definition)
@@ -951,10 +939,8 @@ class PolicyInfo(_OfTable):
             text += f" WITH CHECK ({self.check})"
         return text
 
-    def shape(self) -> tuple[str, bool, str, tuple[str, ...], str | None, str | None]:
+    def value(self) -> tuple[str, bool, str, tuple[str, ...], str | None, str | None]:
         return (self.table, self.permissive, self.command, self.roles, self.using, self.check)
-
-    value = shape
 
     def describe(self) -> str:
         return self.definition.split(" AS ", 1)[1]
@@ -1027,17 +1013,15 @@ class _Fires(_OfTable):
         """The definition after its name: what it does, whatever it is called."""
         raise NotImplementedError
 
-    def shape(self) -> tuple[str, str, str]:
+    def value(self) -> tuple[str, str, str]:
         return (self.table, self.body(), self.enabled)
-
-    value = shape
 
     def describe(self) -> str:
         state = "" if self.enabled == "O" else f", {FIRING[self.enabled].lower()}d"
         return f"{self.definition.removeprefix('CREATE ').removesuffix(';')}{state}"
 
     def differences(self, have: _Fires) -> str:
-        if have.shape()[:2] != self.shape()[:2]:
+        if have.value()[:2] != self.value()[:2]:
             return f"is {have.describe()}, expected {self.describe()}"
         if have.enabled == "D":
             return f"is disabled: {self.DOES}"
@@ -1132,19 +1116,13 @@ class TypeInfo(CatalogKind):
     definition: str  # CREATE TYPE "x" AS ENUM ('a', 'b') / CREATE DOMAIN "x" AS ..., as the file holds it
     labels: tuple[str, ...] | None = None  # an enum's labels, in their order; None for a domain
 
-    @property
-    def table(self) -> str:
-        return ""  # a type of the schema, not of one table
-
-    def shape(self) -> str:
+    def value(self) -> str:
         return self.definition.split(f" {self.name} AS ", 1)[1]
-
-    value = shape
 
     def describe(self) -> str:
         if self.labels is not None:
             return f"enum of {', '.join(self.labels)}" if self.labels else "enum of no labels"
-        return f"domain over {self.shape()}"
+        return f"domain over {self.value()}"
 
     def differences(self, have: TypeInfo) -> str:
         if self.labels is None or have.labels is None:
@@ -1191,21 +1169,15 @@ class FunctionInfo(CatalogKind):
         head = definition.removeprefix("CREATE OR REPLACE FUNCTION ")
         return cls(head[: _arguments_at(head)], definition)
 
-    @property
-    def table(self) -> str:
-        return ""
-
-    def shape(self) -> str:
+    def value(self) -> str:
         return self.definition.strip()
-
-    value = shape
 
     def describe(self) -> str:
         header = self.definition.strip().splitlines()[0].removeprefix("CREATE OR REPLACE FUNCTION ")
         return f"{header}, {len(self.definition.strip().splitlines())} lines"
 
     def differences(self, have: FunctionInfo) -> str:
-        theirs, ours = have.shape().splitlines(), self.shape().splitlines()
+        theirs, ours = have.value().splitlines(), self.value().splitlines()
         pairs = enumerate(zip(theirs, ours, strict=False))
         at = next((n for n, (a, b) in pairs if a != b), min(len(theirs), len(ours)))
         found = theirs[at].strip() if at < len(theirs) else "(its end)"
@@ -1645,16 +1617,12 @@ _FED_UNIQUE_COLUMNS = f"""
 """
 
 
-def sequence_positions(connection: Queryable, tables: Sequence[str]) -> list[SequencePosition]:
-    """For each sequence feeding a unique column of ``tables``: its next value and the column's largest.
+def _positions(connection: Queryable, oids: dict[str, int]) -> list[SequencePosition]:
+    """For each sequence feeding a unique column of the tables of ``oids``: its next value and the column's largest.
 
     Needs only SELECT on the sequences and tables (``pg_read_all_data`` will do); the largest value
     comes from the unique index, so this reads one index entry per column, not the table.
     """
-    return _positions(connection, table_oids(connection, tables))
-
-
-def _positions(connection: Queryable, oids: dict[str, int]) -> list[SequencePosition]:
     fed = fetch(connection, _FED_UNIQUE_COLUMNS, {"oids": [str(oid) for oid in oids.values()]})
     positions = []
     for sequence, column, increment, seq_sql, table_sql, column_sql, hidden in fed:
