@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from outbound_schema.keywords import literal, neutral, quote
@@ -364,7 +366,7 @@ class ColumnInfo(CatalogKind):
     )
 
     def value(self) -> tuple[Any, ...]:
-        return tuple(v for setting in self.SETTINGS for v in setting.values(self))
+        return _VALUES[type(self)](self)
 
     def definition(self) -> str:
         """Type, collation, nullability and default, as in CREATE TABLE."""
@@ -514,7 +516,7 @@ class TableInfo(CatalogKind):
 
     def value(self) -> tuple[Any, ...]:
         """The table's own settings, apart from its columns."""
-        return tuple(v for setting in self.SETTINGS for v in setting.values(self))
+        return _VALUES[type(self)](self)
 
     def describe(self) -> str:
         return ", ".join(words for setting in self.SETTINGS if (words := setting.text(self)))
@@ -550,7 +552,7 @@ class TableInfo(CatalogKind):
             return cls(name, (), unlogged, _storage_parameters(match.group(3)))
         columns = []
         while not (end := _TABLE_END.match(body := next(lines))):
-            columns.append(ColumnInfo.from_line(body))
+            columns.append(_column_line(body))
         return cls(name, tuple(columns), unlogged, _storage_parameters(end.group(1)))
 
     @classmethod
@@ -574,6 +576,12 @@ class TableInfo(CatalogKind):
         for table in list(snap.tables.values()):
             children = tuple(sorted(quote(t.name) for t in snap.tables.values() if quote(table.name) in t.parents))
             snap.tables[table.name] = replace(table, children=children)
+
+
+#: Every setting's fields at once, by class: what a table or a column is.
+_VALUES = {kind: attrgetter(*(f for s in kind.SETTINGS for f in s.fields)) for kind in (ColumnInfo, TableInfo)}
+#: A column's line reads the same in every revision's file that holds it: read once.
+_column_line = lru_cache(maxsize=4096)(ColumnInfo.from_line)
 
 
 def _read(obj: _O, settings: Sequence[Setting], action: str) -> _O | None:

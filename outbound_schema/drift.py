@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING
 
 from outbound_schema.catalog import (
     KINDS,
+    CatalogKind,
     CatalogObject,
     Resolution,
     SequencePosition,
@@ -172,7 +173,7 @@ def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
     differently that mean the same are then equal.
     """
     # An index a constraint owns is compared under its name, though never reported as an extra of its own.
-    want, have = _by_kind(objects(expected, every=True)), _by_kind(objects(found, every=True))
+    want, have = _grouped(objects(expected, every=True)), _grouped(objects(found, every=True))
     live = set(found.tables)
     gone = set(expected.tables) - live
     for kind in KINDS.values():
@@ -182,53 +183,55 @@ def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
         # may belong to no table of ours, only with a table of ours.
         wanted = {
             k: o
-            for k, o in want[kind.KIND].items()
+            for k, o in want.get((kind.KIND, ""), {}).items()
             if kind.PARTS or kind.THROUGH_TABLES or (o.table not in gone if kind.LOOSE else o.table in live)
         }
-        yield from _compare(wanted, have[kind.KIND], want, have)
+        yield from _compare(kind, wanted, have.get((kind.KIND, ""), {}), want, have)
 
 
 _PARTS = {part for kind in KINDS.values() for part in kind.PARTS}
-_Listing = dict[str, dict[str, CatalogObject]]  # by kind, then by key
+#: By kind and, for the parts of a table, that table; then by key.
+_Grouped = dict[tuple[str, str], dict[str, CatalogObject]]
 
 
-def _by_kind(listed: Mapping[tuple[str, str], CatalogObject]) -> _Listing:
-    by_kind: _Listing = {kind: {} for kind in KINDS}
+def _grouped(listed: Mapping[tuple[str, str], CatalogObject]) -> _Grouped:
+    grouped: _Grouped = {}
     for (kind, key), o in listed.items():
-        by_kind[kind][key] = o
-    return by_kind
+        grouped.setdefault((kind, o.table if kind in _PARTS else ""), {})[key] = o
+    return grouped
 
 
 def _compare(
-    wanted: Mapping[str, CatalogObject], found: Mapping[str, CatalogObject], want: _Listing, have: _Listing
+    kind: type[CatalogKind],
+    wanted: Mapping[str, CatalogObject],
+    found: Mapping[str, CatalogObject],
+    want: _Grouped,
+    have: _Grouped,
 ) -> Iterator[Verdict]:
     """Missing, renamed (the same under another name), different, invalid or ok; then the extras.
-    ``want`` and ``have`` list every object, for the parts of each."""
+    ``want`` and ``have`` hold every object, for the parts of each."""
     extras = {key: o for key, o in found.items() if key not in wanted and o.obj.listed()}
     for key, w in wanted.items():
-        kind = KINDS[w.kind]
-        name, expected = kind.shown(key), w.text
+        name = kind.shown(key)
         h = found.get(key)
         if h is None:
             twin = next((k for k, o in extras.items() if kind.RENAMES and same(o, w) and o.obj.problem() is None), None)
             if twin is not None:
                 seen = f"{kind.shown(twin)}: {extras.pop(twin).text}"
-                yield Verdict(w.kind, name, "renamed", expected, seen, f"found under another name, {seen}")
+                yield Verdict(kind.KIND, name, "renamed", w.text, seen, f"found under another name, {seen}")
             else:
-                yield Verdict(w.kind, name, "missing", expected, None, f"missing; expected {expected}")
+                yield Verdict(kind.KIND, name, "missing", w.text, None, f"missing; expected {w.text}")
             continue
         if not same(h, w):
-            yield Verdict(w.kind, name, "different", expected, h.text, w.obj.differences(h.obj))
+            yield Verdict(kind.KIND, name, "different", w.text, h.text, w.obj.differences(h.obj))
         elif (trouble := h.obj.problem()) is not None and w.obj.problem() is None:
-            yield Verdict(w.kind, name, trouble[0], expected, h.text, trouble[1])
+            yield Verdict(kind.KIND, name, trouble[0], w.text, h.text, trouble[1])
         else:
-            yield Verdict(w.kind, name, "ok", found=h.text)
+            yield Verdict(kind.KIND, name, "ok", found=h.text)
         for part in kind.PARTS:  # a table's columns, compared within it
-            of = {k: o for k, o in want[part].items() if o.table == key}
-            yield from _compare(of, {k: o for k, o in have[part].items() if o.table == key}, want, have)
+            yield from _compare(KINDS[part], want.get((part, key), {}), have.get((part, key), {}), want, have)
     for key, extra in extras.items():
-        kind = KINDS[extra.kind]
-        yield Verdict(extra.kind, kind.shown(key), "extra", None, extra.text, f"{kind.EXTRA}{extra.text}")
+        yield Verdict(kind.KIND, kind.shown(key), "extra", None, extra.text, f"{kind.EXTRA}{extra.text}")
 
 
 def position_verdicts(positions: Iterable[SequencePosition]) -> Iterator[Verdict]:

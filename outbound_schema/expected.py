@@ -74,6 +74,7 @@ def _unescape(line: str) -> str:
 
 
 _ALTER = re.compile(rf"^ALTER TABLE ({IDENT}) (.+);$", re.S)
+_STATEMENTS = [(pattern, kind) for kind in KINDS.values() for pattern in kind.STATEMENTS]
 
 
 class SchemaFileError(OutboundSchemaError, ValueError):
@@ -107,11 +108,10 @@ def _parse_statement(snap: Snapshot, line: str, lines: Iterator[str]) -> None:
         if not any(kind.from_action(snap, name, action) for kind in KINDS.values()):
             raise ValueError(f"not a change this file holds: ALTER TABLE {quote(name)} {action}")
         return
-    for kind in KINDS.values():
-        for pattern in kind.STATEMENTS:
-            if match := pattern.match(line):
-                snap.add(kind.from_statement(match, lines))
-                return
+    for pattern, kind in _STATEMENTS:
+        if match := pattern.match(line):
+            snap.add(kind.from_statement(match, lines))
+            return
     raise ValueError(f"not a statement this file holds: {line!r}")
 
 
