@@ -514,9 +514,11 @@ class TableInfo(CatalogKind):
     def on(self) -> str:
         return self.name
 
-    def value(self) -> tuple[Any, ...]:
+    def settings(self) -> tuple[Any, ...]:
         """The table's own settings, apart from its columns."""
         return _VALUES[type(self)](self)
+
+    value = settings
 
     def describe(self) -> str:
         return ", ".join(words for setting in self.SETTINGS if (words := setting.text(self)))
