@@ -53,29 +53,20 @@ On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING
 
 from outbound_schema.catalog import (
-    ColumnInfo,
-    ConstraintInfo,
-    FunctionInfo,
-    IndexInfo,
-    PolicyInfo,
+    KINDS,
+    CatalogKind,
+    CatalogObject,
     Resolution,
-    RuleInfo,
-    SequenceInfo,
     SequencePosition,
     Snapshot,
-    TableInfo,
-    TriggerInfo,
-    TypeInfo,
-    align_defaults,
-    resolve,
-    sequence_positions,
-    snapshot,
+    objects,
+    same,
+    survey,
 )
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.errors import OutboundSchemaError
@@ -171,407 +162,76 @@ class Report:
         return "\n".join(lines)
 
 
-# What differs, in words an operator acts on.
-
-
-def _table_detail(want: TableInfo, have: TableInfo) -> str:
-    said = []
-    on = quote(want.name)
-    if have.unlogged != want.unlogged:
-        said.append(
-            f"is UNLOGGED: PostgreSQL empties it after a crash and does not replicate it to standbys "
-            f"(ALTER TABLE {on} SET LOGGED makes it durable again)"
-            if have.unlogged
-            else "is logged, expected UNLOGGED"
-        )
-    if have.options != want.options:
-        said.append(f"has storage parameters {_list(have.options)}, expected {_list(want.options)}")
-    if have.row_security != want.row_security:
-        said.append(
-            "has row-level security enabled: every role but the owner and BYPASSRLS roles now reads and writes "
-            f"only the rows a policy allows, none without one (ALTER TABLE {on} DISABLE ROW LEVEL SECURITY)"
-            if have.row_security
-            else "has row-level security disabled, expected enabled: its policies are not applied"
-        )
-    if have.force_row_security != want.force_row_security:
-        said.append(
-            "forces row-level security on its owner too"
-            if have.force_row_security
-            else "no longer forces row-level security on its owner"
-        )
-    if have.replica_identity != want.replica_identity:
-        said.append(
-            f"has REPLICA IDENTITY {have.replica_identity}, expected {want.replica_identity}: logical "
-            "replication and change capture send other old-row values (or refuse updates and deletes)"
-        )
-    if have.parents != want.parents:
-        said.append(f"inherits from {_list(have.parents)}, expected {_list(want.parents)}")
-    if have.children != want.children:
-        said.append(
-            f"is inherited by {_list(have.children)}, expected {_list(want.children)}: "
-            "queries on it also read the rows of its children"
-        )
-    return "; ".join(said)
-
-
-def _list(items: Iterable[str]) -> str:
-    listed = ", ".join(items)
-    return f"({listed})" if listed else "none"
-
-
-def _column_detail(want: ColumnInfo, have: ColumnInfo) -> str:
-    said = []
-    if have.type != want.type:
-        said.append(f"has type {have.type}, expected {want.type}")
-    if have.collation != want.collation:
-        said.append(
-            f"has collation {have.collation or 'default'}, expected {want.collation or 'the default'}: "
-            "sorting, comparisons and the indexes on it follow the collation"
-        )
-    if have.nullable != want.nullable:
-        said.append(
-            "allows NULL, expected NOT NULL"
-            if have.nullable
-            else "is NOT NULL, expected to allow NULL: writes that leave it empty now fail"
-        )
-    if (have.generated, have.identity) != (want.generated, want.identity):
-        said.append(f"is {_generation(have)}, expected {_generation(want)}")
-    elif have.default != want.default:
-        if have.default is None:
-            said.append(f"has no default, expected DEFAULT {want.default}: inserts that omit it store NULL")
-        elif want.default is None:
-            said.append(f"has DEFAULT {have.default}, expected none")
-        else:
-            said.append(f"has DEFAULT {have.default}, expected DEFAULT {want.default}")
-    if have.options != want.options:
-        said.append(f"has SET {_list(have.options)}, expected {_list(want.options)}")
-    return "; ".join(said)
-
-
-def _generation(column: ColumnInfo) -> str:
-    if column.generated:
-        return f"generated ALWAYS AS ({column.default}) {column.generated}"
-    if column.identity:
-        return f"an identity column GENERATED {column.identity}"
-    return f"a plain column{f' with DEFAULT {column.default}' if column.default else ''}"
-
-
-_CLAUSES = (
-    ("ON UPDATE", re.compile(r" ON UPDATE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)(?: \([^)]*\))?")),
-    ("ON DELETE", re.compile(r" ON DELETE (NO ACTION|RESTRICT|CASCADE|SET NULL|SET DEFAULT)(?: \([^)]*\))?")),
-    ("MATCH", re.compile(r" MATCH (FULL|PARTIAL|SIMPLE)")),
-    ("deferrability", re.compile(r" (DEFERRABLE(?: INITIALLY DEFERRED)?)")),
-)
-_DEFAULT_CLAUSE = {
-    "ON UPDATE": "ON UPDATE NO ACTION",
-    "ON DELETE": "ON DELETE NO ACTION",
-    "MATCH": "MATCH SIMPLE",
-    "deferrability": "NOT DEFERRABLE",
-}
-
-
-def _constraint_detail(want: ConstraintInfo, have: ConstraintInfo) -> str:
-    if (have.table, have.kind) != (want.table, want.kind):
-        return f"is {have.describe()}, expected {want.describe()}"
-    cores, clauses = [], []
-    for definition in (want.shape()[2], have.shape()[2]):
-        found = {}
-        for label, pattern in _CLAUSES:
-            match = pattern.search(definition)
-            if match:
-                found[label] = match.group(0).strip()
-                definition = definition.replace(match.group(0), "", 1)
-        cores.append(definition)
-        clauses.append(found)
-    if cores[0] != cores[1]:
-        return f"is {have.definition}, expected {want.definition}"
-    said = [
-        f"is {clauses[1].get(label, _DEFAULT_CLAUSE[label])}, expected {clauses[0].get(label, _DEFAULT_CLAUSE[label])}"
-        for label, _ in _CLAUSES
-        if clauses[0].get(label) != clauses[1].get(label)
-    ]
-    return "; ".join(said)
-
-
-def _sequence_detail(want: SequenceInfo, have: SequenceInfo) -> str:
-    said = []
-    if have.owned_by != want.owned_by:
-        if have.owned_by is None:
-            said.append(
-                f"is no longer owned by {want.owned_by}: it still exists and feeds its default, but dropping that "
-                f"column or table would leave it behind (ALTER SEQUENCE {quote(want.name)} OWNED BY {want.owned_by})"
-            )
-        else:
-            said.append(f"is owned by {have.owned_by}, expected {want.owned_by or 'no column'}")
-    expected, found = want.options(), have.options()
-    for option, value in found.items():
-        if value != expected[option]:
-            if option == "CYCLE":
-                said.append(
-                    "cycles: past its maximum it starts again and hands out values already used"
-                    if value
-                    else "does not cycle, expected CYCLE"
-                )
-            elif option == "UNLOGGED":
-                said.append(
-                    "is UNLOGGED: after a crash it restarts and hands out values already used"
-                    if value
-                    else "is logged, expected UNLOGGED"
-                )
-            else:
-                said.append(f"has {option} {value}, expected {expected[option]}")
-    return "; ".join(said)
-
-
-def _policy_detail(want: PolicyInfo, have: PolicyInfo) -> str:
-    said = []
-    if have.permissive != want.permissive:
-        said.append(
-            f"is {'PERMISSIVE' if have.permissive else 'RESTRICTIVE'}, expected "
-            f"{'PERMISSIVE' if want.permissive else 'RESTRICTIVE'}"
-        )
-    if have.command != want.command:
-        said.append(f"applies to {have.command}, expected {want.command}")
-    if have.roles != want.roles:
-        said.append(f"applies to roles {', '.join(have.roles)}, expected {', '.join(want.roles)}")
-    if have.using != want.using:
-        said.append(f"lets rows be seen USING ({have.using}), expected ({want.using})")
-    if have.check != want.check:
-        said.append(f"lets rows be written WITH CHECK ({have.check}), expected ({want.check})")
-    return "; ".join(said)
-
-
-def _firing_detail(have_enabled: str, want_enabled: str, fired: str) -> str:
-    if have_enabled == "D":
-        return f"is disabled: {fired}"
-    state = {"O": "enabled", "R": "enabled for replication sessions only", "A": "enabled even during replication"}
-    return f"is {state[have_enabled]}, expected {state.get(want_enabled, 'disabled')}"
-
-
-def _trigger_detail(want: TriggerInfo, have: TriggerInfo) -> str:
-    if have.shape()[:2] != want.shape()[:2]:
-        return f"is {have.describe()}, expected {want.describe()}"
-    return _firing_detail(have.enabled, want.enabled, "it no longer fires")
-
-
-def _rule_detail(want: RuleInfo, have: RuleInfo) -> str:
-    if have.shape()[:2] != want.shape()[:2]:
-        return f"is {have.describe()}, expected {want.describe()}"
-    return _firing_detail(have.enabled, want.enabled, "it no longer rewrites queries")
-
-
-def _type_detail(want: TypeInfo, have: TypeInfo) -> str:
-    if want.labels is None or have.labels is None:
-        return f"is {have.describe()}, expected {want.describe()}"
-    added = [label for label in have.labels if label not in want.labels]
-    lacking = [label for label in want.labels if label not in have.labels]
-    said = []
-    if added:
-        said.append(f"accepts {_labels(added)}, which no revision added (ALTER TYPE … ADD VALUE)")
-    if lacking:
-        said.append(f"lacks {_labels(lacking)}, which the revisions created")
-    if not said:
-        said.append(f"orders its labels {', '.join(have.labels)}, expected {', '.join(want.labels)} (it sorts by them)")
-    return "; ".join(said)
-
-
-def _labels(labels: Iterable[str]) -> str:
-    return ", ".join(literal(label) for label in labels)
-
-
-def _function_detail(want: FunctionInfo, have: FunctionInfo) -> str:
-    theirs, ours = have.shape().splitlines(), want.shape().splitlines()
-    at = next((n for n, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), min(len(theirs), len(ours)))
-    found = theirs[at].strip() if at < len(theirs) else "(its end)"
-    wanted = ours[at].strip() if at < len(ours) else "(its end)"
-    return (
-        f"was replaced since the revisions created it (CREATE OR REPLACE FUNCTION): line {at + 1} is `{found}`, "
-        f"expected `{wanted}`; the triggers that run it now do what it does"
-    )
-
-
 # The comparison.
 
 
-class _Described(Protocol):
-    def describe(self) -> str: ...
-
-
-class _OnTable(_Described, Protocol):
-    @property
-    def table(self) -> str: ...
-
-
-_T = TypeVar("_T", bound=_Described)
-_O = TypeVar("_O", bound=_OnTable)
-
-
-def _on(objects: Mapping[str, _O], tables: set[str]) -> dict[str, _O]:
-    return {key: obj for key, obj in objects.items() if obj.table in tables}
-
-
 def compare(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
-    """One verdict per expected object, then one per extra object on our tables.
+    """One verdict per expected object, then one per extra object on our tables; kind by kind, as
+    ``outbound_schema.catalog.KINDS`` lists them, a table's parts after it.
 
     Give ``found`` through :func:`outbound_schema.catalog.align_defaults` first: defaults spelled
     differently that mean the same are then equal.
     """
+    # An index a constraint owns is compared under its name, though never reported as an extra of its own.
+    want, have = _grouped(objects(expected, every=True)), _grouped(objects(found, every=True))
     live = set(found.tables)
-    yield from _compare_tables(expected, found)
-
-    yield from _compare_named(
-        "constraint",
-        _on(expected.constraints, live),
-        found.constraints,
-        ConstraintInfo.shape,
-        _constraint_detail,
-        problem=_constraint_problem,
-    )
-    yield from _compare_named(
-        "index",
-        _on(expected.indexes, live),
-        found.indexes,
-        IndexInfo.shape,
-        lambda want, have: f"is {have.describe()}, expected {want.describe()}",
-        # Indexes that enforce a constraint (primary keys, unique constraints) are reported as constraints.
-        reportable=lambda index: index.constraint is None,
-        problem=_index_problem,
-    )
-    yield from _compare_named(
-        "sequence",
-        # A sequence owned by one of our tables goes with it; one owned elsewhere (a host table) stays.
-        {k: v for k, v in expected.sequences.items() if _owner(v) not in set(expected.tables) - live},
-        found.sequences,
-        lambda sequence: sequence,
-        _sequence_detail,
-        renames=False,
-    )
-    yield from _compare_named(
-        "policy", _on(expected.policies, live), found.policies, PolicyInfo.shape, _policy_detail, renames=False
-    )
-    yield from _compare_named(
-        "trigger", _on(expected.triggers, live), found.triggers, TriggerInfo.shape, _trigger_detail, renames=False
-    )
-    yield from _compare_named(
-        "rule", _on(expected.rules, live), found.rules, RuleInfo.shape, _rule_detail, renames=False
-    )
-    if live:  # what our columns and triggers use, read through them
-        yield from _compare_named("type", expected.types, found.types, TypeInfo.shape, _type_detail, renames=False)
-        yield from _compare_named(
-            "function", expected.functions, found.functions, FunctionInfo.shape, _function_detail, renames=False
-        )
+    gone = set(expected.tables) - live
+    for kind in KINDS.values():
+        if kind.KIND in _PARTS or (kind.THROUGH_TABLES and not live):
+            continue  # a table's parts are compared with it; what our columns and triggers use, through them
+        # An object of a table that is not there goes with it (the table's verdict says so); one that
+        # may belong to no table of ours, only with a table of ours.
+        wanted = {
+            k: o
+            for k, o in want.get((kind.KIND, ""), {}).items()
+            if kind.PARTS or kind.THROUGH_TABLES or (o.table not in gone if kind.LOOSE else o.table in live)
+        }
+        yield from _compare(kind, wanted, have.get((kind.KIND, ""), {}), want, have)
 
 
-def _constraint_problem(constraint: ConstraintInfo) -> tuple[str, str] | None:
-    on, name = quote(constraint.table), quote(constraint.name)
-    if not constraint.enforced:
-        return (
-            "disabled",
-            f"is not enforced: the triggers that enforce it are disabled on {', '.join(constraint.disabled_on)} "
-            "(ALTER TABLE … DISABLE TRIGGER ALL), so rows written meanwhile were never checked. Re-enable them ("
-            + "; ".join(f"ALTER TABLE {table} ENABLE TRIGGER ALL" for table in constraint.disabled_on)
-            + "), then find the rows that break it",
-        )
-    if not constraint.validated:
-        return (
-            "invalid",
-            f"is NOT VALID: new rows are checked but the rows that existed when it was added never were "
-            f"(ALTER TABLE {on} VALIDATE CONSTRAINT {name} checks them without blocking writes)",
-        )
-    return None
+_PARTS = {part for kind in KINDS.values() for part in kind.PARTS}
+#: By kind and, for the parts of a table, that table; then by key.
+_Grouped = dict[tuple[str, str], dict[str, CatalogObject]]
 
 
-def _index_problem(index: IndexInfo) -> tuple[str, str] | None:
-    if index.valid:
-        return None
-    return (
-        "invalid",
-        "is INVALID, left by a concurrent build that failed or was interrupted: queries do not use it, yet "
-        f"every write maintains it. Drop it (DROP INDEX CONCURRENTLY {quote(index.name)}) and build it again "
-        f"({index.definition.replace('INDEX', 'INDEX CONCURRENTLY', 1)})",
-    )
+def _grouped(listed: Mapping[tuple[str, str], CatalogObject]) -> _Grouped:
+    grouped: _Grouped = {}
+    for (kind, key), o in listed.items():
+        grouped.setdefault((kind, o.table if kind in _PARTS else ""), {})[key] = o
+    return grouped
 
 
-def _owner(sequence: SequenceInfo) -> str | None:
-    return sequence.owned_by.split(".")[0] if sequence.owned_by else None
-
-
-def _compare_tables(expected: Snapshot, found: Snapshot) -> Iterator[Verdict]:
-    for name, table in expected.tables.items():
-        live = found.tables.get(name)
-        if live is None:
-            yield Verdict("table", name, "missing", table.describe(), None, f"missing; expected {table.describe()}")
-            continue
-        if live.settings() != table.settings():
-            detail = _table_detail(table, live)
-            yield Verdict("table", name, "different", table.describe(), live.describe(), detail)
-        else:
-            yield Verdict("table", name, "ok", found=live.describe())
-        for column in table.columns:
-            qualified = f"{name}.{column.name}"
-            have = live.column(column.name)
-            if have is None:
-                detail = f"missing; expected {column.describe()}"
-                yield Verdict("column", qualified, "missing", column.describe(), None, detail)
-            elif have != column:
-                detail = _column_detail(column, have)
-                yield Verdict("column", qualified, "different", column.describe(), have.describe(), detail)
-            else:
-                yield Verdict("column", qualified, "ok", found=have.describe())
-        for extra in live.columns:
-            if table.column(extra.name) is None:
-                detail = f"extra, not created by any revision: {extra.describe()}"
-                yield Verdict("column", f"{name}.{extra.name}", "extra", None, extra.describe(), detail)
-    for name, live in found.tables.items():
-        if name not in expected.tables:
-            yield Verdict("table", name, "extra", None, live.describe(), f"extra: {live.describe()}")
-
-
-def _compare_named(
-    kind: str,
-    expected: Mapping[str, _T],
-    found: Mapping[str, _T],
-    shape: Callable[[_T], object],
-    detail: Callable[[_T, _T], str],
-    *,
-    renames: bool = True,
-    reportable: Callable[[_T], bool] = lambda _: True,
-    problem: Callable[[_T], tuple[str, str] | None] = lambda _: None,
+def _compare(
+    kind: type[CatalogKind],
+    wanted: Mapping[str, CatalogObject],
+    found: Mapping[str, CatalogObject],
+    want: _Grouped,
+    have: _Grouped,
 ) -> Iterator[Verdict]:
-    """Missing, renamed (same shape under another name), different, invalid or ok; then the extras."""
-    extras = {key: obj for key, obj in found.items() if key not in expected and reportable(obj)}
-    for key, want in expected.items():
-        name = _display(kind, key)
-        have = found.get(key)
-        if have is None:
-            twin = next(
-                (k for k, o in extras.items() if renames and shape(o) == shape(want) and problem(o) is None), None
-            )
+    """Missing, renamed (the same under another name), different, invalid or ok; then the extras.
+    ``want`` and ``have`` hold every object, for the parts of each."""
+    extras = {key: o for key, o in found.items() if key not in wanted and o.obj.listed()}
+    for key, w in wanted.items():
+        name = kind.shown(key)
+        h = found.get(key)
+        if h is None:
+            twin = next((k for k, o in extras.items() if kind.RENAMES and same(o, w) and o.obj.problem() is None), None)
             if twin is not None:
-                twin_obj = extras.pop(twin)
-                twin_name = _display(kind, twin)
-                said = f"found under another name, {twin_name}: {twin_obj.describe()}"
-                yield Verdict(kind, name, "renamed", want.describe(), f"{twin_name}: {twin_obj.describe()}", said)
+                seen = f"{kind.shown(twin)}: {extras.pop(twin).text}"
+                yield Verdict(kind.KIND, name, "renamed", w.text, seen, f"found under another name, {seen}")
             else:
-                yield Verdict(kind, name, "missing", want.describe(), None, f"missing; expected {want.describe()}")
-        elif shape(have) != shape(want):
-            yield Verdict(kind, name, "different", want.describe(), have.describe(), detail(want, have))
-        elif (trouble := problem(have)) is not None and problem(want) is None:
-            yield Verdict(kind, name, trouble[0], want.describe(), have.describe(), trouble[1])
+                yield Verdict(kind.KIND, name, "missing", w.text, None, f"missing; expected {w.text}")
+            continue
+        if not same(h, w):
+            yield Verdict(kind.KIND, name, "different", w.text, h.text, w.obj.differences(h.obj))
+        elif (trouble := h.obj.problem()) is not None and w.obj.problem() is None:
+            yield Verdict(kind.KIND, name, trouble[0], w.text, h.text, trouble[1])
         else:
-            yield Verdict(kind, name, "ok", found=have.describe())
+            yield Verdict(kind.KIND, name, "ok", found=h.text)
+        for part in kind.PARTS:  # a table's columns, compared within it
+            yield from _compare(KINDS[part], want.get((part, key), {}), have.get((part, key), {}), want, have)
     for key, extra in extras.items():
-        said = f"extra, not created by any revision: {extra.describe()}"
-        yield Verdict(kind, _display(kind, key), "extra", None, extra.describe(), said)
-
-
-def _display(kind: str, key: str) -> str:
-    """Policies, triggers and rules are keyed "table.name" (their names are unique per table only):
-    shown as "name on table"."""
-    if kind not in ("policy", "trigger", "rule"):
-        return key
-    table, _, name = key.partition(".")
-    return f"{name} on {table}"
+        yield Verdict(kind.KIND, kind.shown(key), "extra", None, extra.text, f"{kind.EXTRA}{extra.text}")
 
 
 def position_verdicts(positions: Iterable[SequencePosition]) -> Iterator[Verdict]:
@@ -681,12 +341,13 @@ def check(connection: Queryable, history: History, database: str, version_table:
     for revision in history.managed():
         snap = load_file(history.schema_file(revision))
         tables.update(dict.fromkeys(snap.tables if snap else ()))
-    found = align_defaults(connection, [want], snapshot(connection, list(tables)))
-    objects = list(compare(want, found))
-    objects.extend(position_verdicts(sequence_positions(connection, list(tables))))
-    path, resolutions = resolve(connection, [*tables, version_table])
-    objects.extend(search_path_verdicts(path, resolutions, version_table))
+    live = survey(connection, list(tables), want, version_table)
+    verdicts = [
+        *compare(want, live.snapshot),
+        *position_verdicts(live.positions),
+        *search_path_verdicts(live.search_path, live.resolutions, version_table),
+    ]
     if state.state == "ahead":
-        objects = [_not_judged(verdict, state) for verdict in objects]
-    objects.append(_revision_verdict(state, version_table))
-    return Report(database, state, objects)
+        verdicts = [_not_judged(verdict, state) for verdict in verdicts]
+    verdicts.append(_revision_verdict(state, version_table))
+    return Report(database, state, verdicts)

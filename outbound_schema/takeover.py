@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Literal
 from alembic.script import Script
 from sqlalchemy import Connection
 
-from outbound_schema.catalog import Snapshot, align_defaults, existing_relations, snapshot
+from outbound_schema.catalog import KINDS, CatalogObject, Snapshot, existing_relations, objects, read, same
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.expected import ExpectedSchemas, object_names
+from outbound_schema.expected import ExpectedSchemas
 
 if TYPE_CHECKING:
     pass
@@ -40,70 +40,8 @@ ObjectState = Literal["present", "missing", "invalid", "conflict"]
 RevisionState = Literal["applied", "present", "partial", "missing", "conflicting", "unknown"]
 
 
-@dataclass(frozen=True)
-class CatalogObject:
-    """One object of the expected or live catalog, comparable by what it is."""
-
-    kind: str  # table, column, constraint, index, sequence, policy, trigger, rule
-    name: str
-    table: str
-    value: object
-    text: str
-    valid: bool = True
-
-
-def catalog_objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
-    found: dict[tuple[str, str], CatalogObject] = {}
-    for table in snap.tables.values():
-        found["table", table.name] = CatalogObject("table", table.name, table.name, table.settings(), table.describe())
-        for column in table.columns:
-            name = f"{table.name}.{column.name}"
-            value: object = (
-                column.type,
-                column.nullable,
-                column.default,
-                column.collation,
-                column.identity,
-                column.generated,
-                column.options,
-            )
-            found["column", name] = CatalogObject("column", name, table.name, value, column.describe())
-    for constraint in snap.constraints.values():
-        # Added NOT VALID and not yet validated (a run stopped between the two): the same constraint, unfinished.
-        value = (constraint.kind, constraint.definition.removesuffix(" NOT VALID"))
-        found["constraint", constraint.name] = CatalogObject(
-            "constraint", constraint.name, constraint.table, value, constraint.describe(), constraint.validated
-        )
-    for index in snap.indexes.values():
-        if index.constraint is None:  # the constraint's own index is the constraint
-            found["index", index.name] = CatalogObject(
-                "index", index.name, index.table, index.shape(), index.describe(), index.valid
-            )
-    for seq in snap.sequences.values():
-        owner = seq.owned_by.split(".")[0] if seq.owned_by else ""
-        value = (seq.owned_by, seq.options())
-        found["sequence", seq.name] = CatalogObject("sequence", seq.name, owner, value, seq.describe())
-    named = (
-        ("policy", snap.policies),
-        ("trigger", snap.triggers),
-        ("rule", snap.rules),
-        ("type", snap.types),  # of no one table: their table is ""
-        ("function", snap.functions),
-    )
-    for kind, objects in named:
-        for key, obj in objects.items():
-            found[kind, key] = CatalogObject(kind, key, obj.table, obj.shape(), obj.describe())
-    return found
-
-
-def _same(a: CatalogObject | None, b: CatalogObject | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return (a.table, a.value) == (b.table, b.value)
-
-
 def _equal(want: dict[tuple[str, str], CatalogObject], have: dict[tuple[str, str], CatalogObject]) -> bool:
-    return want.keys() == have.keys() and all(_same(want[key], have[key]) and have[key].valid for key in want)
+    return want.keys() == have.keys() and all(same(want[key], have[key]) and have[key].valid for key in want)
 
 
 @dataclass(frozen=True)
@@ -172,16 +110,18 @@ def assess(
     files = {rev.revision: expected.at(rev.revision) for rev in revisions}
     # Defaults spelled differently that mean the same (now() for CURRENT_TIMESTAMP) are the same here too.
     every = [snap for rev in expected.managed() if (snap := expected.at(rev.revision)) is not None]
-    live = catalog_objects(align_defaults(connection, every, snapshot(connection, expected.tables())))
-    names = {name for snap in files.values() if snap is not None for name in object_names(snap)}
-    taken = existing_relations(connection, sorted(names))
+    live = objects(read(connection, expected.tables(), every))
     # Each file's objects listed once: every revision compares against those of all that follow it.
     listed: dict[int, tuple[Snapshot, dict[tuple[str, str], CatalogObject]]] = {}
 
-    def objects(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
+    def of(snap: Snapshot) -> dict[tuple[str, str], CatalogObject]:
         if id(snap) not in listed:
-            listed[id(snap)] = (snap, catalog_objects(snap))  # the snapshot kept: its id stays its own
+            listed[id(snap)] = (snap, objects(snap))  # the snapshot kept: its id stays its own
         return listed[id(snap)][1]
+
+    # Names another relation may have taken: our tables', indexes' and sequences'.
+    names = {o.name for snap in files.values() if snap for o in of(snap).values() if KINDS[o.kind].RELATION}
+    taken = existing_relations(connection, sorted(names))
 
     # A database whose catalog is exactly one revision's file (its version table lost, say, after a later
     # revision dropped what an earlier one created) is at that revision: adopted whole, compared no further.
@@ -189,7 +129,7 @@ def assess(
         (
             position
             for position in reversed(range(len(revisions)))
-            if (snap := files[revisions[position].revision]) is not None and _equal(objects(snap), live)
+            if (snap := files[revisions[position].revision]) is not None and _equal(of(snap), live)
         ),
         -1,
     )
@@ -203,8 +143,8 @@ def assess(
         elif after is None or before is None:
             reports.append(RevisionReport(rev.revision, known=False))
         else:
-            later = [objects(s) for r in revisions[position + 1 :] if (s := files[r.revision]) is not None]
-            findings = _findings(rev.revision, objects(before), objects(after), later, live, taken)
+            later = [of(s) for r in revisions[position + 1 :] if (s := files[r.revision]) is not None]
+            findings = _findings(rev.revision, of(before), of(after), later, live, taken)
             reports.append(RevisionReport(rev.revision, tuple(findings)))
     return reports
 
@@ -217,21 +157,21 @@ def _findings(
     live: dict[tuple[str, str], CatalogObject],
     taken: set[str],
 ) -> list[Finding]:
-    changed = [key for key in dict.fromkeys([*before, *after]) if not _same(before.get(key), after.get(key))]
+    changed = [key for key in dict.fromkeys([*before, *after]) if not same(before.get(key), after.get(key))]
     findings: list[Finding] = []
     for key in changed:
         want, had, have = after.get(key), before.get(key), live.get(key)
         state: ObjectState
         found = have.text if have else None
-        if _same(have, want) and (have is None or have.valid):
+        if same(have, want) and (have is None or have.valid):
             state = "present"
-        elif _same(have, had) and (have is None or have.valid):
+        elif same(have, had) and (have is None or have.valid):
             state = "missing"
             if have is None and key[0] != "column" and key[1] in taken:
                 state, found = "conflict", "another relation of that name, not one of our tables' own"
         elif have is None and had is not None and ("table", had.table) in before and ("table", had.table) not in live:
             state = "missing"  # it changes an object of a table an earlier revision of the run creates
-        elif any(_same(have, objects.get(key)) for objects in later) and (have is None or have.valid):
+        elif any(same(have, objects.get(key)) for objects in later) and (have is None or have.valid):
             state = "present"  # a later revision of the run left it so
         elif have is not None and want is not None and not have.valid and have.value == want.value:
             state = "invalid"
