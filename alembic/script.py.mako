@@ -6,7 +6,7 @@ Create Date: ${create_date}
 
 Frozen once released: fixes go forward in a new revision. Never import the
 ORM models here. After writing it, regenerate the expected schema with
-`outbound-schema snapshot` and review its diff (README: "Changing the schema").
+`outbound-schema snapshot` and review its diff (docs/changing-the-schema.md).
 """
 
 import sqlalchemy as sa

@@ -70,7 +70,7 @@ def is_migrated(bind: Engine | Connection, *, version_table: str = VERSION_TABLE
     starting against the database its migration has moved on. That is safe because
     revisions only add to the schema in the same release; dropping or renaming
     something is refused unless a revision allows it explicitly, once no running
-    release maps it (see the README's "Changing the schema"). A newer revision is
+    release maps it (see docs/changing-the-schema.md). A newer revision is
     recognised by the schema history the newer release recorded, which leads from it
     back to this release's head.
     """

@@ -2,7 +2,7 @@
 
 Every default lives in the database (``server_default``), so rows written by
 the ORM, by raw SQL and by other services get the same values. Timestamps are
-``TIMESTAMP WITHOUT TIME ZONE`` holding UTC (see the README). Names are the
+``TIMESTAMP WITHOUT TIME ZONE`` holding UTC (see docs/operations.md, "Time zone"). Names are the
 ones PostgreSQL gave production: ``<table>_pkey``, ``<table>_<column>_fkey``,
 ``<table>_id_seq`` and the legacy script's ``idx_*`` indexes.
 

@@ -218,7 +218,7 @@ DATABASE_URL = Setting(
     help="the database to work on",
     commands=EVERY_COMMAND,
     detail="After it, libpq's own variables (PGHOST, PGDATABASE, PGSERVICE, ...), as psql takes them; read by "
-    'libpq (services, .pgpass, several hosts, socket folders: see the README\'s "The database URL"). With none of '
+    "libpq (services, .pgpass, several hosts, socket folders: see docs/operations.md). With none of "
     "them, upgrade and downgrade use an embedded PostgreSQL (see the embedded folder), status and "
     "check the one an upgrade made. Prefer the environment variable: a URL on the command line shows in the "
     "process list and the shell history. Under alembic, sqlalchemy.url in the Alembic configuration comes "

@@ -1,7 +1,7 @@
 """Contract steps: a revision that drops what an earlier one created, with the opt-out it needs.
 
 A copy of the migrations as they stood at 47a gets such a revision on top (``CONTRACT``: call_sid and
-its index go, as the README's expand/contract example does; whatever head is, 47a still has them).
+its index go, as docs/changing-the-schema.md's expand/contract example does; whatever head is, 47a still has them).
 Take-over must adopt, without changes, a database whose catalog equals any revision's expected file:
 here one at that revision that lost its version table, where replaying 40b's index on call_sid would fail.
 """

@@ -114,7 +114,7 @@ def models_against_heads_file(built: Snapshot, head: Snapshot) -> list[str]:
                 None if file_col is None else file_col.describe(),
                 None if model_col is None else model_col.describe(),
                 unmap="map it, or keep it on the Table and exclude it from the mapper with "
-                "exclude_properties (README: Changing the schema), or write a revision that drops it",
+                "exclude_properties (docs/changing-the-schema.md), or write a revision that drops it",
             )
         if not found and [c.name for c in want.columns] != [c.name for c in have.columns]:
             found.append(
@@ -160,8 +160,8 @@ def test_a_mismatch_between_the_models_and_heads_file_names_the_object_and_the_f
     built = replace(head, tables={**head.tables, table.name: replace(table, columns=table.columns[:-1])})
     assert models_against_heads_file(built, head) == [
         f"column {table.name}.{gone.name}: in head's file (alembic/schema/{HEAD}.sql) but not in the models: map "
-        "it, or keep it on the Table and exclude it from the mapper with exclude_properties (README: Changing the "
-        "schema), or write a revision that drops it"
+        "it, or keep it on the Table and exclude it from the mapper with exclude_properties "
+        "(docs/changing-the-schema.md), or write a revision that drops it"
     ]
     assert models_against_heads_file(head, head) == []
 

@@ -198,7 +198,7 @@ MODELS = Path(outbound_schema.__file__).parent / "models.py"
 def test_models_may_stop_mapping_a_column_the_table_keeps(
     host_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
-    """Expand/contract without a revision (README, "Changing the schema"): the release after the one that
+    """Expand/contract without a revision (docs/changing-the-schema.md): the release after the one that
     stopped using a column no longer maps it, while the table keeps it until a later revision drops it.
     create_all still builds head's file, column in its place, and the ORM writes rows without it."""
     name, python_type, arguments = _jobs_column_to_unmap()

@@ -142,7 +142,7 @@ class Rules:
             return
         self.refusals.append(
             f"{self.revision}: {message} To do it anyway, knowing why it is safe here, allow it in the revision "
-            f'with allow_unsafe = {{"{key}": "<why it is safe>"}}; the README\'s "Changing the schema" shows '
+            f'with allow_unsafe = {{"{key}": "<why it is safe>"}}; docs/changing-the-schema.md shows '
             "the expand/contract steps."
         )
 
@@ -225,7 +225,7 @@ class Rules:
                 f"op.add_column adds {target} as NOT NULL without a default, which PostgreSQL refuses on a "
                 f"table holding rows, and {table} holds rows in production. Safe alternative: give it a constant "
                 "server_default (added without a rewrite), or add it nullable, fill it, and make it NOT NULL "
-                "through a validated CHECK (see set_not_null in the README).",
+                "through a validated CHECK (see set_not_null in docs/changing-the-schema.md).",
                 squawk="adding-required-field",
             )
 
