@@ -164,31 +164,27 @@ def _existing_url(args: argparse.Namespace) -> dsn.Target:
 def _status(url: dsn.Target, *, version_table: str, gate: bool, fmt: str = "text") -> int:
     """Each step's state, and the migration running now if one is. Exit 1 on conflicts or an unknown
     revision, or with ``gate`` anywhere but head."""
-    from alembic.script import ScriptDirectory
-
     from outbound_schema import progress
     from outbound_schema.catalog import existing_relations
-    from outbound_schema.config import alembic_config
-    from outbound_schema.database import connect
-    from outbound_schema.expected import ExpectedSchemas, foreign_tables
-    from outbound_schema.locking import LOCK_KEY
-    from outbound_schema.revisions import applied_revisions
+    from outbound_schema.config import LOCK_KEY
+    from outbound_schema.expected import HistorySchemas, foreign_tables
     from outbound_schema.standing import read_history, stand
     from outbound_schema.takeover import RevisionReport, assess
 
-    script = ScriptDirectory.from_config(alembic_config(url))
-    with connect(url) as connection:
+    revisions = History.read(script_location())
+    with url.connect() as connection:
+        connection.read_only = True
         running = progress.running(connection, LOCK_KEY)
         connection.commit()
-        standing = stand(connection, History.read(script_location()), version_table)
+        standing = stand(connection, revisions, version_table)
         history = read_history(connection, limit=HISTORY_SHOWN)
         current = set(standing.current)
         unknown = standing.state in ("ahead", "unknown")
         reports: list[RevisionReport] = []
         missing_host_tables: list[str] = []
         if not unknown:
-            expected = ExpectedSchemas(script)
-            reports = assess(connection, expected, expected.managed(), applied_revisions(script, current))
+            expected = HistorySchemas(revisions)
+            reports = assess(connection, expected, expected.managed(), revisions.applied(current))
             needed = sorted(
                 {t for r in expected.managed() if (snap := expected.at(r.revision)) for t in foreign_tables(snap)}
             )
@@ -225,7 +221,7 @@ def _status(url: dsn.Target, *, version_table: str, gate: bool, fmt: str = "text
                     "format": STATUS_FORMAT_VERSION,
                     "database": url.shown,
                     "version": sorted(current),
-                    "head": list(script.get_heads()),
+                    "head": revisions.heads(),
                     "state": state,
                     "summary": verdict,
                     "revisions": [
@@ -244,7 +240,7 @@ def _status(url: dsn.Target, *, version_table: str, gate: bool, fmt: str = "text
         return code
     print(f"database: {url.shown}")
     print(f"version:  {', '.join(sorted(current)) or f'none recorded (no {version_table} table): untracked'}")
-    print(f"head:     {', '.join(script.get_heads())}")
+    print(f"head:     {', '.join(revisions.heads())}")
     if running is not None:
         print(f"running:  {running.describe()}")
     for entry in history[-HISTORY_SHOWN_AS_TEXT:]:
@@ -256,6 +252,20 @@ def _status(url: dsn.Target, *, version_table: str, gate: bool, fmt: str = "text
                 print(f"        {finding.describe()}")
     print(f"state:    {verdict}")
     return code
+
+
+def _report_status(args: argparse.Namespace) -> int:
+    """``status``: on psycopg alone, as ``check`` runs; exit 2, with the reason, when it could not tell."""
+    import psycopg
+
+    try:
+        return _status(_existing_url(args), version_table=args.version_table, gate=args.check, fmt=args.format)
+    except (OutboundSchemaError, HistoryUnreadable, psycopg.Error) as exc:
+        message = _database_refused(exc, reading=True) if isinstance(exc, psycopg.Error) else str(exc)
+        print(f"outbound-schema: error: {message}", file=sys.stderr)
+        if args.format == "json":
+            print(json.dumps({"format": STATUS_FORMAT_VERSION, "state": "error", "error": message}))
+        return 2  # could not tell
 
 
 def _took(duration_ms: int | None) -> str:
@@ -429,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_as_interrupt():
             if args.command == "check":
                 return _check(args)
+            if args.command == "status":
+                return _report_status(args)
             return _change_or_report(args)
     except KeyboardInterrupt as exc:
         _interrupted(args, _stopped(exc))
@@ -460,8 +472,6 @@ def _change_or_report(args: argparse.Namespace) -> int:
     from outbound_schema.config import SETTINGS_ATTRIBUTE, alembic_config
 
     try:
-        if args.command == "status":
-            return _status(_existing_url(args), version_table=args.version_table, gate=args.check, fmt=args.format)
         if args.command == "snapshot":
             return _snapshot(args)
         chosen = settings.resolve_run(vars(args))  # a refused value stops here, before anything connects
@@ -478,7 +488,7 @@ def _change_or_report(args: argparse.Namespace) -> int:
         stop = next((cause for cause in _chain(exc) if isinstance(cause, KeyboardInterrupt)), None)
         if stop is not None:
             raise type(stop)() from None  # Ctrl-C or SIGTERM, and the connection broke under it
-        reading = args.command in ("status", "snapshot")
+        reading = args.command == "snapshot"
         if isinstance(exc, OutboundSchemaError):
             message = str(exc)
         elif isinstance(exc, SQLAlchemyError):
@@ -492,10 +502,6 @@ def _change_or_report(args: argparse.Namespace) -> int:
                 "revision, head, base, or a step that exists from there."
             )
         print(f"outbound-schema: error: {message}", file=sys.stderr)
-        if args.command == "status":
-            if args.format == "json":
-                print(json.dumps({"format": STATUS_FORMAT_VERSION, "state": "error", "error": message}))
-            return 2  # could not tell
         return exc.exit_code if isinstance(exc, OutboundSchemaError) else (2 if reading else 1)
 
 

@@ -12,6 +12,10 @@ if TYPE_CHECKING:  # Alembic and SQLAlchemy are imported when a Config is made, 
 
     from outbound_schema.database import Where
 
+#: "outbound" in ASCII: the advisory lock key every outbound-schema migration takes (read by ``status`` too,
+#: which loads no SQLAlchemy: it lives here, not in ``locking``).
+LOCK_KEY = 0x6F75_7462_6F75_6E64
+
 #: Our own version table, so that a host application's ``alembic_version``
 #: (and its heads) never collide with ours in a shared database.
 VERSION_TABLE = "outbound_schema_version"

@@ -20,18 +20,18 @@ those of the objects, never of a schema. The file is read back by
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
 
 from outbound_schema.catalog import IDENT, KINDS, Snapshot, objects, unquote
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.history import BRANCH_LABEL, SCHEMA_FOLDER
+from outbound_schema.history import BRANCH_LABEL, SCHEMA_FOLDER, History, Revision
 from outbound_schema.keywords import quote
 
 SNAPSHOT_COMMAND = "outbound-schema snapshot"
@@ -165,8 +165,61 @@ def load_file(path: Path) -> Snapshot | None:
         raise SchemaFileError(f"{path}: {exc}. Regenerate it with `{SNAPSHOT_COMMAND}`.") from None
 
 
+class RevisionOf(Protocol):
+    """A revision as the expected-schema files are keyed: Alembic's ``Script`` or ``history.Revision``."""
+
+    @property
+    def revision(self) -> str: ...
+
+
+class _Catalogs:
+    """What every kind of expected-schema reading derives from ``at`` and ``managed``."""
+
+    def at(self, revision: str | None) -> Snapshot | None:
+        raise NotImplementedError
+
+    def managed(self) -> Sequence[RevisionOf]:
+        raise NotImplementedError
+
+    def tables(self) -> list[str]:
+        """Every table any of our revisions leaves: the tables we own, now or ever."""
+        names: dict[str, None] = {}
+        for rev in self.managed():
+            snap = self.at(rev.revision)
+            if snap is not None:
+                names.update(dict.fromkeys(snap.tables))
+        return list(names)
+
+    @staticmethod
+    def _from_parents(at: Callable[[str | None], Snapshot | None], parents: Sequence[str]) -> Snapshot | None:
+        """The catalog a revision with ``parents`` starts from; None for a merge (no one catalog)."""
+        if len(parents) > 1:
+            return None
+        return at(parents[0] if parents else None)
+
+
 @dataclass
-class ExpectedSchemas:
+class HistorySchemas(_Catalogs):
+    """The expected catalog at each revision, the revisions read from their files' source
+    (``outbound_schema.history``): for the read-only commands, which load no Alembic."""
+
+    history: History
+
+    def at(self, revision: str | None) -> Snapshot | None:
+        """The catalog after ``revision`` (None: before any revision, an empty one)."""
+        return Snapshot() if revision is None else load_file(self.history.schema_file(revision))
+
+    def before(self, revision: RevisionOf) -> Snapshot | None:
+        """The catalog ``revision`` starts from; None when unknown (a merge, or no file)."""
+        return self._from_parents(self.at, self.history.revisions[revision.revision].down_revisions)
+
+    def managed(self) -> list[Revision]:
+        """Our revisions, from base to head."""
+        return [self.history.revisions[rev] for rev in self.history.managed()]
+
+
+@dataclass
+class ExpectedSchemas(_Catalogs):
     """The expected catalog at each revision of a script directory.
 
     ``overrides`` hold catalogs not (yet) in files: ``outbound-schema snapshot``
@@ -184,25 +237,15 @@ class ExpectedSchemas:
             return self.overrides[revision]
         return load(self.script.get_revision(revision))
 
-    def before(self, revision: Script) -> Snapshot | None:
+    def before(self, revision: RevisionOf) -> Snapshot | None:
         """The catalog ``revision`` starts from; None when unknown (a merge, or no file)."""
-        down = revision.down_revision
-        if isinstance(down, tuple | list):
-            return self.at(down[0]) if len(down) == 1 else None
-        return self.at(down)
+        script = self.script.get_revision(revision.revision)
+        down = script.down_revision if script is not None else None
+        return self._from_parents(self.at, (down,) if isinstance(down, str) else tuple(down or ()))
 
     def managed(self) -> list[Script]:
         """Our revisions, from base to head."""
         return [rev for rev in reversed(list(self.script.walk_revisions())) if is_managed(rev)]
-
-    def tables(self) -> list[str]:
-        """Every table any of our revisions leaves: the tables we own, now or ever."""
-        names: dict[str, None] = {}
-        for rev in self.managed():
-            snap = self.at(rev.revision)
-            if snap is not None:
-                names.update(dict.fromkeys(snap.tables))
-        return list(names)
 
 
 def foreign_tables(snap: Snapshot) -> list[str]:

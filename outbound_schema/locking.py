@@ -17,14 +17,13 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from outbound_schema.config import LOCK_KEY
 from outbound_schema.ddl import SessionGuard
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.settings import LOCK_WAIT, POOLER
 
 log = logging.getLogger("outbound_schema.lock")
 
-#: "outbound" in ASCII: the advisory lock key every outbound-schema migration takes.
-LOCK_KEY = 0x6F75_7462_6F75_6E64
 #: A waiter tries for the lock again after 50 ms, then 100, 200, 400, and every 500 ms from there: a rolling
 #: deploy's pods mostly find the schema at head and hold the lock briefly, so the next one goes on at
 #: once rather than half a second later, while a long migration is polled twice a second.

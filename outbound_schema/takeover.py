@@ -24,14 +24,13 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from alembic.script import Script
-from sqlalchemy import Connection
-
 from outbound_schema.catalog import KINDS, CatalogObject, Snapshot, existing_relations, objects, read, same
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.expected import ExpectedSchemas
+from outbound_schema.expected import ExpectedSchemas, HistorySchemas, RevisionOf
 
 if TYPE_CHECKING:
+    from outbound_schema.catalog import Queryable
+
     pass
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -104,7 +103,10 @@ class RevisionReport:
 
 
 def assess(
-    connection: Connection, expected: ExpectedSchemas, revisions: Sequence[Script], applied: Collection[str] = ()
+    connection: Queryable,
+    expected: ExpectedSchemas | HistorySchemas,
+    revisions: Sequence[RevisionOf],
+    applied: Collection[str] = (),
 ) -> list[RevisionReport]:
     """Where the database stands on each of ``revisions`` (in order); reads the catalog, changes nothing."""
     files = {rev.revision: expected.at(rev.revision) for rev in revisions}

@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy.engine import URL
 
 import outbound_schema
-from tests.helpers import REPO
+from tests.helpers import REPO, plain
 
 HEAVY = {"sqlalchemy", "alembic"}
 
@@ -106,3 +107,15 @@ def test_a_service_gating_its_start_up_loads_no_alembic() -> None:
         "from outbound_schema import drift, standing as where",
     )
     assert "alembic" not in top_level(modules)
+
+
+@pytest.mark.parametrize("command", [["check"], ["status"], ["status", "--check", "--format", "json"]])
+def test_the_read_only_commands_load_neither_alembic_nor_sqlalchemy(head_db: URL, command: list[str]) -> None:
+    """`check` and `status` read the revision files' ids and the catalog through psycopg alone."""
+    modules = loaded_modules(
+        "import contextlib, io",
+        "from outbound_schema.cli import main",
+        "with contextlib.redirect_stdout(io.StringIO()):",
+        f"    assert main({[*command, '--database-url', plain(head_db)]!r}) == 0",
+    )
+    assert not top_level(modules) & HEAVY, sorted(m for m in modules if m.split(".")[0] in HEAVY)

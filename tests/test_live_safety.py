@@ -11,11 +11,10 @@ from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from outbound_schema.config import alembic_config
+from outbound_schema.config import LOCK_KEY, alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.ddl import DDLRunner, Limits, SessionGuard, Statement
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.locking import LOCK_KEY
 from outbound_schema.settings import timeout_ms, wait_seconds
 from tests.conftest import TEMPLATE_HEAD, Databases
 from tests.helpers import (

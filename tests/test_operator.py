@@ -200,7 +200,7 @@ def test_a_server_that_never_answers_is_given_up_on(silent_server: int) -> None:
 
 @pytest.mark.heavy
 def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
-    from outbound_schema.locking import LOCK_KEY
+    from outbound_schema.config import LOCK_KEY
 
     holder = create_engine(host_db)
     try:
@@ -235,7 +235,7 @@ def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
 def test_sigterm_is_taken_as_ctrl_c(host_db: URL, as_pid_1: bool) -> None:
     """What Kubernetes sends to stop a pod: one line, nothing recorded, exit 143 (128 + SIGTERM). Also as PID 1
     of a PID namespace (a container without an init), where the kernel ignores a signal left at its default."""
-    from outbound_schema.locking import LOCK_KEY
+    from outbound_schema.config import LOCK_KEY
 
     command = [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)]
     if as_pid_1:

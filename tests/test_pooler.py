@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from outbound_schema.config import VERSION_TABLE
-from outbound_schema.locking import LOCK_KEY
+from outbound_schema.config import LOCK_KEY, VERSION_TABLE
 from outbound_schema.settings import LOCK_WAIT, POOLER
 from tests.helpers import (
     HEAD,

@@ -15,8 +15,8 @@ from sqlalchemy.engine import URL
 
 from outbound_schema import settings
 from outbound_schema.cli import _parser
+from outbound_schema.config import LOCK_KEY
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.locking import LOCK_KEY
 from outbound_schema.settings import RUN_SETTINGS, SETTINGS, Setting
 from tests.helpers import REPO, alembic_here, cli_here, connected, plain
 

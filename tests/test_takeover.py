@@ -19,9 +19,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema import locking
-from outbound_schema.config import VERSION_TABLE
+from outbound_schema.config import LOCK_KEY, VERSION_TABLE
 from outbound_schema.database import engine_for
-from outbound_schema.locking import LOCK_KEY
 from tests.helpers import (
     BIN,
     HEAD,
