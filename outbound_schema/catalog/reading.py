@@ -1,0 +1,416 @@
+"""Reading a live catalog: the queries, the snapshot, the sequences' positions, the search path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from outbound_schema.catalog.behaviour import PolicyInfo, RuleInfo, TriggerInfo
+from outbound_schema.catalog.defaults import align_defaults
+from outbound_schema.catalog.objects import Snapshot
+from outbound_schema.catalog.query import _literal_percent, fetch
+from outbound_schema.catalog.relations import ConstraintInfo, IndexInfo, SequenceInfo
+from outbound_schema.catalog.tables import ColumnInfo, TableInfo
+from outbound_schema.catalog.types import FunctionInfo, TypeInfo
+from outbound_schema.keywords import literal, neutral, quote
+
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy import Connection
+
+    Queryable = Connection | psycopg.Connection[tuple[Any, ...]]
+
+
+_OIDS = "CAST(CAST(%(oids)s AS text[]) AS oid[])"
+
+_TABLES = f"""
+    SELECT c.relname, c.relpersistence = 'u',  -- then as TableInfo.SETTINGS
+           coalesce(c.reloptions, '{{}}') || ARRAY(SELECT 'toast.' || option FROM pg_class toast,
+               unnest(toast.reloptions) AS option WHERE toast.oid = c.reltoastrelid),
+           c.relrowsecurity,
+           c.relforcerowsecurity,
+           CASE c.relreplident WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING'
+               WHEN 'i' THEN 'USING INDEX ' || coalesce((SELECT quote_ident(i.relname) FROM pg_index x
+                   JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisreplident), '?')
+               ELSE 'DEFAULT' END,
+           ARRAY(SELECT inhparent::regclass::text COLLATE "C" FROM pg_inherits WHERE inhrelid = c.oid ORDER BY 1),
+           ARRAY(SELECT inhrelid::regclass::text COLLATE "C" FROM pg_inherits WHERE inhparent = c.oid ORDER BY 1)
+    FROM pg_class c WHERE c.oid = ANY({_OIDS})
+"""
+
+_COLUMNS = f"""
+    SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),  -- then as ColumnInfo.SETTINGS
+           CASE WHEN a.attcollation <> t.typcollation THEN
+               (SELECT quote_ident(collname) FROM pg_collation WHERE oid = a.attcollation) END,
+           -- PostgreSQL 18's NOT NULL ... NOT VALID leaves attnotnull set, yet older rows may hold NULL.
+           NOT a.attnotnull OR EXISTS (SELECT FROM pg_constraint n WHERE n.conrelid = a.attrelid
+               AND n.contype = 'n' AND NOT n.convalidated AND n.conkey = ARRAY[a.attnum]),
+           pg_get_expr(d.adbin, d.adrelid),
+           CASE a.attgenerated WHEN 's' THEN 'STORED' WHEN 'v' THEN 'VIRTUAL' END,
+           CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END,
+           ARRAY_REMOVE(ARRAY[
+               CASE WHEN coalesce(a.attstattarget, -1) >= 0 THEN 'STATISTICS ' || a.attstattarget END,
+               CASE WHEN a.attstorage <> t.typstorage THEN 'STORAGE ' || CASE a.attstorage
+                   WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END,
+               CASE a.attcompression WHEN 'p' THEN 'COMPRESSION pglz' WHEN 'l' THEN 'COMPRESSION lz4' END,
+               CASE WHEN a.attoptions IS NOT NULL THEN '(' || array_to_string(a.attoptions, ', ') || ')' END
+           ], NULL)
+    FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE c.oid = ANY({_OIDS}) AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY c.relname, a.attnum
+"""
+
+_INDEXES = f"""
+    SELECT i.relname, t.relname, ix.indisunique, pg_get_indexdef(ix.indexrelid),
+           ix.indisvalid,
+           (SELECT conname FROM pg_constraint WHERE conindid = ix.indexrelid AND conrelid = ix.indrelid LIMIT 1),
+           -- The names as this server quotes them in the definition (its keywords, not ours).
+           quote_ident(i.relname), quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(t.relname)
+    FROM pg_index ix
+    JOIN pg_class i ON i.oid = ix.indexrelid
+    JOIN pg_class t ON t.oid = ix.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+    WHERE ix.indrelid = ANY({_OIDS})
+"""
+
+# PostgreSQL 18's NOT NULL entries are read per column; a CONSTRAINT TRIGGER ('t') is read as a trigger.
+_CONSTRAINTS = f"""
+    SELECT con.conname, c.relname, con.contype, pg_get_constraintdef(con.oid),
+           ARRAY(SELECT DISTINCT tg.tgrelid::regclass::text COLLATE "C" FROM pg_trigger tg
+                 WHERE tg.tgconstraint = con.oid AND tg.tgenabled = 'D' ORDER BY 1)
+    FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+    WHERE con.conrelid = ANY({_OIDS}) AND con.contype NOT IN ('n', 't')
+"""
+
+# Sequences owned by a column of our tables, and those our columns' defaults draw from.
+_SEQUENCES = f"""
+    WITH ours AS (
+        SELECT dep.objid AS seq FROM pg_depend dep
+        WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+          AND dep.deptype IN ('a', 'i') AND dep.refobjid = ANY({_OIDS})
+        UNION
+        SELECT dep.refobjid FROM pg_attrdef d
+        JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
+             AND dep.refclassid = 'pg_class'::regclass
+        WHERE d.adrelid = ANY({_OIDS})
+    )
+    SELECT s.relname, format_type(q.seqtypid, NULL), q.seqstart, q.seqincrement, q.seqmin, q.seqmax,
+           q.seqcache, q.seqcycle,
+           (SELECT t.relname || '.' || a.attname FROM pg_depend dep
+            JOIN pg_class t ON t.oid = dep.refobjid
+            JOIN pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
+            WHERE dep.classid = 'pg_class'::regclass AND dep.objid = s.oid
+              AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i') LIMIT 1),
+           s.relpersistence = 'u'
+    FROM ours JOIN pg_class s ON s.oid = ours.seq AND s.relkind = 'S'
+    JOIN pg_sequence q ON q.seqrelid = s.oid
+"""
+
+_POLICIES = f"""
+    SELECT p.polname, c.relname, p.polpermissive,
+           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+           CASE WHEN p.polroles = '{{0}}' THEN ARRAY['PUBLIC']
+                ELSE ARRAY(SELECT quote_ident(rolname) COLLATE "C" FROM pg_roles WHERE oid = ANY(p.polroles)
+                           ORDER BY 1) END,
+           pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+    FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+    WHERE p.polrelid = ANY({_OIDS})
+"""
+
+# The table as pg_get_triggerdef and pg_get_ruledef name it (schema-qualified), to be named without it.
+# With the function each trigger runs (PostgreSQL's own, in pg_catalog, cannot change), named without
+# its schema where the search path finds it.
+_TRIGGERS = f"""
+    SELECT tg.tgname, c.relname, pg_get_triggerdef(tg.oid), tg.tgenabled,
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+           CASE WHEN fn.nspname <> 'pg_catalog' THEN pg_get_functiondef(p.oid) END,
+           CASE WHEN pg_function_is_visible(p.oid) THEN quote_ident(fn.nspname) || '.' END
+    FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace fn ON fn.oid = p.pronamespace
+    WHERE tg.tgrelid = ANY({_OIDS}) AND NOT tg.tgisinternal
+"""
+
+_RULES = f"""
+    SELECT r.rulename, c.relname, pg_get_ruledef(r.oid), r.ev_enabled,
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE r.ev_class = ANY({_OIDS}) AND r.rulename <> '_RETURN'
+"""
+
+
+# Enums and domains our columns are of, directly or as an array's elements (wherever on the search path).
+_TYPES = f"""
+    WITH RECURSIVE used(oid) AS (  -- our columns' types, and what they are built on: an array's elements,
+        SELECT a.atttypid FROM pg_attribute a   -- a domain's base type, all the way down
+        WHERE a.attrelid = ANY({_OIDS}) AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT under.oid FROM used JOIN pg_type t ON t.oid = used.oid,
+               LATERAL (VALUES (t.typelem), (t.typbasetype)) AS under(oid)
+        WHERE under.oid <> 0
+    )
+    SELECT format_type(t.oid, NULL), t.typtype,
+           ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),
+           format_type(t.typbasetype, t.typtypmod),
+           CASE WHEN t.typcollation <> bt.typcollation THEN
+               (SELECT quote_ident(collname) FROM pg_collation WHERE oid = t.typcollation) END,
+           t.typdefault, t.typnotnull,
+           ARRAY(SELECT 'CONSTRAINT ' || quote_ident(c.conname) || ' ' || pg_get_constraintdef(c.oid)
+                 FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c' ORDER BY c.conname COLLATE "C")
+    FROM pg_type t LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+    WHERE t.typtype IN ('e', 'd') AND t.oid IN (SELECT oid FROM used)
+    ORDER BY 1
+"""
+
+
+def type_definition(
+    name: str,
+    kind: str,
+    labels: Sequence[str],
+    base: str,
+    collation: str | None,
+    default: str | None,
+    not_null: bool,
+    checks: Sequence[str],
+) -> str:
+    """The statement that creates the type ``name`` (as format_type prints it: quoted, and qualified
+    only when the search path does not find it), as the expected-schema file holds it."""
+    if kind == "e":
+        return f"CREATE TYPE {name} AS ENUM ({', '.join(literal(label) for label in labels)})"
+    parts = [f"CREATE DOMAIN {name} AS {base}"]
+    if collation:
+        parts.append(f"COLLATE {collation}")
+    if default is not None:
+        parts.append(f"DEFAULT {neutral(default)}")
+    if not_null:
+        parts.append("NOT NULL")
+    parts.extend(neutral(check) for check in checks)
+    return " ".join(parts)
+
+
+def table_oids(connection: Queryable, tables: Sequence[str]) -> dict[str, int]:
+    """OIDs of those of ``tables`` that exist on the search path (tables, partitioned tables)."""
+    rows = fetch(
+        connection,
+        "SELECT name, c.oid FROM unnest(CAST(%(names)s AS text[])) AS name "
+        "JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) WHERE c.relkind IN ('r', 'p')",
+        {"names": list(tables)},
+    )
+    return {name: int(oid) for name, oid in rows}
+
+
+def existing_relations(connection: Queryable, names: Sequence[str], kinds: str = "rpivmSfc") -> set[str]:
+    """Which of ``names`` are taken, on the search path, by a relation of one of ``kinds`` (pg_class.relkind)."""
+    rows = fetch(
+        connection,
+        "SELECT name FROM unnest(CAST(%(names)s AS text[])) AS name "
+        "JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) WHERE strpos(%(kinds)s, c.relkind::text) > 0",
+        {"names": list(names), "kinds": kinds},
+    )
+    return {row[0] for row in rows}
+
+
+def tables_in_current_schema(connection: Queryable, *, excluding: Sequence[str]) -> list[str]:
+    """Every table of the schema new tables are created in, but ``excluding``."""
+    rows = fetch(
+        connection,
+        "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace(current_schema()) "
+        "AND relkind IN ('r', 'p') AND NOT relname = ANY(CAST(%(excluding)s AS text[])) ORDER BY relname",
+        {"excluding": list(excluding)},
+    )
+    return [row[0] for row in rows]
+
+
+def _unqualified(definition: str, qualified: str, table: str) -> str:
+    """A trigger's or rule's definition naming ``table`` as the search path finds it, without its schema
+    (and a rule's on one line, as a trigger's is: pg_get_ruledef breaks the line before ON)."""
+    one_line = definition.replace(" AS\n    ON ", " AS ON ", 1)
+    return neutral(re.sub(rf"(?<= ){re.escape(qualified)}(?=\s)", quote(table).replace("\\", r"\\"), one_line, count=1))
+
+
+def _index_using(definition: str, index: str, tables: tuple[str, str]) -> str:
+    """What follows ``USING`` in pg_get_indexdef's ``CREATE [UNIQUE] INDEX name ON [ONLY] table USING ...``,
+    found by skipping the names themselves (either may hold the words " USING "), as the server quoted
+    them: ``index`` and the table, schema-qualified or not."""
+    head = f"INDEX {index} ON "
+    at = definition.find(head)
+    rest = definition[at + len(head) :].removeprefix("ONLY ") if at >= 0 else definition
+    for name in tables:
+        if rest.startswith(f"{name} USING "):
+            return rest[len(name) + len(" USING ") :]
+    return rest.split(" USING ", 1)[1]
+
+
+def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
+    """Read everything that defines those of ``tables`` that exist, and their sequences.
+
+    Our tables are those the expected-schema files name (``ExpectedSchemas.tables()``).
+    """
+    return _snapshot(connection, table_oids(connection, tables))
+
+
+def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
+    params = {"oids": [str(oid) for oid in oids.values()]}
+    columns: dict[str, list[ColumnInfo]] = {name: [] for name in oids}
+    for table, name, *raw in fetch(connection, _COLUMNS, params):
+        columns[table].append(ColumnInfo.from_row(name, raw))
+    snap = Snapshot()
+    for name, *raw in fetch(connection, _TABLES, params):
+        snap.add(TableInfo.from_row(name, columns[name], raw))
+    for name, table, unique, definition, valid, owner, quoted, qualified, bare in fetch(connection, _INDEXES, params):
+        keys = _index_using(definition, quoted, (qualified, bare))
+        snap.add(IndexInfo(name, table, unique, neutral(keys), valid, owner))
+    for name, table, kind, definition, disabled_on in fetch(connection, _CONSTRAINTS, params):
+        snap.add(ConstraintInfo(name, table, kind, neutral(definition), tuple(disabled_on)))
+    for row in fetch(connection, _SEQUENCES, params):
+        name, type_, start, increment, minimum, maximum, cache, cycle, owner, unlogged = row
+        snap.add(
+            SequenceInfo(
+                name, type_, int(start), int(increment), owner, int(minimum), int(maximum), int(cache), cycle, unlogged
+            )
+        )
+    for name, table, permissive, command, roles, using, check in fetch(connection, _POLICIES, params):
+        using, check = (None if e is None else neutral(e) for e in (using, check))
+        snap.add(PolicyInfo(name, table, permissive, command, tuple(roles), using, check))
+    for name, table, definition, enabled, qualified, function, visible_schema in fetch(connection, _TRIGGERS, params):
+        snap.add(TriggerInfo(name, table, _unqualified(definition, qualified, table), enabled))
+        if function is not None:
+            if visible_schema:  # named as the search path finds it; one it does not find keeps its schema
+                function = function.replace(f"FUNCTION {visible_schema}", "FUNCTION ", 1)
+            snap.add(FunctionInfo.of(function.rstrip("\n")))
+    for name, table, definition, enabled, qualified in fetch(connection, _RULES, params):
+        snap.add(RuleInfo(name, table, _unqualified(definition, qualified, table), enabled))
+    for name, kind, labels, base, collation, default, not_null, checks in fetch(connection, _TYPES, params):
+        definition = type_definition(name, kind, labels, base, collation, default, not_null, checks)
+        snap.add(TypeInfo(name, definition, tuple(labels) if kind == "e" else None))
+    return snap
+
+
+def read(connection: Queryable, tables: Sequence[str], expected: Iterable[Snapshot]) -> Snapshot:
+    """The live catalog of ``tables``, each default spelled as ``expected`` spells it where it means the same
+    (see :func:`align_defaults`): what the drift check and the take-over compare."""
+    return align_defaults(connection, expected, snapshot(connection, tables))
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Everything the drift check reads from the database, in one pass."""
+
+    snapshot: Snapshot  # as :func:`read` gives it
+    positions: list[SequencePosition]
+    search_path: list[str]
+    resolutions: dict[str, Resolution]  # where the search path finds each of our tables and the version table
+
+
+def survey(connection: Queryable, tables: Sequence[str], expected: Snapshot, version_table: str) -> Survey:
+    oids = table_oids(connection, tables)
+    found = align_defaults(connection, [expected], _snapshot(connection, oids))
+    path, resolutions = resolve(connection, [*tables, version_table])
+    return Survey(found, _positions(connection, oids), path, resolutions)
+
+
+@dataclass(frozen=True)
+class SequencePosition:
+    """Where a sequence feeding a unique column stands against the values that column already holds."""
+
+    sequence: str
+    column: str  # "table.column"
+    increment: int
+    next_value: int  # what nextval() returns next
+    largest: int | None  # the column's largest value (smallest, for a descending sequence); None: empty
+    #: Row-level security hides rows of the table from this role: ``largest`` was not read.
+    hidden: bool = False
+
+    @property
+    def behind(self) -> bool:
+        """Whether the next value is one the column may already hold: the next insert would fail."""
+        if self.largest is None or self.hidden:
+            return False
+        return self.next_value <= self.largest if self.increment > 0 else self.next_value >= self.largest
+
+
+# Sequences that feed (by default or as identity) a column that is by itself the key of a unique index.
+# A sequence behind such a column makes the next insert fail; elsewhere a repeated value is allowed.
+_FED_UNIQUE_COLUMNS = f"""
+    WITH fed AS (
+        SELECT dep.refobjid AS seq, d.adrelid AS rel, d.adnum AS col FROM pg_attrdef d
+        JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
+             AND dep.refclassid = 'pg_class'::regclass
+        WHERE d.adrelid = ANY({_OIDS})
+        UNION
+        SELECT dep.objid, dep.refobjid, dep.refobjsubid FROM pg_depend dep
+        WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+          AND dep.deptype = 'i' AND dep.refobjid = ANY({_OIDS})
+    )
+    SELECT s.relname, c.relname || '.' || a.attname,
+           (SELECT q.seqincrement FROM pg_sequence q WHERE q.seqrelid = s.oid),
+           (SELECT quote_ident(nspname) FROM pg_namespace WHERE oid = s.relnamespace) || '.' || quote_ident(s.relname),
+           (SELECT quote_ident(nspname) FROM pg_namespace WHERE oid = c.relnamespace) || '.' || quote_ident(c.relname),
+           quote_ident(a.attname),
+           c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+               AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user)
+    -- The one-row lookups (increment, schemas) as subqueries, not joins: joined, the planner weighed
+    -- the orders of eight relations, 8 ms of server time on every check; so, 2.5-5 ms.
+    FROM fed
+    JOIN pg_class s ON s.oid = fed.seq AND s.relkind = 'S'
+    JOIN pg_class c ON c.oid = fed.rel
+    JOIN pg_attribute a ON a.attrelid = fed.rel AND a.attnum = fed.col
+    WHERE EXISTS (SELECT FROM pg_index x WHERE x.indrelid = fed.rel AND x.indisunique AND x.indisvalid
+                  AND x.indnkeyatts = 1 AND x.indkey[0] = fed.col AND x.indpred IS NULL)
+    ORDER BY 1, 2
+"""
+
+
+def _positions(connection: Queryable, oids: dict[str, int]) -> list[SequencePosition]:
+    """For each sequence feeding a unique column of the tables of ``oids``: its next value and the column's largest.
+
+    Needs only SELECT on the sequences and tables (``pg_read_all_data`` will do); the largest value
+    comes from the unique index, so this reads one index entry per column, not the table.
+    """
+    fed = fetch(connection, _FED_UNIQUE_COLUMNS, {"oids": [str(oid) for oid in oids.values()]})
+    positions = []
+    for sequence, column, increment, seq_sql, table_sql, column_sql, hidden in fed:
+        extreme = "max" if increment > 0 else "min"
+        largest_sql = "NULL" if hidden else f"(SELECT {extreme}({column_sql}) FROM {table_sql})"
+        sql = _literal_percent(f"SELECT last_value, is_called, {largest_sql} FROM {seq_sql}")
+        last, called, largest = fetch(connection, sql, {})[0]
+        next_value = int(last) + int(increment) if called else int(last)
+        largest = None if largest is None else int(largest)
+        positions.append(SequencePosition(sequence, column, int(increment), next_value, largest, hidden))
+    return positions
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where the search path finds a name: the schemas on it holding a relation so named, in its order."""
+
+    name: str
+    schemas: tuple[str, ...]
+
+    @property
+    def schema(self) -> str | None:
+        """The schema whose relation every unqualified query of that name uses."""
+        return self.schemas[0] if self.schemas else None
+
+
+def resolve(connection: Queryable, names: Sequence[str]) -> tuple[list[str], dict[str, Resolution]]:
+    """The session's search path (its schemas that exist) and where on it each of ``names`` is found.
+
+    Reads only the names of relations in schemas on the search path.
+    """
+    rows = fetch(
+        connection,
+        "SELECT current_schemas(false), name, ARRAY("
+        "  SELECT p.nspname FROM unnest(current_schemas(false)) WITH ORDINALITY AS p(nspname, position)"
+        "  JOIN pg_namespace n ON n.nspname = p.nspname"
+        "  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = name ORDER BY p.position)"
+        " FROM unnest(CAST(%(names)s AS text[])) AS name",
+        {"names": list(names)},
+    )
+    path = list(rows[0][0]) if rows else []
+    return path, {name: Resolution(name, tuple(schemas)) for _, name, schemas in rows}
