@@ -36,6 +36,9 @@ class Server:
 
     url: URL
     provider: str
+    #: Whether a Docker engine answered when the provider was chosen (None: not asked). The choice is made
+    #: once, at the start of the run: an engine that comes up later (another run starting one) changes nothing.
+    docker_answered: bool | None = None
 
 
 #: Where the official image (and .ci/docker-postgres.sh's) keeps its data.
@@ -82,10 +85,17 @@ def choose_provider(environ: Mapping[str, str], docker_available: Callable[[], b
 
 def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Server:
     """Bring up (or point at) a server for this test session; ``stack`` tears it down."""
-    provider = choose_provider(environ, docker_answers)
+    asked: list[bool] = []
+
+    def docker() -> bool:
+        asked.append(docker_answers())
+        return asked[-1]
+
+    provider = choose_provider(environ, docker)
+    answered = asked[-1] if asked else None
     if provider == "url":
         dsn.parse(environ[URL_VAR], source=URL_VAR)  # a clear message for a URL that is no database's
-        return Server(make_url(environ[URL_VAR].strip()).set(drivername="postgresql+psycopg"), provider)
+        return Server(make_url(environ[URL_VAR].strip()).set(drivername="postgresql+psycopg"), provider, answered)
     if provider == "testcontainers":
         try:
             from testcontainers.community.postgres import PostgresContainer
@@ -103,9 +113,9 @@ def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Serv
                 f"started ({type(exc).__name__}: {exc}). Name a local PostgreSQL image in {IMAGE_VAR} "
                 f"(.ci/docker-postgres.sh builds one), or set {PROVIDER_VAR}=embedded."
             ) from exc
-        return Server(make_url(container.get_connection_url()), provider)
+        return Server(make_url(container.get_connection_url()), provider, answered)
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outbound-schema-pg-", dir=memory_dir())))
     version = int(environ[EMBEDDED_VERSION_VAR]) if environ.get(EMBEDDED_VERSION_VAR) else None
     server = start_server(folder / "pgdata", postgres_version=version, delete_on_exit=True)
     stack.callback(server.cleanup)
-    return Server(server_url(server), provider)
+    return Server(server_url(server), provider, answered)

@@ -1,6 +1,7 @@
 """The command line and ``alembic`` itself, run as a deploy would run them: their entry points in this
 process (arguments, environment, working folder, output, exit code); the console script itself where
-only a process proves it."""
+only a process proves it. Targets a run cannot reach are one paragraph and change nothing; the output
+keeps its manners (-v, -q, --version)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ from tests.helpers import (
     ALL_REVISIONS,
     HEAD,
     alembic_here,
+    cli,
     cli_here,
     connected,
+    copy_migrations,
     expected_schema,
+    in_location,
     our_tables,
     plain,
     tables,
+    version,
 )
 
 PASSWORD = "s3cret-pw"
@@ -161,3 +166,77 @@ def test_snapshot_needs_no_server(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("file(s) up to date")
     assert not (tmp_path / ".outbound-schema").exists()
+
+
+@pytest.mark.parametrize("command", [("upgrade", "99z"), ("downgrade", "99z"), ("upgrade", "46d:99z", "--sql")])
+def test_an_unknown_revision_changes_nothing(host_db: URL, command: tuple[str, ...]) -> None:
+    done = cli_here(*command, DATABASE_URL=plain(host_db))
+    assert done.returncode == 1
+    assert "There is no revision '99z' in this version of outbound-schema, so nothing was done" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
+    assert version(host_db) is None  # no version table was created
+
+
+def test_head_with_two_heads_is_refused_before_anything_changes(host_db: URL, tmp_path: Path) -> None:
+    """``head`` names one revision only while there is one head: with a second one beside it, the command
+    stops before it connects, naming both; a revision id still takes the database there."""
+    location = copy_migrations(tmp_path / "migrations")
+    (location / "versions" / "48z_beside.py").write_text(
+        f'revision = "48z"\ndown_revision = {ALL_REVISIONS[-2]!r}\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+    done = cli_here("upgrade", "head", DATABASE_URL=plain(host_db), **in_location(location))
+    assert done.returncode == 1
+    assert "There is no revision 'head'" in done.stderr and f"(head is {', '.join(sorted([HEAD, '48z']))})" in (
+        done.stderr
+    )
+    assert version(host_db) is None  # no version table was created
+    sql = cli_here("upgrade", HEAD, "--sql", **in_location(location))
+    assert sql.returncode == 0 and f"version_num='{HEAD}'" in sql.stdout, sql.stderr
+
+
+def test_quiet_by_default_louder_and_quieter_on_request(host_db: URL) -> None:
+    first = cli_here("upgrade", DATABASE_URL=plain(host_db))
+    assert first.returncode == 0
+    assert "Migrating postgresql+psycopg://" in first.stderr and "Running upgrade" in first.stderr
+    assert "Will assume" not in first.stderr and "Context impl" not in first.stderr
+    assert "WARNI " not in first.stderr and "[alembic" not in first.stderr
+    assert cli_here("-q", "upgrade", DATABASE_URL=plain(host_db)).stderr == ""
+    assert cli_here("upgrade", "-q", DATABASE_URL=plain(host_db)).stderr == ""
+    assert "Context impl PostgresqlImpl" in cli_here("upgrade", "-v", DATABASE_URL=plain(host_db)).stderr
+    assert cli_here("status", "-q", DATABASE_URL=plain(host_db)).stderr == ""
+
+
+def test_a_written_script_does_not_say_it_changed_anything() -> None:
+    """``--sql`` writes statements; nothing is created until someone runs them, and stderr says no more."""
+    script = cli_here("upgrade", "--sql")
+    assert script.returncode == 0 and "CREATE TABLE" in script.stdout
+    assert "Running upgrade" in script.stderr
+    assert not [line for line in script.stderr.splitlines() if ": created " in line or ": added " in line]
+    louder = cli_here("upgrade", "--sql", "-v")
+    assert "40a: created table outbound_call_runs" in louder.stderr
+    back = cli_here("downgrade", f"{HEAD}:46d", "--sql")
+    assert back.returncode == 0 and "Running downgrade" in back.stderr and ": reverted" not in back.stderr
+
+
+def test_version() -> None:
+    from importlib.metadata import version as installed
+
+    done = cli("--version")  # the installed console script: its version comes from the installed metadata
+    assert done.returncode == 0 and done.stdout.strip() == f"outbound-schema {installed('outbound-schema')}"
+
+
+def test_status_says_upgrade_would_refuse_without_the_host_tables(empty_db: URL) -> None:
+    done = cli_here("status", DATABASE_URL=plain(empty_db))
+    assert done.returncode == 1
+    assert "upgrade would refuse: the host application's table(s) business, call_log, leads" in done.stdout
+    assert "upgrade would process" not in done.stdout
+
+
+@pytest.mark.parametrize("target", ["abc-1", "head+5", "47z+1", ""])
+def test_odd_targets_are_one_paragraph_and_change_nothing(host_db: URL, target: str) -> None:
+    done = cli_here("-q", "upgrade", target, DATABASE_URL=plain(host_db))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "nothing was" in done.stderr
+    assert version(host_db) is None

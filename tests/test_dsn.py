@@ -5,15 +5,17 @@ PG* variables fill in what it leaves out and are a target of their own, services
 ``pg_service.conf``, passwords from ``.pgpass``, several hosts are tried in turn, a socket folder is a host.
 Bad input is one paragraph, exit code 2, never showing a password. Every command (``check`` on psycopg,
 ``status`` and ``upgrade`` through SQLAlchemy engines) reaches the same database for the same URL, and the
-embedded database is never used when libpq is configured.
+embedded database is never used when libpq is configured. A server that never answers is given up on.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from outbound_schema import database, dsn
 from outbound_schema.errors import OutboundSchemaError
 from tests import session_server
 from tests.conftest import TEMPLATE_HOST, Databases
-from tests.helpers import HEAD, alembic_here, cli_here, plain, version
+from tests.helpers import HEAD, alembic_here, cli_forked, cli_here, plain, version
 from tests.provision import Server
 
 SOURCE = "the test's URL"
@@ -682,3 +684,81 @@ def test_a_service_file(head_db: URL, host_db: URL, address: Address, password_r
     assert version(host_db) == [HEAD]
     missing = cli_here("check", PGSERVICE="no_such_service", **file)
     assert missing.returncode == 2 and 'definition of service "no_such_service" not found' in missing.stderr
+
+
+PASSWORD = "s3cret-pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (f"postgresql://app:{PASSWORD}@127.0.0.1:54x2/db", "could not be parsed"),
+        (f"postgresql://app:p@ss{PASSWORD}@127.0.0.1:1/db", "more than one '@'"),
+    ],
+)
+def test_bad_urls_in_every_command(url: str, expected: str) -> None:
+    for args in (("upgrade",), ("status",), ("check", "--format", "json")):
+        done = cli_here(*args, DATABASE_URL=url)
+        assert done.returncode in (1, 2), done.stderr
+        assert expected in done.stderr, done.stderr
+        assert PASSWORD not in done.stderr + done.stdout and "ss" + PASSWORD[:2] not in done.stderr
+        assert "Traceback" not in done.stderr
+        if args[0] == "check":
+            assert done.returncode == 2 and json.loads(done.stdout)["status"] == "error"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers, as a hung server or a dead proxy does."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+@pytest.mark.waits
+def test_a_server_that_never_answers_is_given_up_on(silent_server: int) -> None:
+    url = f"postgresql://app:{PASSWORD}@127.0.0.1:{silent_server}/db"
+    started = time.monotonic()
+    # The three at once, each a process of its own, the default connect timeout shortened in each.
+    shortened = {"outbound_schema.dsn.DEFAULT_CONNECT_TIMEOUT": 1}
+    waiting = [
+        cli_forked(*args, patches=shortened, DATABASE_URL=given)
+        for args, given in ((("upgrade",), url), (("status",), url), (("check",), f"{url}?connect_timeout=1"))
+    ]
+    for process in waiting:
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 2, stderr
+        assert "Could not connect" in stderr or "connection" in stderr
+        assert PASSWORD not in stderr and "Traceback" not in stderr
+    assert time.monotonic() - started < 8
+
+
+@pytest.mark.parametrize("command", ["upgrade", "status", "check"])
+def test_an_option_libpq_does_not_know_is_a_failure_to_connect(command: str) -> None:
+    """Not a connection lost halfway through a revision: nothing was ever connected."""
+    url = "postgresql://u:hunter2@127.0.0.1:1/db?bogusparam=1"
+    done = cli_here(command, DATABASE_URL=url)
+    assert done.returncode == 2, done.stderr
+    assert "Could not connect to the database at postgresql" in done.stderr
+    assert '"bogusparam"' in done.stderr  # libpq's own words for it
+    assert "hunter2" not in done.stderr and "revision" not in done.stderr
+
+
+def test_passwords_in_query_parameters_are_masked(host_db: URL) -> None:
+    url = (
+        f"{plain(host_db)}&password=SECRET-IN-QUERY&sslpassword=SECRET-SSL"
+        if "?" in plain(host_db)
+        else (f"{plain(host_db)}?password=SECRET-IN-QUERY&sslpassword=SECRET-SSL")
+    )
+    for args in (("upgrade",), ("status",), ("check",)):
+        done = cli_here(*args, DATABASE_URL=url)
+        assert "SECRET" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "password=***" in cli_here("status", DATABASE_URL=url).stdout
+
+
+def test_a_percent_encoded_at_in_the_user_name_is_a_user_name() -> None:
+    from outbound_schema import dsn
+
+    params = dsn.parse("postgresql://app%40srv:p%40ss@db.example/app", source="a test").params()
+    assert (params["user"], params["password"], params["host"]) == ("app@srv", "p@ss", "db.example")

@@ -1,39 +1,33 @@
 """The revisions, the committed expected-schema files and the models agree, on a real server.
 
-Every revision's file equals the catalog the revisions build (the files are
-fresh); the legacy six's files equal what the old script's SQL builds; head's
-file equals what the models' ``create_all`` builds; and upgrading and
-downgrading to each revision, online or through the offline script, lands on
-that revision's file.
+The legacy six's files equal what the old script's SQL builds, and upgrading and
+downgrading to each revision, online or through the offline script, lands on that
+revision's file. (That the files are fresh is tests/test_snapshot.py's; that the
+models build head's file, tests/test_models.py's.)
 """
 
 from __future__ import annotations
 
-import difflib
 import subprocess
 import sys
 from dataclasses import replace
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from outbound_schema.catalog import Snapshot, snapshot
+from outbound_schema.catalog import Snapshot
 from outbound_schema.config import alembic_config
-from outbound_schema.expected import SNAPSHOT_COMMAND, render
-from outbound_schema.models import metadata
+from outbound_schema.expected import render
 from tests.helpers import (
     ALL_REVISIONS,
     HEAD,
-    MIGRATIONS,
     REPO,
     catalog,
     catalog_text,
     cli_here,
     expected_schema,
     expected_text,
-    our_tables,
     revisions_after,
     run_script,
     script,
@@ -50,120 +44,9 @@ def test_the_legacy_revisions_start_a_linear_history() -> None:
     assert all(len(rev.nextrev) <= 1 for rev in script().walk_revisions())
 
 
-def test_the_expected_schema_files_are_fresh(generated_catalogs: dict[str, Snapshot]) -> None:
-    """Regenerated from the revisions on this server, every file comes out as committed."""
-    stale = []
-    for revision in ALL_REVISIONS:
-        path = MIGRATIONS / "schema" / f"{revision}.sql"
-        fresh = render(generated_catalogs[revision], revision)
-        if not path.is_file() or path.read_text() != fresh:
-            old = path.read_text().splitlines(keepends=True) if path.is_file() else []
-            stale.append(f"{path.name}:\n" + "".join(difflib.unified_diff(old, fresh.splitlines(keepends=True))))
-    extra = sorted(p.name for p in (MIGRATIONS / "schema").glob("*.sql") if p.stem not in ALL_REVISIONS)
-    assert not stale and not extra, (
-        f"The expected-schema files are stale: run `{SNAPSHOT_COMMAND}` and commit the result.\n"
-        + "\n".join(stale)
-        + (f"\nFiles of no revision: {', '.join(extra)}" if extra else "")
-    )
-
-
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_the_legacy_files_hold_what_the_old_script_built(revision: str, legacy_catalogs: dict[str, Snapshot]) -> None:
     assert render(legacy_catalogs[revision], revision) == expected_text(revision)
-
-
-def models_against_heads_file(built: Snapshot, head: Snapshot) -> list[str]:
-    """What the models' ``create_all`` built that head's file does not hold, or the reverse: one line per
-    object, naming it and the fix."""
-    where = f"head's file (alembic/schema/{HEAD}.sql)"
-    regenerate = f"then `{SNAPSHOT_COMMAND}`"
-    found: list[str] = []
-
-    def compare(kind: str, name: str, file_has: str | None, models_build: str | None, *, unmap: str) -> None:
-        if file_has == models_build:
-            return
-        if models_build is None:
-            found.append(f"{kind} {name}: in {where} but not in the models: {unmap}")
-        elif file_has is None:
-            found.append(
-                f"{kind} {name}: in the models but not in {where}: write a revision that adds it "
-                f"(alembic revision --autogenerate), {regenerate}; or take it out of the models"
-            )
-        else:
-            found.append(
-                f"{kind} {name}: {where} has {file_has}, the models build {models_build}: change the model "
-                f"to match, or write a revision that changes it, {regenerate}"
-            )
-
-    for table in sorted(head.tables.keys() | built.tables.keys()):
-        want, have = head.tables.get(table), built.tables.get(table)
-        compare(
-            "table",
-            table,
-            None if want is None else "it",
-            None if have is None else "it",
-            unmap="add its model, or write a revision that drops it",
-        )
-        if want is None or have is None:
-            continue
-        for column in [*want.columns, *(c for c in have.columns if want.column(c.name) is None)]:
-            file_col, model_col = want.column(column.name), have.column(column.name)
-            compare(
-                "column",
-                f"{table}.{column.name}",
-                None if file_col is None else file_col.describe(),
-                None if model_col is None else model_col.describe(),
-                unmap="map it, or keep it on the Table and exclude it from the mapper with "
-                "exclude_properties (docs/changing-the-schema.md), or write a revision that drops it",
-            )
-        if not found and [c.name for c in want.columns] != [c.name for c in have.columns]:
-            found.append(
-                f"table {table}: {where} orders its columns {', '.join(c.name for c in want.columns)}; the models "
-                f"{', '.join(c.name for c in have.columns)}: declare them in the file's order (a column added by "
-                "a revision goes last)"
-            )
-        if want.settings() != have.settings():
-            found.append(f"table {table}: {where} has {want.settings()}, the models build {have.settings()}")
-    for kind, objects in (("constraint", "constraints"), ("index", "indexes"), ("sequence", "sequences")):
-        # A constraint's own index is the constraint's (the file lists it as the constraint).
-        want_objects, have_objects = (
-            {n: o for n, o in getattr(snap, objects).items() if getattr(o, "constraint", None) is None}
-            for snap in (head, built)
-        )
-        for name in sorted(want_objects.keys() | have_objects.keys()):
-            want_obj, have_obj = want_objects.get(name), have_objects.get(name)
-            compare(
-                kind,
-                name,
-                None if want_obj is None else want_obj.describe(),
-                None if have_obj is None else have_obj.describe(),
-                unmap="declare it in the model's __table_args__, or write a revision that drops it",
-            )
-    return found
-
-
-def test_the_models_build_heads_file(host_engine: Engine) -> None:
-    """The models alone, through create_all, give head's catalog: names, order, defaults. A difference
-    is named object by object, with what to do about it."""
-    with host_engine.begin() as conn:
-        metadata.create_all(conn)
-        built = snapshot(conn, our_tables())
-    mismatches = models_against_heads_file(built, expected_schema())
-    assert not mismatches, "The models' create_all differs from head's file:\n" + "\n".join(mismatches)
-    assert render(built, HEAD) == expected_text(HEAD)
-
-
-def test_a_mismatch_between_the_models_and_heads_file_names_the_object_and_the_fix() -> None:
-    head = expected_schema()
-    table = next(iter(head.tables.values()))
-    gone = table.columns[-1]
-    built = replace(head, tables={**head.tables, table.name: replace(table, columns=table.columns[:-1])})
-    assert models_against_heads_file(built, head) == [
-        f"column {table.name}.{gone.name}: in head's file (alembic/schema/{HEAD}.sql) but not in the models: map "
-        "it, or keep it on the Table and exclude it from the mapper with exclude_properties "
-        "(docs/changing-the-schema.md), or write a revision that drops it"
-    ]
-    assert models_against_heads_file(head, head) == []
 
 
 def test_a_database_at_head_holds_heads_file(head_db: URL) -> None:

@@ -26,6 +26,7 @@ from tests import session_server
 from tests.conftest import TEMPLATE_HOST, Databases
 from tests.helpers import (
     BIN,
+    HEAD,
     REPO,
     catalog_text,
     cli_here,
@@ -268,3 +269,36 @@ def test_the_ignore_comment_covers_its_statement_alone(copy: Copy) -> None:
     found = flagged(linted)
     assert [rule for _, rule in found] == ["ban-drop-column"]
     assert "twilio_call_sid" in tampered.splitlines()[found[0][0] - 1]
+
+
+def run_psql_style(url: URL, script: list[str], *, stop_after: int | None = None) -> list[str]:
+    """Send ``script`` (:func:`script_steps`) through psql as its default runs it, on past errors, dying after
+    ``stop_after`` steps; the errors it met."""
+    done = psql(url, "\n\n".join(script[:stop_after]) + "\n", stop_on_error=False)
+    return [line for line in done.stderr.splitlines() if "ERROR:" in line or "error:" in line]
+
+
+def offline(*args: str) -> list[str]:
+    done = cli_here("upgrade", *args, "--sql")
+    assert done.returncode == 0, done.stderr
+    return script_steps(done.stdout)
+
+
+def test_the_offline_script_runs_again_after_a_shorter_one(host_db: URL) -> None:
+    assert run_psql_style(host_db, offline("46b")) == []
+    assert version(host_db) == ["46b"]
+    full = offline()
+    assert run_psql_style(host_db, full) == []
+    assert run_psql_style(host_db, full) == []  # and again, at head
+    assert version(host_db) == [HEAD]
+    assert catalog_text(host_db, HEAD) == expected_text(HEAD)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.5, 0.8])
+def test_the_offline_script_runs_again_after_dying_at_any_statement(host_db: URL, share: float) -> None:
+    full = offline()
+    stop = max(1, int(len(full) * share))
+    run_psql_style(host_db, full, stop_after=stop)
+    assert run_psql_style(host_db, full) == []
+    assert version(host_db) == [HEAD]
+    assert catalog_text(host_db, HEAD) == expected_text(HEAD)

@@ -17,7 +17,7 @@ from outbound_schema import settings
 from outbound_schema.cli import _parser
 from outbound_schema.config import LOCK_KEY
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.settings import RUN_SETTINGS, SETTINGS, Setting
+from outbound_schema.settings import RUN_SETTINGS, SETTINGS, Setting, timeout_ms, wait_seconds
 from tests.helpers import REPO, alembic_here, cli_here, connected, plain
 
 UNREACHABLE = "postgresql://u@127.0.0.1:1/db"
@@ -207,3 +207,39 @@ def test_the_lock_wait_from_x_and_from_the_environment(head_db: URL) -> None:
         assert time.monotonic() - started < 20
         holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
         holder.commit()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--statement-timeout", "0", "shorter than a millisecond"),
+        ("--lock-timeout", "soon", "is not a duration"),
+        ("--lock-retries", "-1", "not a whole number"),
+        ("--lock-wait", "nan", "is not a duration"),
+        ("--lock-wait", "abc", "Give seconds, such as 600"),  # not milliseconds: a bare number here is seconds
+        ("--lock-wait", "1w", "Give seconds, such as 600"),
+        ("--statement-timeout", "1w", "units us, ms, s, min, h or d"),
+        ("--statement-timeout", "40d", "longer than PostgreSQL allows"),
+    ],
+)
+def test_bad_limits_are_refused(option: str, value: str, message: str) -> None:
+    done = cli_here("upgrade", option, value, DATABASE_URL="postgresql://u@127.0.0.1:1/db")
+    assert done.returncode == 1 and message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "milliseconds"),
+    [
+        ("250ms", 250),
+        ("30s", 30_000),
+        ("5min", 300_000),
+        ("1h", 3_600_000),
+        ("1.5h", 5_400_000),
+        ("1e3", 1000),
+        ("1.5e1s", 15_000),
+    ],
+)
+def test_durations_are_read_as_postgresql_reads_them(value: str, milliseconds: int) -> None:
+    assert timeout_ms(value) == milliseconds
+    if not value[-1].isdigit():  # a plain number is seconds for the lock wait, milliseconds for a timeout
+        assert wait_seconds(value) == milliseconds / 1000

@@ -1,33 +1,26 @@
-"""Taking over databases the old script built: any state, conflicts, concurrent deploys, crashes.
+"""Taking over databases the old script built: any state, conflicts, crashes. (Concurrent deploys and the
+migration lock are tests/test_locking.py's.)
 
 Every database here holds rows; they are compared before and after.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
-from types import SimpleNamespace
-from typing import IO
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from outbound_schema import locking
-from outbound_schema.config import LOCK_KEY, VERSION_TABLE
-from outbound_schema.database import engine_for
+from outbound_schema.config import VERSION_TABLE
 from tests.helpers import (
     BIN,
     HEAD,
     backends,
     catalog,
     catalog_text,
-    cli_forked,
     cli_here,
     connected,
     expected_text,
@@ -233,96 +226,6 @@ def test_status_shows_each_step_without_changing_anything(host_db: URL) -> None:
     assert "        index idx_outbound_call_jobs_lock_token missing" in lines
     assert "  46d  missing: upgrade will apply it" in lines
     assert catalog(host_db) == before and version(host_db) == ["40b"]
-
-
-def hold_migration_lock(url: URL) -> Callable[[], None]:
-    """Take the migration lock as a running migration would; returns the release."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    conn = engine.connect()
-    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
-
-    def release() -> None:
-        """Let go now, synchronously (a closed session frees it a moment later); again, nothing more."""
-        if not conn.closed:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
-            conn.close()
-            engine.dispose()
-
-    return release
-
-
-def read_until(stream: IO[str], marker: str) -> str:
-    """Lines from ``stream`` up to and including the first that contains ``marker``."""
-    seen = []
-    for line in stream:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"{marker!r} never came; got: {''.join(seen)}")
-
-
-@pytest.mark.heavy
-def test_concurrent_deploys_migrate_once(host_db: URL) -> None:
-    legacy_db(host_db, "46a")
-    before = rows(host_db)
-    release = hold_migration_lock(host_db)
-    deploys = [cli_forked("upgrade", DATABASE_URL=plain(host_db)) for _ in range(4)]  # processes of their own
-    early: list[str] = []
-    try:
-        # Every deploy reports that it is waiting before any may proceed.
-        for deploy in deploys:
-            assert deploy.stderr is not None
-            early.append(read_until(deploy.stderr, "another migration holds the lock"))
-    finally:
-        release()
-    finished = [p.communicate(timeout=120) for p in deploys]
-    outputs = [(out, head + err) for head, (out, err) in zip(early, finished, strict=True)]
-
-    assert [p.returncode for p in deploys] == [0, 0, 0, 0], outputs
-    migrated = [err for _, err in outputs if "Running upgrade" in err]
-    assert len(migrated) == 1
-    assert all("another migration holds the lock" in err for _, err in outputs)
-    assert catalog_text(host_db, HEAD) == expected_text(HEAD)
-    assert version(host_db) == [HEAD]
-    assert_rows_kept(host_db, before)
-
-
-def test_a_waiter_tries_again_soon_then_twice_a_second(host_db: URL, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rolling deploy's pods each hold the lock briefly: the next one tries again after 50 ms, then
-    100, 200, 400 and 500 ms. The lock is really held here, and let go at the fifth wait."""
-    release = hold_migration_lock(host_db)
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:  # the waiter's waits, counted instead of slept
-        waits.append(seconds)
-        if len(waits) == 5:
-            release()
-
-    monkeypatch.setattr(locking, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
-    engine = engine_for(host_db)
-    try:
-        with engine.connect() as conn, locking.migration_lock(conn, wait_seconds=60):
-            pass
-    finally:
-        engine.dispose()
-        release()
-    assert waits == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5])
-    assert list(itertools.islice(locking.poll_intervals(), 7)) == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
-
-
-@pytest.mark.waits
-def test_lock_wait_expires_with_a_clear_message(host_db: URL) -> None:
-    legacy_db(host_db, "46b")
-    before = catalog(host_db)
-    release = hold_migration_lock(host_db)
-    try:
-        done = cli_here("upgrade", "--lock-wait", "1", DATABASE_URL=plain(host_db))
-    finally:
-        release()
-    assert done.returncode == 1
-    assert "has held the migration lock on this database for more than 1 s" in done.stderr
-    assert "changed nothing" in done.stderr and "pg_terminate_backend(" in done.stderr
-    assert catalog(host_db) == before and version(host_db) is None
 
 
 @pytest.mark.heavy

@@ -1,0 +1,118 @@
+"""Stopping a command: Ctrl-C and SIGTERM, one line each, nothing half-recorded, the exit code a shell
+reports for the signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from outbound_schema.config import VERSION_TABLE
+from tests.helpers import BIN, backends, connected, plain, python_forked, version, wait_for
+
+
+@pytest.mark.heavy
+def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
+    from outbound_schema.config import LOCK_KEY
+
+    holder = create_engine(host_db)
+    try:
+        with holder.connect() as conn:  # another migration holds the lock: the upgrade waits
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+            conn.commit()
+            # The installed program, as a process: SIGINT is delivered to a real one, as at a terminal.
+            process = subprocess.Popen(
+                [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+                # As at a terminal: a run started in the background (CI) inherits SIGINT ignored.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
+            deadline = time.monotonic() + 60
+            while "another migration holds the lock" not in (
+                line := process.stderr.readline() if process.stderr else ""
+            ):
+                assert time.monotonic() < deadline and line != "", "the upgrade never waited for the lock"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=30)
+    finally:
+        holder.dispose()
+    assert process.returncode == 130
+    assert err.strip().startswith("outbound-schema: interrupted; a revision") and err.strip().count("\n") == 0, err
+    assert version(host_db) is None
+
+
+@pytest.mark.parametrize("as_pid_1", [False, True], ids=["process", "pid-1"])
+def test_sigterm_is_taken_as_ctrl_c(host_db: URL, as_pid_1: bool) -> None:
+    """What Kubernetes sends to stop a pod: one line, nothing recorded, exit 143 (128 + SIGTERM). Also as PID 1
+    of a PID namespace (a container without an init), where the kernel ignores a signal left at its default."""
+    from outbound_schema.config import LOCK_KEY
+
+    command = [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)]
+    if as_pid_1:
+        unshare = shutil.which("unshare")
+        assert unshare, "util-linux's unshare is needed to run the program as PID 1"
+        # The shell says its PID inside the namespace, then becomes the program (exec keeps the PID).
+        inside = ["sh", "-c", 'echo "pid $$" >&2; exec "$@"', "sh"]
+        command = [unshare, "--pid", "--fork", "--kill-child", *inside, *command]
+    holder = create_engine(host_db)
+    try:
+        with holder.connect() as conn:  # another migration holds the lock: the upgrade waits
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+            conn.commit()
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            )
+            deadline, before = time.monotonic() + 60, []
+            while "another migration holds the lock" not in (
+                line := process.stderr.readline() if process.stderr else ""
+            ):
+                assert time.monotonic() < deadline and line != "", "the upgrade never waited for the lock"
+                before.append(line.strip())
+            target = process.pid
+            if as_pid_1:  # unshare's child: the program, PID 1 inside its namespace
+                (target,) = map(int, Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split())
+                assert before[0] == "pid 1", before
+            os.kill(target, signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+    finally:
+        holder.dispose()
+    assert process.returncode == 143, err
+    assert err.strip() == (
+        "outbound-schema: terminated (SIGTERM); a revision that was running was not recorded and is completed by "
+        "the next run; nothing else was left half-done."
+    )
+    assert version(host_db) is None
+
+
+def test_ctrl_c_during_status_still_prints_its_json(head_db: URL) -> None:
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal\n"
+        "from outbound_schema.cli import main\n"
+        f"sys.exit(main(['status', '--format', 'json', '--database-url', {plain(head_db)!r}]))\n"
+    )
+    with connected(head_db) as conn:  # status waits to read the version table
+        conn.execute(text(f"LOCK TABLE {VERSION_TABLE} IN ACCESS EXCLUSIVE MODE"))
+        status = python_forked(code)
+        wait_for(lambda: backends(head_db, "wait_event_type = 'Lock'") == 1)
+        status.send_signal(signal.SIGINT)
+        out, err = status.communicate(timeout=30)
+        conn.rollback()
+    assert status.returncode == 130, err
+    assert json.loads(out) == {"format": 1, "state": "error", "error": "interrupted; nothing was changed."}
+    assert err.strip() == "outbound-schema: interrupted; nothing was changed."
