@@ -12,6 +12,10 @@ if TYPE_CHECKING:  # Alembic and SQLAlchemy are imported when a Config is made, 
 
     from outbound_schema.database import Where
 
+#: The host application's tables that our foreign keys reference. We never
+#: create, alter, drop or compare them in a real database.
+HOST_TABLES: tuple[str, ...] = ("business", "leads", "call_log", "outbound_lead_lists")
+
 #: "outbound" in ASCII: the advisory lock key every outbound-schema migration takes (read by ``status`` too,
 #: which loads no SQLAlchemy: it lives here, not in ``locking``).
 LOCK_KEY = 0x6F75_7462_6F75_6E64

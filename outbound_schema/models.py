@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from outbound_schema.catalog import HOST_TABLES
+from outbound_schema.config import HOST_TABLES
 
 # Server-side defaults, written as PostgreSQL stores and prints them.
 _NOW = text("timezone('utc', now())")  # UTC whatever the session's TimeZone (revision 47a)

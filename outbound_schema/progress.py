@@ -26,10 +26,10 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from outbound_schema.catalog import fetch
+from outbound_schema.query import fetch
 
 if TYPE_CHECKING:
-    from outbound_schema.catalog import Queryable
+    from outbound_schema.query import Queryable
 
 log = logging.getLogger("outbound_schema.progress")
 

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from outbound_schema.catalog import fetch
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.history import History
 from outbound_schema.keywords import quote
+from outbound_schema.query import fetch
 from outbound_schema.revisions import check_rows, superseded_rows, version_rows_error
 
 if TYPE_CHECKING:
-    from outbound_schema.catalog import Queryable
+    from outbound_schema.query import Queryable
 
 #: The schema history: one row per revision applied or reverted, on the version table's search path.
 HISTORY_TABLE = "outbound_schema_history"

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING
 
 from outbound_schema.catalog.behaviour import PolicyInfo, RuleInfo, TriggerInfo
 from outbound_schema.catalog.defaults import align_defaults
-from outbound_schema.catalog.kind import HOST_TABLES, IDENT, CatalogKind, CatalogObject, one_line, unquote
+from outbound_schema.catalog.kind import IDENT, CatalogKind, CatalogObject, one_line, unquote
 from outbound_schema.catalog.objects import KINDS, Snapshot, objects, same
-from outbound_schema.catalog.query import fetch
 from outbound_schema.catalog.reading import (
     Resolution,
     SequencePosition,
@@ -44,9 +43,11 @@ from outbound_schema.catalog.reading import (
 from outbound_schema.catalog.relations import ConstraintInfo, IndexInfo, SequenceInfo
 from outbound_schema.catalog.tables import ColumnInfo, Setting, TableInfo
 from outbound_schema.catalog.types import FunctionInfo, TypeInfo
+from outbound_schema.config import HOST_TABLES
+from outbound_schema.query import fetch
 
 if TYPE_CHECKING:
-    from outbound_schema.catalog.query import Queryable as Queryable  # a type only
+    from outbound_schema.query import Queryable as Queryable  # a type only
 
 __all__ = [
     "HOST_TABLES",

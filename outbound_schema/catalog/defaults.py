@@ -10,8 +10,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from outbound_schema.catalog.objects import Snapshot
-from outbound_schema.catalog.query import _literal_percent, fetch
 from outbound_schema.catalog.tables import ColumnInfo
+from outbound_schema.query import _literal_percent, fetch
 
 if TYPE_CHECKING:
     import psycopg

@@ -16,11 +16,6 @@ if TYPE_CHECKING:
     Queryable = Connection | psycopg.Connection[tuple[Any, ...]]
 
 
-#: The host application's tables that our foreign keys reference. We never
-#: create, alter, drop or compare them in a real database.
-HOST_TABLES: tuple[str, ...] = ("business", "leads", "call_log", "outbound_lead_lists")
-
-
 # Each kind of object is described once, by its class: what it is (its fields), how it is keyed,
 # compared and said in one line, how the expected-schema file writes it and reads it back, and how
 # the drift check words a difference. ``KINDS`` lists them by kind; the file (outbound_schema.expected),

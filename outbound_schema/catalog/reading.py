@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from outbound_schema.catalog.behaviour import PolicyInfo, RuleInfo, TriggerInfo
 from outbound_schema.catalog.defaults import align_defaults
 from outbound_schema.catalog.objects import Snapshot
-from outbound_schema.catalog.query import _literal_percent, fetch
 from outbound_schema.catalog.relations import ConstraintInfo, IndexInfo, SequenceInfo
 from outbound_schema.catalog.tables import ColumnInfo, TableInfo
 from outbound_schema.catalog.types import FunctionInfo, TypeInfo
 from outbound_schema.keywords import literal, neutral, quote
+from outbound_schema.query import _literal_percent, fetch
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,4 +1,7 @@
-"""Queries on either kind of connection: SQLAlchemy's (migrations) or psycopg's (the read-only commands)."""
+"""Queries on either kind of connection: SQLAlchemy's (migrations) or psycopg's (the read-only commands).
+
+Light on purpose: the start-up gate (``is_migrated``) reads the version table through it, and loads nothing
+of the catalog."""
 
 from __future__ import annotations
 
