@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import PoolResetState
@@ -514,3 +514,50 @@ def run_script(url: URL, sql: str) -> None:
 def script_steps(sql: str) -> list[str]:
     """An offline script cut where psql could die: its statements and its psql meta-command blocks."""
     return [chunk for chunk in sql.split("\n\n") if chunk.strip()]
+
+
+def squawk(sql: str) -> subprocess.CompletedProcess[str]:
+    """squawk on an offline script, with the committed configuration (.squawk.toml)."""
+    return subprocess.run(
+        [str(BIN / "squawk"), "--reporter", "gcc", "--config", str(REPO / ".squawk.toml")],
+        input=sql,
+        capture_output=True,
+        text=True,
+    )
+
+
+def autogenerate(folder: Path, models: MetaData, url: URL, message: str) -> Path:
+    """`alembic revision --autogenerate -m message` as a developer runs it from a checkout (``folder`` gets
+    alembic.ini, pyproject.toml and a copy of the migrations), ``models`` the code's models, ``url`` the
+    database compared with; in this process. The file it wrote."""
+    from alembic.config import CommandLine
+
+    from outbound_schema.config import METADATA_ATTRIBUTE, URL_ATTRIBUTE
+
+    for name in ("alembic.ini", "pyproject.toml"):
+        shutil.copy(REPO / name, folder / name)
+    location = copy_migrations(folder / "alembic")
+    before = set((location / "versions").iterdir())
+    alembic_cli = CommandLine(prog="alembic")
+    options = alembic_cli.parser.parse_args(
+        ["-c", str(folder / "alembic.ini"), "revision", "--autogenerate", "-m", message]
+    )
+    config = Config(file_=str(folder / "alembic.ini"), cmd_opts=options)
+    config.attributes[METADATA_ATTRIBUTE] = models
+    config.attributes[URL_ATTRIBUTE] = url
+    # alembic.ini's logging would outlive the call, its handler bound to the caller's captured stderr.
+    config.attributes["configure_logger"] = False
+    alembic_cli.run_cmd(config, options)
+    (written,) = set((location / "versions").iterdir()) - before
+    return written
+
+
+def assert_lint_clean(path: Path) -> None:
+    """``path`` passes the project's ruff check and ruff format --check."""
+    for gate in (["check"], ["format", "--check"]):
+        done = subprocess.run(
+            [str(BIN / "ruff"), *gate, "--config", str(REPO / "pyproject.toml"), str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -19,6 +19,7 @@ from outbound_schema.snapshot import generate, write
 from tests import session_server
 from tests.conftest import TEMPLATE_HOST, Databases
 from tests.helpers import (
+    REPO,
     catalog_text,
     cli_here,
     copy_migrations,
@@ -35,28 +36,7 @@ from tests.helpers import (
 #: The history the contract revision goes on top of: call_sid and its index are there.
 PINNED = revisions_through("47a")
 
-CONTRACT = '''"""call_sid: no release maps it any more."""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "next"
-down_revision = "head"
-branch_labels = None
-depends_on = None
-
-allow_unsafe = {"drop_column outbound_call_jobs.call_sid": "no release maps call_sid since the one before"}
-
-
-def upgrade() -> None:
-    op.drop_index("idx_outbound_call_jobs_call_sid", table_name="outbound_call_jobs")
-    op.drop_column("outbound_call_jobs", "call_sid")
-
-
-def downgrade() -> None:
-    op.add_column("outbound_call_jobs", sa.Column("call_sid", sa.String(64), nullable=True))
-    op.create_index("idx_outbound_call_jobs_call_sid", "outbound_call_jobs", ["call_sid"])
-'''
+CONTRACT = (REPO / "tests" / "example_contract.py").read_text()
 
 
 @pytest.fixture(scope="session")

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.config import CommandLine, Config
+from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL
 
 from outbound_schema import is_at_head, is_migrated
-from outbound_schema.config import METADATA_ATTRIBUTE, URL_ATTRIBUTE, VERSION_TABLE
+from outbound_schema.config import VERSION_TABLE
 from outbound_schema.database import engine_for
 from outbound_schema.revisions import next_revision_id
 from outbound_schema.snapshot import generate, write
@@ -39,6 +39,8 @@ from tests.helpers import (
     HEAD,
     REPO,
     alembic_here,
+    assert_lint_clean,
+    autogenerate,
     catalog_text,
     cli_here,
     config_for,
@@ -316,37 +318,22 @@ def test_its_offline_script_passes_squawk_and_can_run_again(nxt: Next, head_db: 
 def test_autogenerate_writes_what_it_detects(nxt: Next, head_db: URL, next_db: URL, tmp_path: Path) -> None:
     """`alembic revision --autogenerate` from a checkout: the detected operations land in the file, under the
     project's next id, formatted as the project's code is, and the revision upgrades."""
-    for name in ("alembic.ini", "pyproject.toml"):
-        shutil.copy(REPO / name, tmp_path / name)
-    location = copy_migrations(tmp_path / "alembic")
     # The next release's models: the tables as the example revision leaves them.
     models = MetaData()
     with connected(next_db) as conn:
         models.reflect(conn, only=list(expected_schema(nxt.revision, nxt.location).tables), resolve_fks=True)
-    alembic_cli = CommandLine(prog="alembic")
-    options = alembic_cli.parser.parse_args(
-        ["-c", str(tmp_path / "alembic.ini"), "revision", "--autogenerate", "-m", "dial attempts"]
-    )
-    config = Config(file_=str(tmp_path / "alembic.ini"), cmd_opts=options)
-    config.attributes[METADATA_ATTRIBUTE] = models
-    config.attributes[URL_ATTRIBUTE] = head_db
 
-    alembic_cli.run_cmd(config, options)
+    written = autogenerate(tmp_path, models, head_db, "dial attempts")
 
     new_id = next_revision_id([HEAD])
-    written = location / "versions" / f"{new_id}_dial_attempts.py"
+    assert written.name == f"{new_id}_dial_attempts.py"
     source = written.read_text()
     assert f'revision = "{new_id}"' in source and f'down_revision = "{HEAD}"' in source
     assert "op.add_column(" in source and '"attempts"' in source
     assert "op.create_index(" in source and '"idx_outbound_call_jobs_queued"' in source
-    for gate in (["check"], ["format", "--check"]):
-        done = subprocess.run(
-            [str(BIN / "ruff"), *gate, "--config", str(REPO / "pyproject.toml"), str(written)],
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+    assert_lint_clean(written)
 
+    location = written.parent.parent
     command.upgrade(config_for(head_db, location), "head")
     assert version(head_db) == [new_id]
     with connected(head_db) as conn:

@@ -18,46 +18,26 @@ from sqlalchemy.engine import URL
 from outbound_schema.config import VERSION_TABLE
 from tests.helpers import BIN, backends, connected, plain, python_forked, version, wait_for
 
+STOPS = {
+    # Ctrl-C at a terminal: the process group gets SIGINT (a run started in the background, as CI starts
+    # one, inherits SIGINT ignored: it is reset to the default, as at a terminal).
+    "ctrl-c": (signal.SIGINT, False, "interrupted"),
+    # What Kubernetes sends to stop a pod.
+    "sigterm": (signal.SIGTERM, False, "terminated (SIGTERM)"),
+    # The same as PID 1 of a PID namespace (a container without an init), where the kernel ignores a signal
+    # left at its default.
+    "sigterm-pid-1": (signal.SIGTERM, True, "terminated (SIGTERM)"),
+}
+
 
 @pytest.mark.heavy
-def test_ctrl_c_is_one_line_and_records_nothing(host_db: URL) -> None:
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_stopped_upgrade_says_one_line_and_records_nothing(host_db: URL, stop: str) -> None:
+    """The installed program, as a process, stopped while it waits for the migration lock: one line, nothing
+    recorded, the exit code a shell reports for the signal (128 + its number)."""
     from outbound_schema.config import LOCK_KEY
 
-    holder = create_engine(host_db)
-    try:
-        with holder.connect() as conn:  # another migration holds the lock: the upgrade waits
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
-            conn.commit()
-            # The installed program, as a process: SIGINT is delivered to a real one, as at a terminal.
-            process = subprocess.Popen(
-                [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-                # As at a terminal: a run started in the background (CI) inherits SIGINT ignored.
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )
-            deadline = time.monotonic() + 60
-            while "another migration holds the lock" not in (
-                line := process.stderr.readline() if process.stderr else ""
-            ):
-                assert time.monotonic() < deadline and line != "", "the upgrade never waited for the lock"
-            process.send_signal(signal.SIGINT)
-            _, err = process.communicate(timeout=30)
-    finally:
-        holder.dispose()
-    assert process.returncode == 130
-    assert err.strip().startswith("outbound-schema: interrupted; a revision") and err.strip().count("\n") == 0, err
-    assert version(host_db) is None
-
-
-@pytest.mark.parametrize("as_pid_1", [False, True], ids=["process", "pid-1"])
-def test_sigterm_is_taken_as_ctrl_c(host_db: URL, as_pid_1: bool) -> None:
-    """What Kubernetes sends to stop a pod: one line, nothing recorded, exit 143 (128 + SIGTERM). Also as PID 1
-    of a PID namespace (a container without an init), where the kernel ignores a signal left at its default."""
-    from outbound_schema.config import LOCK_KEY
-
+    signum, as_pid_1, said = STOPS[stop]
     command = [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)]
     if as_pid_1:
         unshare = shutil.which("unshare")
@@ -76,6 +56,7 @@ def test_sigterm_is_taken_as_ctrl_c(host_db: URL, as_pid_1: bool) -> None:
                 stderr=subprocess.PIPE,
                 text=True,
                 env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
             deadline, before = time.monotonic() + 60, []
             while "another migration holds the lock" not in (
@@ -87,14 +68,14 @@ def test_sigterm_is_taken_as_ctrl_c(host_db: URL, as_pid_1: bool) -> None:
             if as_pid_1:  # unshare's child: the program, PID 1 inside its namespace
                 (target,) = map(int, Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split())
                 assert before[0] == "pid 1", before
-            os.kill(target, signal.SIGTERM)
+            os.kill(target, signum)
             _, err = process.communicate(timeout=30)
     finally:
         holder.dispose()
-    assert process.returncode == 143, err
+    assert process.returncode == 128 + signum, err
     assert err.strip() == (
-        "outbound-schema: terminated (SIGTERM); a revision that was running was not recorded and is completed by "
-        "the next run; nothing else was left half-done."
+        f"outbound-schema: {said}; a revision that was running was not recorded and is completed by the next "
+        "run; nothing else was left half-done."
     )
     assert version(host_db) is None
 

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.helpers import ALL_REVISIONS, BIN, REPO, cli_here
-
-
-def squawk(sql: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "squawk"), "--reporter", "gcc", "--config", str(REPO / ".squawk.toml")],
-        input=sql,
-        capture_output=True,
-        text=True,
-    )
+from tests.helpers import ALL_REVISIONS, cli_here, squawk
 
 
 @pytest.mark.parametrize("start", ["base", *ALL_REVISIONS[:-1]])
