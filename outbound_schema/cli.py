@@ -65,7 +65,7 @@ class _VersionAction(argparse.Action):
 
 @cache
 def _parser() -> argparse.ArgumentParser:
-    """Built once per process (3.5 ms, mostly argparse looking up translations of its own words): ``main``
+    """Built once per process (mostly argparse looking up translations of its own words): ``main``
     may run many times in one process, as the test suite and a host embedding the command line run it.
     Parsing leaves it unchanged: each ``parse_args`` fills a namespace of its own."""
     parser = argparse.ArgumentParser(

@@ -1,7 +1,7 @@
 """The revision graph of a script location, read from the revision files' source without running them.
 
 Alembic learns a revision's place in the history by importing its file, which
-imports Alembic and SQLAlchemy (about a second). The read-only commands need
+imports Alembic and SQLAlchemy. The read-only commands need
 only the ids a revision file assigns at its top level, ``revision``,
 ``down_revision``, ``branch_labels`` and ``depends_on``, which ``alembic
 revision`` always writes as plain literals; this module reads them with

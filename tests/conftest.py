@@ -192,19 +192,18 @@ def pytest_configure(config: pytest.Config) -> None:
         background = session_server.start(_prepare_shared)
         config.add_cleanup(lambda: session_server.stop(background, _release_shared))
     # After its last test a worker holds a large heap (revisions loaded per command, engines, catalogs):
-    # the interpreter's garbage collections on the way out walked it for about a second per worker, the
-    # run waiting on them. Frozen, they skip it; every exit handler and the modules' teardown still run.
+    # the interpreter's garbage collections on the way out walk it, the run waiting on them. Frozen, they
+    # skip it; every exit handler and the modules' teardown still run. (The gain: CONTRIBUTING, "Fast.")
     atexit.register(gc.freeze)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # What is loaded by now (SQLAlchemy, Alembic, the test modules: a million objects) stays to the end:
-    # moved out of the garbage collector's sight, its full collections (each walking all of it, some
-    # 0.6 s of CPU per worker a run) skip it.
+    # moved out of the garbage collector's sight, its full collections (each walking all of it) skip it.
     gc.freeze()
     # The tests make garbage in bulk (each command loads the revisions, builds engines and catalogs): the
-    # young generations, collected every 700 allocations, took 600 collections and 1.1-1.6 s of CPU per
-    # worker a run; every 10,000, some 300 and 0.7-1.2 s. Collected all the same, a little later.
+    # young generations are collected every 10,000 allocations rather than 700, half as many collections,
+    # collecting all the same, a little later. (The gain: CONTRIBUTING, "Fast.")
     gc.set_threshold(10_000, 20, 100)
 
 
@@ -345,8 +344,7 @@ MAX_AUTO_WORKERS = 6
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker more than there are cores, at most ``MAX_AUTO_WORKERS``. Tests spend part
     of their time waiting (on the server, on locks held on purpose, on child processes); the extra worker
-    keeps the cores busy meanwhile. On 2 cores: 51 s with 3 workers, 64 s with 2 (the README's command,
-    measured here)."""
+    keeps the cores busy meanwhile (measured: CONTRIBUTING, "Fast.")."""
     return min((os.cpu_count() or 1) + 1, MAX_AUTO_WORKERS)
 
 
@@ -355,7 +353,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the end with a long one. Tests that mostly wait on purpose are spread evenly through the first nine
     tenths of the rest, counted in tests that use a database (the others take milliseconds): with one
     worker more than there are cores, one test waiting costs nothing, while all of them scheduled
-    together, first, left a third of the cores idle for some 10 s."""
+    together, first, left cores idle (measured: CONTRIBUTING, "Fast.")."""
     waits = [item for item in items if item.get_closest_marker("waits")]
     heavy = [item for item in items if item.get_closest_marker("heavy") and item not in waits]
     rest = [item for item in items if item not in heavy and item not in waits]

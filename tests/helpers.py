@@ -379,8 +379,8 @@ def connected(url: URL) -> Iterator[Connection]:
     """A connection to ``url`` for a test to look or change things through.
 
     Within a test, the calls on one database share one server session, reset on its return: a new
-    session costs the server about 5 ms, and its first catalog query 15 ms more while its caches
-    fill, and the helpers ran some 600 times a run. The sessions end with the test
+    session costs the server its start and the first catalog queries while its caches fill, and the
+    helpers run hundreds of times a run. The sessions end with the test
     (:func:`release_connections`), and after an :func:`inject` of ``ALTER DATABASE`` or ``ALTER
     ROLE``: a setting made so reaches new sessions only.
     """

@@ -99,7 +99,7 @@ def pgbouncer(server: URL, pool_mode: str, *, run_as: str | None = None) -> Iter
                 time.sleep(0.1)
         yield URL.create("postgresql+psycopg", username=user, host="127.0.0.1", port=port, database="postgres")
     finally:
-        # Signalled itself: through runuser, stopping it took 2 s.
+        # Signalled itself: through runuser, stopping it waited on runuser.
         pidfile = work / "pgbouncer.pid"
         try:
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)

@@ -1,5 +1,5 @@
 """What importing the package costs: ``import outbound_schema`` and its light modules load neither
-SQLAlchemy nor Alembic (about a second), and psycopg only when a connection is made; every public name
+SQLAlchemy nor Alembic, and psycopg only when a connection is made; every public name
 is still there, loaded on first use."""
 
 from __future__ import annotations

@@ -49,10 +49,9 @@ def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     pip = [sys.executable, "-m", "pip", "--python", str(bin_dir / "python")]
     # The dependencies the wheel declares, and theirs, are the very distributions installed here (this
     # venv was resolved from the same pyproject.toml): linked over (see copy_distribution), compiled
-    # files included, in a fraction of a second, where pip would download, unpack and compile them again
-    # (about 8 s). Only they are brought over; pip installs the wheel itself, with no index to fetch
-    # from: its resolver must find every requirement of the wheel, and of each distribution it requires,
-    # met by those brought over, or it fails.
+    # files included, where pip would download, unpack and compile them again. Only they are brought over;
+    # pip installs the wheel itself, with no index to fetch from: its resolver must find every requirement
+    # of the wheel, and of each distribution it requires, met by those brought over, or it fails.
     site_packages = next((root / "venv" / "lib").glob("python3*/site-packages"))
     for dist in declared_dependencies(wheel):
         copy_distribution(dist, site_packages)

@@ -54,8 +54,8 @@ def start() -> subprocess.Popen[bytes]:
     folder = Path(tempfile.mkdtemp(prefix="outbound-schema-mypy-"))
     final = folder / "mypy.out"
     os.environ[OUTPUT_VAR] = str(final)
-    # mypy's own incremental cache (.mypy_cache): a repeat run re-reads only what changed, about 1 s
-    # against 12 s from scratch (most of it SQLAlchemy's types); a clean checkout, as in CI, checks
+    # mypy's own incremental cache (.mypy_cache): a repeat run re-reads only what changed (from scratch,
+    # most of the time goes to SQLAlchemy's types); a clean checkout, as in CI, checks
     # everything. The output is renamed into place only once mypy has finished, so a reader never sees
     # half of it.
     command = " ".join([sys.executable, "-m", "mypy", "--strict", *CHECKED])
