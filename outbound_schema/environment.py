@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic.util import CommandError
+from sqlalchemy.exc import DBAPIError
 
 from outbound_schema.config import (
     EXPECTED_ATTRIBUTE,
@@ -31,11 +32,12 @@ from outbound_schema.config import (
 )
 from outbound_schema.database import describe
 from outbound_schema.ddl import Limits
-from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.errors import OutboundSchemaError, connection_lost
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.history import History
-from outbound_schema.locking import abort_if_client_dies, migration_lock
+from outbound_schema.locking import migration_lock, refuse_transaction_pooling
 from outbound_schema.safety import alembic_api, install
+from outbound_schema.session import kept_alive, refuse_read_only
 from outbound_schema.settings import LOCK_WAIT, POOLER, Setting, handed_or_resolved
 from outbound_schema.standing import Standing, read_versions, stand
 
@@ -55,6 +57,13 @@ def alembic_errors() -> Iterator[None]:
         if isinstance(exc, CommandError):
             raise
         raise MigrationError(str(exc), exit_code=exc.exit_code) from None
+    except DBAPIError as exc:  # a session that ended: one paragraph saying what ended it, not a traceback
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        detail = " ".join(str(exc.orig).split())
+        message = connection_lost(sqlstate, detail, "nothing of the revision that failed was recorded")
+        if message is None or not (exc.connection_invalidated or sqlstate):
+            raise
+        raise MigrationError(message) from None
 
 
 def setting(context: Any, declared: Setting) -> Any:
@@ -84,14 +93,36 @@ def run_migrations(context: Any, *, lock_wait: float | str | None = None) -> Non
 
 
 def _run(context: Any, lock_wait: float | str | None) -> None:
+    migration_context = context.get_context()
+    if context.is_offline_mode():
+        _install(context)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    connection = migration_context.connection
+    with ExitStack() as session:
+        if not connection.in_transaction():  # else the migration lock refuses it, saying why
+            # Right after connecting, before anything is set on the session (a pooler handing transactions
+            # around would hand the settings to other clients) or locked: a session that can write, kept alive.
+            pooler = setting(context, POOLER)
+            refuse_transaction_pooling(connection, pooler)
+            if alembic_api.command_name(migration_context) in ("upgrade", "downgrade", "stamp"):
+                refuse_read_only(connection, describe(connection))
+            session.enter_context(kept_alive(connection))
+        _install(context)
+        _run_online(context, lock_wait)
+
+
+def _install(context: Any) -> None:
     config = context.config
     migration_context = context.get_context()
     expected = ExpectedSchemas(context.script, config.attributes.get(EXPECTED_ATTRIBUTE))
     install(migration_context, limits(context), expected, preflight=config.attributes.get(PREFLIGHT_ATTRIBUTE, True))
-    if context.is_offline_mode():
-        with context.begin_transaction():
-            context.run_migrations()
-        return
+
+
+def _run_online(context: Any, lock_wait: float | str | None) -> None:
+    config = context.config
+    migration_context = context.get_context()
     if lock_wait is None:
         lock_wait = config.attributes.get(LOCK_WAIT_ATTRIBUTE)
     if lock_wait is None:
@@ -106,7 +137,6 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
     started = time.monotonic()
     with (
         migration_lock(connection, wait_seconds, pooler=setting(context, POOLER)),
-        abort_if_client_dies(connection),
         context.begin_transaction(),
     ):
         standing = _standing(context, connection) if direction else None

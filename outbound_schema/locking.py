@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from outbound_schema.config import LOCK_KEY
 from outbound_schema.ddl import SessionGuard
@@ -46,33 +46,6 @@ _HOLDER = text(
       AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1
     """
 )
-
-
-@contextmanager
-def abort_if_client_dies(connection: Connection) -> Iterator[None]:
-    """Let the server abort our statements if this process dies (PostgreSQL 14+), for the block.
-
-    Without it, a ``CREATE INDEX CONCURRENTLY`` whose client was killed runs on,
-    holding the migration lock, until it finishes. The setting is reset after, so
-    a connection handed to us goes back as it came.
-    """
-    applied = False
-    try:
-        if int(connection.scalar(text("SHOW server_version_num")) or 0) >= 140000:
-            connection.execute(text("SET client_connection_check_interval = '1s'"))
-            applied = True
-        connection.commit()
-    except DBAPIError:  # a platform without the check; nothing to lose
-        connection.rollback()
-    try:
-        yield
-    finally:
-        if applied:
-            try:
-                connection.execute(text("RESET client_connection_check_interval"))
-                connection.commit()
-            except SQLAlchemyError:  # the connection is gone
-                pass
 
 
 #: Where, in the connection's ``info``, the server process holding the migration lock is kept for the run.

@@ -41,6 +41,7 @@ from outbound_schema.safety.operations import describe, did, handler_for, qualif
 from outbound_schema.safety.planning import RunPlan, prepare
 from outbound_schema.safety.rules import Rules, allowances
 from outbound_schema.safety.script import is_version_table, rerunnable_version_change, skip_when_done, squawk_ignore
+from outbound_schema.session import KEEP_ALIVE
 from outbound_schema.standing import HISTORY_DDL, HISTORY_TABLE
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -77,8 +78,15 @@ def _monitor(connection: Connection) -> Callable[[], AbstractContextManager[Any]
     target = dsn.following(info, target_of(connection.engine), **params)
 
     def connect() -> AbstractContextManager[Any]:
-        # Autocommit: a transaction left open here would hold a snapshot the index build waits for.
-        return target.connect(autocommit=True)
+        # Autocommit: a transaction left open here would hold a snapshot the index build waits for. It idles
+        # between readings: a role's idle_session_timeout must not end it (outbound_schema.session).
+        watcher = target.connect(autocommit=True)
+        try:
+            watcher.execute(KEEP_ALIVE)
+        except BaseException:
+            watcher.close()
+            raise
+        return watcher
 
     return connect
 
