@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from outbound_schema import drift, dsn, settings
 from outbound_schema.config import VERSION_TABLE, script_location
-from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.errors import OutboundSchemaError, connection_lost
 from outbound_schema.expected import SNAPSHOT_COMMAND
 from outbound_schema.history import History, HistoryUnreadable
 
@@ -337,8 +337,10 @@ def _database_refused(exc: BaseException, *, reading: bool = False) -> str:
             f"no transactions; {consequence}. Run outbound-schema through a direct connection to PostgreSQL or "
             "a pooler entry in session pooling (PgBouncer: pool_mode = session)."
         )
-    lost = sqlstate.startswith(("08", "57P")) or "connection" in type(original).__name__.lower() or not sqlstate
-    if lost:
+    ended = connection_lost(sqlstate, detail, consequence)
+    if ended is not None:
+        return ended
+    if sqlstate.startswith("57P") or "connection" in type(original).__name__.lower():
         return (
             f"The connection to the database was lost or refused ({detail}); {consequence}. Check that the "
             "server is up and reachable, then run the command again."

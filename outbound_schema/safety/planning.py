@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 from outbound_schema.safety import alembic_api
 from outbound_schema.safety.guards import refuse_data_loss
+from outbound_schema.safety.privileges import refuse_missing_privileges
 
 if TYPE_CHECKING:
     from outbound_schema.safety.impl import SafeImpl
+    from outbound_schema.safety.rules import Rules
 
 import io
 import logging
@@ -42,9 +44,10 @@ class RunPlan:
 
 
 def plan_revisions(
-    impl: SafeImpl, steps: Sequence[RevisionStep]
+    impl: SafeImpl, steps: Sequence[RevisionStep], planned: dict[str, Rules] | None = None
 ) -> tuple[list[str], dict[str, list[tuple[str, str | None]]]]:
-    """Run each step's migration function against a recorder; return the refusals and each downgrade's drops."""
+    """Run each step's migration function against a recorder; return the refusals and each downgrade's drops
+    (``planned``, when given, gets each revision's rules as planned: what its operations act on)."""
     alembic_log = logging.getLogger("alembic.runtime.migration")
     level = alembic_log.level
     alembic_log.setLevel(logging.WARNING)  # the recorder's own context is no news to the operator
@@ -93,6 +96,8 @@ def plan_revisions(
                     )
                 refusals += rules.refusals
                 drops[rules.revision] = rules.drops
+                if planned is not None:
+                    planned[rules.revision] = rules
                 for key in sorted(rules.used):
                     log.warning(
                         "%s: %s, refused by default, allowed by the revision: %s",
@@ -120,7 +125,8 @@ def prepare(impl: SafeImpl, plan: RunPlan) -> None:
     from outbound_schema.takeover import assess, refuse_conflicts  # the catalog comparison, only when there is work
 
     steps = [s for s in plan.steps if s.revision.revision in plan.managed]
-    refusals, plan.drops = plan_revisions(impl, steps)
+    planned: dict[str, Rules] = {}
+    refusals, plan.drops = plan_revisions(impl, steps, planned)
     if refusals:
         raise OutboundSchemaError("\n\n".join([*refusals, "Nothing was changed."]))
     connection = impl.migration_context.connection
@@ -147,4 +153,12 @@ def prepare(impl: SafeImpl, plan: RunPlan) -> None:
         refuse_data_loss(
             connection, [(s.revision.revision, plan.drops.get(s.revision.revision, [])) for s in downgrades]
         )
+    # Found whole in the catalog, a revision changes nothing: it needs no privilege beyond recording it.
+    working = [planned[s.revision.revision] for s in steps if s.revision.revision in planned]
+    working = [rules for rules in working if plan.states.get(rules.revision) != "present"]
+    working = [rules for rules in working if rules.revision not in plan.adopted]
+    context = impl.migration_context
+    refuse_missing_privileges(
+        connection, working, version_table=context.version_table, version_table_schema=context.version_table_schema
+    )
     connection.commit()  # no transaction stays open: concurrent index builds wait for open transactions

@@ -26,7 +26,7 @@ from sqlalchemy.schema import (
 
 from outbound_schema.catalog import Snapshot
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.safety.operations import handler_for, sql_of
+from outbound_schema.safety.operations import handler_for, referenced, sql_of, table_of
 
 log = logging.getLogger("outbound_schema.migrate")
 
@@ -128,6 +128,11 @@ class Rules:
     lint: list[tuple[str, str]] = field(default_factory=list)
     not_null_check_names: dict[str, str] = field(default_factory=dict)  # a CHECK (col IS NOT NULL): its table.col
     made_not_null: set[str] = field(default_factory=set)
+    #: What the operations act on, for the privilege check before the run: each table an operation changes
+    #: (or creates), the tables it creates, and the tables their new foreign keys point at.
+    tables: set[str] = field(default_factory=set)
+    creates: set[str] = field(default_factory=set)
+    references: set[str] = field(default_factory=set)
 
     def forbid(self, message: str) -> None:
         """A refusal no opt-out lifts: the revision must be written otherwise."""
@@ -155,6 +160,12 @@ class Rules:
         return table not in self.new_tables and f"{table}.{column}" not in self.new_columns
 
     def check(self, construct: Any) -> None:
+        if (table := table_of(construct)) is not None:
+            self.tables.add(table)
+        if isinstance(construct, CreateTable):
+            self.creates.add(str(construct.element.name))
+        if isinstance(construct, CreateTable | AddConstraint):
+            self.references.update(referenced(construct.element))
         rule = handler_for(_RULES, construct)
         if rule is not None:
             rule(self, construct)

@@ -1,0 +1,135 @@
+"""Before the first change of a run: the privileges its changes will need, checked all at once.
+
+A role that may not make every change of the run is refused before anything changes (exit code 2, not even
+the version table created), each missing privilege named with the statement that grants it, rather than
+after some revisions were recorded, at the first statement it may not run.
+
+What a run needs, from what its revisions' operations act on (planned, :class:`Rules`):
+
+- CREATE on the schema new tables go in (the first schema of the search path), for the tables it creates, and
+  for the version table and the schema history when they do not exist yet;
+- ownership of each existing table it changes (ALTER TABLE, CREATE INDEX, DROP need it);
+- REFERENCES on each existing table its new foreign keys point at (the host application's);
+- SELECT, INSERT, UPDATE and DELETE on the version table, SELECT and INSERT on the schema history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, text
+
+from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.keywords import quote
+from outbound_schema.standing import HISTORY_TABLE
+
+if TYPE_CHECKING:
+    from outbound_schema.safety.rules import Rules
+
+_VERSION_TABLE_NEEDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+_HISTORY_NEEDS = ("SELECT", "INSERT")
+
+_RELATIONS = text(
+    """
+    SELECT name, c.oid IS NOT NULL, coalesce(pg_has_role(c.relowner, 'USAGE'), false),
+           pg_get_userbyid(c.relowner), coalesce(has_table_privilege(c.oid, 'REFERENCES'), false),
+           ARRAY[coalesce(has_table_privilege(c.oid, 'SELECT'), false),
+                 coalesce(has_table_privilege(c.oid, 'INSERT'), false),
+                 coalesce(has_table_privilege(c.oid, 'UPDATE'), false),
+                 coalesce(has_table_privilege(c.oid, 'DELETE'), false)]
+    FROM unnest(CAST(:names AS text[])) AS name LEFT JOIN pg_class c ON c.oid = to_regclass(name)
+    """
+)
+_PRIVILEGE_ORDER = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+def refuse_missing_privileges(
+    connection: Connection,
+    revisions: Sequence[Rules],
+    *,
+    version_table: str,
+    version_table_schema: str | None = None,
+) -> None:
+    """Refuse the run (exit code 2) when the role lacks a privilege any of ``revisions`` (the ones with work
+    to do) or the recording of the run needs; say each, with its GRANT or ALTER ... OWNER."""
+    role, schema = connection.execute(text("SELECT current_user, current_schema()")).one()
+    grantee = quote(str(role))
+    creates = {name for rules in revisions for name in rules.creates}
+    changes = {name for rules in revisions for name in rules.tables}
+    references = {name for rules in revisions for name in rules.references} - creates
+    version = f"{quote(version_table_schema)}.{quote(version_table)}" if version_table_schema else quote(version_table)
+    ours = sorted((changes | references) - {version_table, HISTORY_TABLE})
+    names = [*map(quote, ours), version, quote(HISTORY_TABLE)]
+    found: dict[str, tuple[bool, bool, str, bool, dict[str, bool]]] = {}
+    for name, exists, owner, owned_by, may_reference, rights in connection.execute(_RELATIONS, {"names": names}):
+        rights_by_name = dict(zip(_PRIVILEGE_ORDER, rights, strict=True))
+        found[str(name)] = (bool(exists), bool(owner), str(owned_by or ""), bool(may_reference), rights_by_name)
+    missing: list[str] = []
+
+    # CREATE on the schemas where the run creates tables.
+    created_here = [name for name in sorted(creates) if not found[quote(name)][0]]
+    version_schema = version_table_schema or schema
+    to_create: dict[str | None, list[str]] = {}
+    if created_here:
+        to_create.setdefault(schema, []).extend(created_here)
+    if not found[version][0]:
+        to_create.setdefault(version_schema, []).append(version_table)
+    if not found[quote(HISTORY_TABLE)][0]:
+        to_create.setdefault(schema, []).append(HISTORY_TABLE)
+    for where, names in to_create.items():
+        if where is None:
+            path = connection.scalar(text("SHOW search_path"))
+            missing.append(
+                f"a schema to create {_listed(names)} in: no schema of the search path ({path}) exists (CREATE "
+                f"SCHEMA, or ALTER ROLE {grantee} SET search_path = a schema that does)"
+            )
+        elif not connection.scalar(text("SELECT has_schema_privilege(:schema, 'CREATE')"), {"schema": where}):
+            missing.append(
+                f"CREATE on schema {where}, to create {_listed(names)} there (GRANT CREATE ON SCHEMA "
+                f"{quote(str(where))} TO {grantee})"
+            )
+
+    # Ownership of the existing tables the run changes.
+    for name in sorted(changes - {version_table, HISTORY_TABLE}):
+        exists, owner, owned_by, _references, _rights = found[quote(name)]
+        if exists and not owner:
+            missing.append(
+                f"ownership of table {name} (owned by {owned_by}), which altering it, indexing it and adding its "
+                f"constraints need (ALTER TABLE {quote(name)} OWNER TO {grantee}; or GRANT {quote(owned_by)} TO "
+                f"{grantee})"
+            )
+
+    # REFERENCES on the existing tables the new foreign keys point at.
+    for name in sorted(references):
+        exists, owner, _owned_by, may_reference, _rights = found[quote(name)]
+        if exists and not (owner or may_reference):
+            missing.append(
+                f"REFERENCES on table {name}, which new foreign keys point at (GRANT REFERENCES ON {quote(name)} "
+                f"TO {grantee})"
+            )
+
+    # Recording the run: the version table and the schema history.
+    for shown, key, needs in (
+        (version_table, version, _VERSION_TABLE_NEEDS),
+        (HISTORY_TABLE, quote(HISTORY_TABLE), _HISTORY_NEEDS),
+    ):
+        exists, _owner, _owned_by, _references, rights = found[key]
+        lacking = [right for right in needs if not rights[right]]
+        if exists and lacking:
+            missing.append(
+                f"{', '.join(lacking)} on table {shown}, where the run is recorded (GRANT {', '.join(needs)} ON "
+                f"{key} TO {grantee})"
+            )
+
+    if missing:
+        raise OutboundSchemaError(
+            f"The role {role} lacks privileges this migration needs, so it changed nothing (not even the "
+            f"version table is created or written): {'; '.join(missing)}. Have the tables' owner or a superuser "
+            "run those statements, or migrate as a role that has the privileges, then run it again.",
+            exit_code=2,
+        )
+
+
+def _listed(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
