@@ -37,6 +37,7 @@ from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.history import History
 from outbound_schema.locking import migration_lock, refuse_transaction_pooling
 from outbound_schema.safety import alembic_api, install
+from outbound_schema.safety.privileges import refuse_unreadable_records
 from outbound_schema.session import kept_alive, refuse_read_only
 from outbound_schema.settings import LOCK_WAIT, POOLER, Setting, handed_or_resolved
 from outbound_schema.standing import Standing, read_versions, stand
@@ -108,6 +109,9 @@ def _run(context: Any, lock_wait: float | str | None) -> None:
             refuse_transaction_pooling(connection, pooler)
             if alembic_api.command_name(migration_context) in ("upgrade", "downgrade", "stamp"):
                 refuse_read_only(connection, describe(connection))
+                refuse_unreadable_records(
+                    connection, migration_context.version_table, migration_context.version_table_schema
+                )
             session.enter_context(kept_alive(connection))
         _install(context)
         _run_online(context, lock_wait)

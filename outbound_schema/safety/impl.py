@@ -240,6 +240,11 @@ class SafeImpl(PostgresqlImpl):
         if self.as_sql:  # in a transaction of its own, before the first revision's
             self.runner.in_transaction([HISTORY_DDL], label="schema history", tables=[])
             return
+        # Found, it is kept: CREATE TABLE IF NOT EXISTS needs CREATE on the schema even then.
+        found = self._relation(HISTORY_TABLE, None) is not None
+        self.migration_context.connection.commit()  # type: ignore[union-attr]
+        if found:
+            return
         with self._autocommit():
             self.runner.in_transaction([HISTORY_DDL], label="schema history", tables=[])
 

@@ -41,6 +41,10 @@ _RELATIONS = text(
     FROM unnest(CAST(:names AS text[])) AS name LEFT JOIN pg_class c ON c.oid = to_regclass(name)
     """
 )
+_UNREADABLE = text(
+    "SELECT NOT has_table_privilege(oid, 'SELECT') FROM (SELECT to_regclass(:name) AS oid) AS found "
+    "WHERE oid IS NOT NULL"
+)
 _PRIVILEGE_ORDER = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
@@ -101,13 +105,12 @@ def refuse_missing_privileges(
             )
 
     # REFERENCES on the existing tables the new foreign keys point at.
-    for name in sorted(references):
-        exists, owner, _owned_by, may_reference, _rights = found[quote(name)]
-        if exists and not (owner or may_reference):
-            missing.append(
-                f"REFERENCES on table {name}, which new foreign keys point at (GRANT REFERENCES ON {quote(name)} "
-                f"TO {grantee})"
-            )
+    unreferable = [name for name in sorted(references) if found[quote(name)][0] and not any(found[quote(name)][1:4:2])]
+    if unreferable:
+        missing.append(
+            f"REFERENCES on {_listed(unreferable)}, which new foreign keys point at (GRANT REFERENCES ON "
+            f"{', '.join(map(quote, unreferable))} TO {grantee})"
+        )
 
     # Recording the run: the version table and the schema history.
     for shown, key, needs in (
@@ -127,6 +130,26 @@ def refuse_missing_privileges(
             f"The role {role} lacks privileges this migration needs, so it changed nothing (not even the "
             f"version table is created or written): {'; '.join(missing)}. Have the tables' owner or a superuser "
             "run those statements, or migrate as a role that has the privileges, then run it again.",
+            exit_code=2,
+        )
+
+
+def refuse_unreadable_records(connection: Connection, version_table: str, version_table_schema: str | None) -> None:
+    """Refuse the run (exit code 2) before it reads where the database stands, when the role may not read the
+    version table or the schema history: what else it needs is told once it can."""
+    version = f"{quote(version_table_schema)}.{quote(version_table)}" if version_table_schema else quote(version_table)
+    role = connection.scalar(text("SELECT current_user"))
+    records = ((version_table, version, _VERSION_TABLE_NEEDS), (HISTORY_TABLE, quote(HISTORY_TABLE), _HISTORY_NEEDS))
+    unreadable = [(shown, key, needs) for shown, key, needs in records if connection.scalar(_UNREADABLE, {"name": key})]
+    connection.commit()
+    if unreadable:
+        grantee = quote(str(role))
+        grants = "; ".join(f"GRANT {', '.join(needs)} ON {key} TO {grantee}" for _shown, key, needs in unreadable)
+        raise OutboundSchemaError(
+            f"The role {role} may not read {_listed([shown for shown, _key, _needs in unreadable])}, where the "
+            f"migrations record where the database stands, so nothing was read, locked or changed. Grant it what "
+            f"migrating needs there ({grants}), or migrate as a role that has it, then run it again; any other "
+            "privilege the run needs is named then, before anything changes.",
             exit_code=2,
         )
 
