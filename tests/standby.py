@@ -79,14 +79,31 @@ def standby_of(pg_server: Server, at_head: str, untracked: str) -> Iterator[Stan
         sockets.chmod(0o777)
         pgdata, binaries, run_as = folder / "pgdata", _bin(version), _as_owner(data)
         subprocess.run(
-            [*run_as, str(binaries / "pg_basebackup"), "-D", str(pgdata), "-R", "-X", "stream", "-c", "fast"]
-            + ["-h", str(host), "-p", str(primary.port or 5432), "-U", primary.username or "postgres"],
+            [
+                *run_as,
+                str(binaries / "pg_basebackup"),
+                "-D",
+                str(pgdata),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-h",
+                str(host),
+                "-p",
+                str(primary.port or 5432),
+                "-U",
+                primary.username or "postgres",
+            ],
             check=True,
             capture_output=True,
         )
         ctl = [*run_as, str(binaries / "pg_ctl"), "-D", str(pgdata)]
         subprocess.run(
-            [*ctl, "-w", "-l", str(folder / "log"), "-o", f"-h '' -k {sockets}", "start"], check=True, capture_output=True
+            [*ctl, "-w", "-l", str(folder / "log"), "-o", f"-h '' -k {sockets}", "start"],
+            check=True,
+            capture_output=True,
         )
         stack.callback(subprocess.run, [*ctl, "-m", "immediate", "stop"], capture_output=True)
         url = primary.set(host=None, query={"host": str(sockets)})

@@ -224,7 +224,7 @@ def test_a_session_ended_by_an_administrator_says_so(legacy_head_db: URL) -> Non
             )
             assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         started = time.monotonic()
-        out, err = deploy.communicate(timeout=60)
+        _out, err = deploy.communicate(timeout=60)
     finally:
         holder.join()
     print(f"[{time.monotonic() - started:.2f} s after pg_terminate_backend] exit {deploy.returncode}\n{err}")
