@@ -100,8 +100,7 @@ def refuse_missing_privileges(
         if exists and not owner:
             missing.append(
                 f"ownership of table {name} (owned by {owned_by}), which altering it, indexing it and adding its "
-                f"constraints need (ALTER TABLE {quote(name)} OWNER TO {grantee}; or GRANT {quote(owned_by)} TO "
-                f"{grantee})"
+                f"constraints need (ALTER TABLE {quote(name)} OWNER TO {grantee})"
             )
 
     # REFERENCES on the existing tables the new foreign keys point at.
