@@ -188,13 +188,13 @@ class ConstraintInfo(CatalogKind):
             if replica:
                 said.append(
                     f"the triggers that enforce it are set ENABLE REPLICA on {', '.join(replica)} "
-                    "(ALTER TABLE ... ENABLE REPLICA TRIGGER ALL): they fire only in sessions with "
+                    "(ALTER TABLE ... ENABLE REPLICA TRIGGER, by name): they fire only in sessions with "
                     "session_replication_role = replica, never on the dialer's writes"
                 )
             if always:
                 said.append(
                     f"the triggers that enforce it are set ENABLE ALWAYS on {', '.join(always)} "
-                    "(ALTER TABLE ... ENABLE ALWAYS TRIGGER ALL): they also fire in sessions with "
+                    "(ALTER TABLE ... ENABLE ALWAYS TRIGGER, by name): they also fire in sessions with "
                     "session_replication_role = replica, where logical replication and restores expect "
                     "them not to"
                 )
