@@ -84,8 +84,8 @@ _INDEXES = f"""
 _CONSTRAINTS = f"""
     SELECT con.conname, c.relname, con.contype, pg_get_constraintdef(con.oid),
            -- Its triggers that do not fire as ENABLE leaves them ('O'): "table:state", a state one letter.
-           ARRAY(SELECT DISTINCT (tg.tgrelid::regclass::text || ':' || tg.tgenabled::text) COLLATE "C" FROM pg_trigger tg
-                 WHERE tg.tgconstraint = con.oid AND tg.tgenabled <> 'O' ORDER BY 1)
+           ARRAY(SELECT DISTINCT (tg.tgrelid::regclass::text || ':' || tg.tgenabled::text) COLLATE "C"
+                 FROM pg_trigger tg WHERE tg.tgconstraint = con.oid AND tg.tgenabled <> 'O' ORDER BY 1)
     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
     WHERE con.conrelid = ANY({_OIDS}) AND con.contype NOT IN ('n', 't')
 """
