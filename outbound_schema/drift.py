@@ -28,7 +28,7 @@ to PostgreSQL through psycopg, with SELECT privileges only (a role with
 
 The JSON report (``--format json``) has this shape, stable within ``format`` 1::
 
-    {"format": 1, "status": "ok" | "drift" | "ahead" | "error", "database": "<masked URL>",
+    {"format": 1, "status": "ok" | "drift" | "behind" | "migrating" | "ahead" | "error", "database": "<masked URL>",
      "revision": {"state": "at_head" | "behind" | "ahead" | "unknown" | "untracked",
                   "current": ["46d"], "head": "46d", "pending": [], "compared_with": "46d",
                   "newer": [{"revision": ..., "parents": [...], "action": ..., "applied_at": ...,
@@ -38,14 +38,20 @@ The JSON report (``--format json``) has this shape, stable within ``format`` 1::
                   "name": "...",
                   "verdict": "ok" | "missing" | "different" | "extra" | "invalid" | "renamed" | "disabled"
                              | "behind" | "ahead" | "unknown" | "untracked" | "shadowed" | "elsewhere"
-                             | "unjudged",
+                             | "unjudged" | "migrating" | "unread",
                   "expected": "..." | null, "found": "..." | null,
                   "detail": "what differs, in words, and what to do" | null}],
-     "summary": {"ok": 40, "drift": 0, "not_judged": 0 (ahead only)}}
+     "summary": {"ok": 40, "drift": 0, "not_judged": 0 (when any object is neither)},
+     "running": null | {"pid": ..., "user": ..., "client": ..., "connected_s": ..., "progress": {...} | null,
+                        "revisions": ["46d", ...]}}
 
-Exit codes: 0 ok, and ``ahead`` (a newer release migrated the database: the objects of this release's
-head are compared, and what differs is reported ``unjudged``, since a later revision this release does
-not have may have made it so; the newer release's check judges it); 1 drift; 2 could not check.
+Exit codes: 1 drift; 2 could not check; 0 otherwise: ``ok``; ``behind`` (at a revision before head, its
+objects matching that revision's file: an upgrade is pending, nothing is wrong); ``migrating`` (a
+migration holds the lock: the objects of the revisions it applies are reported ``migrating``, not judged,
+so a deploy's index mid-build pages no one; drift elsewhere is still drift); ``ahead`` (a newer release
+migrated the database: the objects of this release's head are compared, and what differs is reported
+``unjudged``, since a later revision this release does not have may have made it so; the newer release's
+check judges it). A sequence position this role may not read is ``unread``, with the GRANT that lets it.
 
 On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
 """
