@@ -440,10 +440,11 @@ def _objects_of(history: History, revisions: Iterable[str]) -> set[tuple[str, st
 
 def _migrating(verdict: Verdict, running: Running, in_progress: tuple[str, ...]) -> Verdict:
     """An object the running migration changes: how it stands now is said, not judged."""
-    detail = (
-        f"{verdict.detail}; not judged: revision(s) {' -> '.join(in_progress)}, which server process {running.pid} "
-        "is applying now, change it. Check again once the migration ends"
-    )
+    applying = f"revision(s) {' -> '.join(in_progress)}, which server process {running.pid} is applying now"
+    if verdict.kind == "revision":
+        detail = f"{verdict.detail}; {applying}"
+    else:  # what the file of the revision the database is at says of it is moot: the migration changes it
+        detail = f"found {verdict.found or 'absent so far'}; {applying}, change it: not judged until it ends"
     return Verdict(verdict.kind, verdict.name, "migrating", verdict.expected, verdict.found, detail)
 
 
