@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         parents=[read_options],
-        help="compare the live schema with the revisions: exit 0 match, 1 drift, 2 could not check",
+        help="compare the live schema with its revision: exit 0 no drift (also behind, migrating, ahead), 1 drift, "
+        "2 could not check",
     )
     check.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -273,7 +274,7 @@ def _took(duration_ms: int | None) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """Exit 0 when the database matches, 1 on drift, 2 when it could not be checked.
+    """Exit 0 when nothing drifts (at head, behind, migrating or ahead), 1 on drift, 2 when it could not be checked.
 
     Runs on psycopg alone: neither Alembic nor SQLAlchemy is imported unless no URL is configured.
     """

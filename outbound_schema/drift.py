@@ -28,7 +28,7 @@ to PostgreSQL through psycopg, with SELECT privileges only (a role with
 
 The JSON report (``--format json``) has this shape, stable within ``format`` 1::
 
-    {"format": 1, "status": "ok" | "drift" | "ahead" | "error", "database": "<masked URL>",
+    {"format": 1, "status": "ok" | "drift" | "behind" | "migrating" | "ahead" | "error", "database": "<masked URL>",
      "revision": {"state": "at_head" | "behind" | "ahead" | "unknown" | "untracked",
                   "current": ["46d"], "head": "46d", "pending": [], "compared_with": "46d",
                   "newer": [{"revision": ..., "parents": [...], "action": ..., "applied_at": ...,
@@ -38,14 +38,20 @@ The JSON report (``--format json``) has this shape, stable within ``format`` 1::
                   "name": "...",
                   "verdict": "ok" | "missing" | "different" | "extra" | "invalid" | "renamed" | "disabled"
                              | "behind" | "ahead" | "unknown" | "untracked" | "shadowed" | "elsewhere"
-                             | "unjudged",
+                             | "unjudged" | "migrating" | "unread",
                   "expected": "..." | null, "found": "..." | null,
                   "detail": "what differs, in words, and what to do" | null}],
-     "summary": {"ok": 40, "drift": 0, "not_judged": 0 (ahead only)}}
+     "summary": {"ok": 40, "drift": 0, "not_judged": 0 (when any object is neither)},
+     "running": null | {"pid": ..., "user": ..., "client": ..., "connected_s": ..., "progress": {...} | null,
+                        "revisions": ["46d", ...]}}
 
-Exit codes: 0 ok, and ``ahead`` (a newer release migrated the database: the objects of this release's
-head are compared, and what differs is reported ``unjudged``, since a later revision this release does
-not have may have made it so; the newer release's check judges it); 1 drift; 2 could not check.
+Exit codes: 1 drift; 2 could not check; 0 otherwise: ``ok``; ``behind`` (at a revision before head, its
+objects matching that revision's file: an upgrade is pending, nothing is wrong); ``migrating`` (a
+migration holds the lock: the objects of the revisions it applies are reported ``migrating``, not judged,
+so a deploy's index mid-build pages no one; drift elsewhere is still drift); ``ahead`` (a newer release
+migrated the database: the objects of this release's head are compared, and what differs is reported
+``unjudged``, since a later revision this release does not have may have made it so; the newer release's
+check judges it). A sequence position this role may not read is ``unread``, with the GRANT that lets it.
 
 On error: ``{"format": 1, "status": "error", "error": "<message>"}``.
 """
@@ -65,14 +71,16 @@ from outbound_schema.catalog import (
     SequencePosition,
     Snapshot,
     objects,
+    resolve,
     same,
     survey,
 )
-from outbound_schema.config import VERSION_TABLE
+from outbound_schema.config import LOCK_KEY, VERSION_TABLE
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, load_file
 from outbound_schema.history import History
 from outbound_schema.keywords import literal, quote
+from outbound_schema.progress import Running, running
 from outbound_schema.standing import Standing, stand
 
 if TYPE_CHECKING:
@@ -94,10 +102,15 @@ class Verdict:
     def ok(self) -> bool:
         return self.verdict == "ok"
 
+    @property
+    def drifted(self) -> bool:
+        """Whether it is drift: neither ok nor something this check does not judge (see :data:`NOT_JUDGED`)."""
+        return not self.ok and self.verdict not in NOT_JUDGED and (self.kind, self.verdict) != ("revision", "behind")
+
     def line(self) -> str:
         if self.ok:
             return f"✅ {self.kind} {self.name}: {self.found}"
-        if self.verdict in NOT_JUDGED:
+        if not self.drifted:
             return f"⚠️ {self.kind} {self.name}: {self.detail}"
         return f"❌ {self.kind} {self.name}: {self.detail}"
 
@@ -107,18 +120,29 @@ class Report:
     database: str
     revision: Standing
     objects: list[Verdict]
+    #: The migration holding the lock while the check read the database, and the revisions it is applying.
+    running: Running | None = None
+    in_progress: tuple[str, ...] = ()
 
     @property
     def drift(self) -> list[Verdict]:
-        return [v for v in self.objects if not v.ok and v.verdict not in NOT_JUDGED]
+        return [v for v in self.objects if v.drifted]
 
     @property
     def not_judged(self) -> list[Verdict]:
-        return [v for v in self.objects if v.verdict in NOT_JUDGED]
+        """Neither ok nor drift: unjudged past this release, a migration's own, unreadable, the revision line
+        when ahead or behind."""
+        return [v for v in self.objects if not v.ok and not v.drifted]
 
     @property
     def status(self) -> str:
-        return "drift" if self.drift else "ahead" if self.not_judged else "ok"
+        if self.drift:
+            return "drift"
+        if self.running is not None:
+            return "migrating"
+        if self.revision.state in ("ahead", "behind"):
+            return self.revision.state
+        return "ok"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -141,24 +165,49 @@ class Report:
                     "drift": len(self.drift),
                     **({"not_judged": len(self.not_judged)} if self.not_judged else {}),
                 },
+                # The migration running while the check read the database (null when none ran).
+                "running": None
+                if self.running is None
+                else {**self.running.to_json(), "revisions": list(self.in_progress)},
             },
             indent=2,
             ensure_ascii=False,
         )
 
     def to_text(self) -> str:
-        lines = [f"database: {self.database}", *(v.line() for v in self.objects)]
+        lines = [f"database: {self.database}"]
+        if self.running is not None:
+            lines.append(f"running: {self.running.describe()}")
+        lines += [v.line() for v in self.objects]
         compared = self.revision.compared_with
         against = f"revision {compared}{' (head)' if compared == self.revision.head else ''}"
+        total, aside = len(self.objects), len(self.not_judged)
         if self.drift:
-            lines.append(f"DRIFT: {len(self.drift)} of {len(self.objects)} objects differ from {against}")
-        elif self.not_judged:
+            lines.append(f"DRIFT: {len(self.drift)} of {total} objects differ from {against}")
+        elif self.running is not None:
+            applying = " -> ".join(self.in_progress) or "nothing this release knows of"
             lines.append(
-                f"AHEAD: the database is past this release's {against}; {len(self.not_judged)} of "
-                f"{len(self.objects)} objects could not be judged, the others match it"
+                f"MIGRATING: server process {self.running.pid} holds the migration lock, applying {applying}; "
+                f"{aside} of {total} objects are not judged until it ends (its own, or unreadable), "
+                f"the others match {against}"
+            )
+        elif self.revision.state == "ahead":
+            lines.append(
+                f"AHEAD: the database is past this release's {against}; {aside} of "
+                f"{total} objects could not be judged, the others match it"
+            )
+        elif self.revision.state == "behind":
+            lines.append(
+                f"BEHIND: the database is {self.revision.summary()}; {total - aside} of {total} objects match "
+                f"{against}, as they should (`outbound-schema upgrade` applies the pending revisions)"
+            )
+        elif aside:
+            lines.append(
+                f"OK: {total - aside} of {total} objects match {against}; {aside} could not be read by this role "
+                "(the ⚠️ lines say what to grant)"
             )
         else:
-            lines.append(f"OK: all {len(self.objects)} objects match {against}")
+            lines.append(f"OK: all {total} objects match {against}")
         return "\n".join(lines)
 
 
@@ -236,6 +285,14 @@ def _compare(
 
 def position_verdicts(positions: Iterable[SequencePosition]) -> Iterator[Verdict]:
     for position in positions:
+        if position.grant is not None:
+            detail = (
+                f"not compared with {position.column}: this role may not read where the sequence stands (reading "
+                "it needs SELECT on the sequence, which GRANT SELECT ON ALL TABLES does not give); everything "
+                f"else was checked. Let it: {position.grant}"
+            )
+            yield Verdict("position", position.sequence, "unread", None, "not read: no privilege", detail)
+            continue
         up, extreme = ("up to", "max") if position.increment > 0 else ("down to", "min")
         found = f"next value {position.next_value}; {position.column} holds values {up} {position.largest}"
         if position.hidden:
@@ -259,11 +316,40 @@ def position_verdicts(positions: Iterable[SequencePosition]) -> Iterator[Verdict
         yield Verdict("position", position.sequence, "behind", None, found, detail)
 
 
-def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], version_table: str) -> Iterator[Verdict]:
-    """Whether the search path finds our tables where our version table is, each in one place only."""
+def _home(found: Mapping[str, Resolution], version_table: str) -> str | None:
+    """The schema our tables belong in: our version table's, else where most of them are."""
     home_of_version = found[version_table].schema if version_table in found else None
     schemas = [r.schema for r in found.values() if r.schema is not None]
-    home = home_of_version or (max(set(schemas), key=schemas.count) if schemas else None)
+    return home_of_version or (max(set(schemas), key=schemas.count) if schemas else None)
+
+
+def moved(found: Mapping[str, Resolution], version_table: str) -> dict[str, tuple[str, str]]:
+    """Our tables the search path finds in another schema than the one they belong in, by name: (the schema
+    they belong in, the one they are in). The check reports each as a table, and compares none of its objects."""
+    home = _home(found, version_table)
+    return {
+        name: (home, r.schema)
+        for name, r in found.items()
+        if home is not None and r.schema is not None and len(r.schemas) == 1 and r.schema != home
+    }
+
+
+def moved_verdict(verdict: Verdict, home: str, schema: str, path: list[str]) -> Verdict:
+    """A table of ours found in ``schema``, not in ``home``: compared as missing, said as moved."""
+    table = verdict.name
+    detail = (
+        f"missing from schema {home}, where our other tables are; found in schema {schema} (search_path: "
+        f"{', '.join(path)}), so none of its objects are compared: the dialer finds it there only while {schema} "
+        f"is on the search_path, and upgrades expect it in {home}. Move it back: "
+        f"ALTER TABLE {quote(schema)}.{quote(table)} SET SCHEMA {quote(home)}"
+    )
+    return Verdict("table", table, "elsewhere", f"in schema {home}", f"in schema {schema}", detail)
+
+
+def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], version_table: str) -> Iterator[Verdict]:
+    """Whether the search path finds our tables where our version table is, each in one place only (a table
+    found elsewhere is said by its table's verdict, :func:`moved_verdict`)."""
+    home = _home(found, version_table)
     shown_path = ", ".join(path) or "(no existing schema)"
     trouble = False
     for name, resolution in found.items():
@@ -277,14 +363,7 @@ def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], versi
             )
             yield Verdict("search_path", name, "shadowed", home, ", ".join(resolution.schemas), detail)
         elif resolution.schema is not None and home is not None and resolution.schema != home:
-            trouble = True
-            at_home = [other for other, r in found.items() if r.schema == home]
-            detail = (
-                f"resolves to schema {resolution.schema}, while {' and '.join(at_home)} "
-                f"{'is' if len(at_home) == 1 else 'are'} in {home} (search_path: {shown_path}): "
-                "move it beside them (ALTER TABLE ... SET SCHEMA) or fix the search_path"
-            )
-            yield Verdict("search_path", name, "elsewhere", home, resolution.schema, detail)
+            trouble = True  # said by the table's own verdict
     if not trouble:
         where = f"schema {home}" if home else "no schema yet"
         yield Verdict("search_path", shown_path, "ok", found=f"our tables resolve to {where}")
@@ -293,7 +372,9 @@ def search_path_verdicts(path: list[str], found: Mapping[str, Resolution], versi
 # Where the version table stands.
 
 #: Verdicts that say what this release cannot judge, not that anything drifted.
-NOT_JUDGED = frozenset({"ahead", "unjudged"})
+#: ``migrating``: an object a migration running now changes; ``unread``: what this role may not read.
+#: (The revision line ``behind`` is no drift either: see :attr:`Verdict.drifted`.)
+NOT_JUDGED = frozenset({"ahead", "unjudged", "migrating", "unread"})
 
 
 def _revision_verdict(state: Standing, version_table: str) -> Verdict:
@@ -326,8 +407,55 @@ def _not_judged(verdict: Verdict, state: Standing) -> Verdict:
     return Verdict(verdict.kind, verdict.name, "unjudged", verdict.expected, verdict.found, detail)
 
 
+def _in_progress(state: Standing, history: History, running: Running) -> tuple[str, ...]:
+    """The revisions a migration running now is applying, as far as can be told: those pending (an upgrade),
+    else the one its statement names (going down), else the revision the database is at (a downgrade starts
+    there; an upgrade with nothing left to do changes nothing)."""
+    label = running.progress.statement.split(":", 1)[0] if running.progress and running.progress.statement else ""
+    if label in history.revisions and label not in state.pending:
+        return (label,)
+    if state.pending:
+        return state.pending
+    return tuple(rev for rev in state.current if rev in history.revisions)
+
+
+def _objects_of(history: History, revisions: Iterable[str]) -> set[tuple[str, str]]:
+    """(kind, name as reported) of each object ``revisions`` create, change or drop: what differs between
+    each one's expected schema and its parents'. A sequence's position goes with the sequence."""
+    touched: set[tuple[str, str]] = set()
+    for revision in revisions:
+        after = load_file(history.schema_file(revision)) or Snapshot()
+        mine = objects(after, every=True)
+        for parent in history.revisions[revision].down_revisions or (None,):
+            before = (load_file(history.schema_file(parent)) if parent else None) or Snapshot()
+            theirs = objects(before, every=True)
+            for key in mine.keys() | theirs.keys():
+                if not same(mine.get(key), theirs.get(key)) or key not in mine or key not in theirs:
+                    kind, name = key
+                    touched.add((kind, KINDS[kind].shown(name)))
+                    if kind == "sequence":
+                        touched.add(("position", name))
+    return touched
+
+
+def _migrating(verdict: Verdict, running: Running, in_progress: tuple[str, ...]) -> Verdict:
+    """An object the running migration changes: how it stands now is said, not judged."""
+    applying = f"revision(s) {' -> '.join(in_progress)}, which server process {running.pid} is applying now"
+    if verdict.kind == "revision":
+        detail = f"{verdict.detail}; {applying}"
+    else:  # what the file of the revision the database is at says of it is moot: the migration changes it
+        detail = f"found {verdict.found or 'absent so far'}; {applying}, change it: not judged until it ends"
+    return Verdict(verdict.kind, verdict.name, "migrating", verdict.expected, verdict.found, detail)
+
+
 def check(connection: Queryable, history: History, database: str, version_table: str = VERSION_TABLE) -> Report:
-    """Compare the database behind ``connection`` with the expected schema of its revision; changes nothing."""
+    """Compare the database behind ``connection`` with the expected schema of its revision; changes nothing.
+
+    While a migration holds the lock (before or after the catalog is read), the objects of the revisions it
+    is applying get no verdict of drift: how they stand is said, marked ``migrating``.
+    """
+    migration = running(connection, LOCK_KEY)
+    connection.commit()  # the activity a transaction reads is read once: the second look needs a new one
     state = stand(connection, history, version_table)
     want = load_file(history.schema_file(state.compared_with))
     if want is None:
@@ -341,13 +469,30 @@ def check(connection: Queryable, history: History, database: str, version_table:
     for revision in history.managed():
         snap = load_file(history.schema_file(revision))
         tables.update(dict.fromkeys(snap.tables if snap else ()))
-    live = survey(connection, list(tables), want, version_table)
+    path, resolutions = resolve(connection, [*tables, version_table])
+    away = {name: where for name, where in moved(resolutions, version_table).items() if name in want.tables}
+    live = survey(connection, list(tables), want, version_table, excluding=away)
     verdicts = [
-        *compare(want, live.snapshot),
+        *(
+            moved_verdict(v, *away[v.name], path) if v.kind == "table" and v.name in away else v
+            for v in compare(want, live.snapshot)
+        ),
         *position_verdicts(live.positions),
         *search_path_verdicts(live.search_path, live.resolutions, version_table),
     ]
+    connection.commit()
+    migration = running(connection, LOCK_KEY) or migration
+    in_progress: tuple[str, ...] = ()
     if state.state == "ahead":
         verdicts = [_not_judged(verdict, state) for verdict in verdicts]
-    verdicts.append(_revision_verdict(state, version_table))
-    return Report(database, state, verdicts)
+    elif migration is not None:
+        in_progress = _in_progress(state, history, migration)
+        theirs = _objects_of(history, in_progress)
+        verdicts = [
+            _migrating(v, migration, in_progress) if v.drifted and (v.kind, v.name) in theirs else v for v in verdicts
+        ]
+    where = _revision_verdict(state, version_table)
+    if migration is not None and state.state in ("behind", "untracked"):
+        where = _migrating(where, migration, in_progress)
+    verdicts.append(where)
+    return Report(database, state, verdicts, migration, in_progress)

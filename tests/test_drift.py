@@ -219,7 +219,6 @@ DRIFT = {
         "concurrency_positive",
         "extra",
     ),
-    "behind head": ([f"UPDATE {VERSION_TABLE} SET version_num = '46b'"], "revision", VERSION_TABLE, "behind"),
     "unknown revision": (
         [f"UPDATE {VERSION_TABLE} SET version_num = 'ae1027a6acf'"],
         "revision",

@@ -56,7 +56,9 @@ _COLUMNS = f"""
                    WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END,
                CASE a.attcompression WHEN 'p' THEN 'COMPRESSION pglz' WHEN 'l' THEN 'COMPRESSION lz4' END,
                CASE WHEN a.attoptions IS NOT NULL THEN '(' || array_to_string(a.attoptions, ', ') || ')' END
-           ], NULL)
+           ], NULL),
+           -- Then, not compared: the storage ALTER COLUMN ... SET STORAGE puts back (its type's).
+           CASE t.typstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_type t ON t.oid = a.atttypid
@@ -81,8 +83,9 @@ _INDEXES = f"""
 # PostgreSQL 18's NOT NULL entries are read per column; a CONSTRAINT TRIGGER ('t') is read as a trigger.
 _CONSTRAINTS = f"""
     SELECT con.conname, c.relname, con.contype, pg_get_constraintdef(con.oid),
-           ARRAY(SELECT DISTINCT tg.tgrelid::regclass::text COLLATE "C" FROM pg_trigger tg
-                 WHERE tg.tgconstraint = con.oid AND tg.tgenabled = 'D' ORDER BY 1)
+           -- Its triggers that do not fire as ENABLE leaves them ('O'): "table:state", a state one letter.
+           ARRAY(SELECT DISTINCT (tg.tgrelid::regclass::text || ':' || tg.tgenabled::text) COLLATE "C"
+                 FROM pg_trigger tg WHERE tg.tgconstraint = con.oid AND tg.tgenabled <> 'O' ORDER BY 1)
     FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
     WHERE con.conrelid = ANY({_OIDS}) AND con.contype NOT IN ('n', 't')
 """
@@ -265,8 +268,9 @@ def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
     for name, table, unique, definition, valid, owner, quoted, qualified, bare in fetch(connection, _INDEXES, params):
         keys = _index_using(definition, quoted, (qualified, bare))
         snap.add(IndexInfo(name, table, unique, neutral(keys), valid, owner))
-    for name, table, kind, definition, disabled_on in fetch(connection, _CONSTRAINTS, params):
-        snap.add(ConstraintInfo(name, table, kind, neutral(definition), tuple(disabled_on)))
+    for name, table, kind, definition, firing in fetch(connection, _CONSTRAINTS, params):
+        states = tuple((entry[:-2], entry[-1]) for entry in firing)  # "table:D" -> ("table", "D")
+        snap.add(ConstraintInfo(name, table, kind, neutral(definition), states))
     for row in fetch(connection, _SEQUENCES, params):
         name, type_, start, increment, minimum, maximum, cache, cycle, owner, unlogged = row
         snap.add(
@@ -307,10 +311,19 @@ class Survey:
     resolutions: dict[str, Resolution]  # where the search path finds each of our tables and the version table
 
 
-def survey(connection: Queryable, tables: Sequence[str], expected: Snapshot, version_table: str) -> Survey:
-    oids = table_oids(connection, tables)
-    found = align_defaults(connection, [expected], _snapshot(connection, oids))
+def survey(
+    connection: Queryable,
+    tables: Sequence[str],
+    expected: Snapshot,
+    version_table: str,
+    *,
+    excluding: Iterable[str] = (),
+) -> Survey:
+    """What the check compares; of ``excluding`` (tables found where they do not belong) only where they are."""
     path, resolutions = resolve(connection, [*tables, version_table])
+    left_out = set(excluding)
+    oids = table_oids(connection, [table for table in tables if table not in left_out])
+    found = align_defaults(connection, [expected], _snapshot(connection, oids))
     return Survey(found, _positions(connection, oids), path, resolutions)
 
 
@@ -321,15 +334,17 @@ class SequencePosition:
     sequence: str
     column: str  # "table.column"
     increment: int
-    next_value: int  # what nextval() returns next
+    next_value: int | None  # what nextval() returns next; None: this role may not read it (see ``grant``)
     largest: int | None  # the column's largest value (smallest, for a descending sequence); None: empty
     #: Row-level security hides rows of the table from this role: ``largest`` was not read.
     hidden: bool = False
+    #: What this role lacks to read the position, as the GRANT that gives it; None when it was read.
+    grant: str | None = None
 
     @property
     def behind(self) -> bool:
         """Whether the next value is one the column may already hold: the next insert would fail."""
-        if self.largest is None or self.hidden:
+        if self.largest is None or self.hidden or self.next_value is None:
             return False
         return self.next_value <= self.largest if self.increment > 0 else self.next_value >= self.largest
 
@@ -353,7 +368,10 @@ _FED_UNIQUE_COLUMNS = f"""
            (SELECT quote_ident(nspname) FROM pg_namespace WHERE oid = c.relnamespace) || '.' || quote_ident(c.relname),
            quote_ident(a.attname),
            c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
-               AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user)
+               AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user),
+           -- What this role may read: the sequence's position, the column's values (else: the GRANT it needs).
+           has_sequence_privilege(s.oid, 'SELECT'), has_column_privilege(c.oid, a.attnum, 'SELECT'),
+           quote_ident(current_user)
     -- The one-row lookups (increment, schemas) as subqueries, not joins: joined, the planner weighed
     -- the orders of eight relations, 8 ms of server time on every check; so, 2.5-5 ms.
     FROM fed
@@ -374,7 +392,15 @@ def _positions(connection: Queryable, oids: dict[str, int]) -> list[SequencePosi
     """
     fed = fetch(connection, _FED_UNIQUE_COLUMNS, {"oids": [str(oid) for oid in oids.values()]})
     positions = []
-    for sequence, column, increment, seq_sql, table_sql, column_sql, hidden in fed:
+    for sequence, column, increment, seq_sql, table_sql, column_sql, hidden, *may in fed:
+        sequence_readable, column_readable, role = may
+        if not (sequence_readable and column_readable):
+            grant = "; ".join(
+                ([] if sequence_readable else [f"GRANT SELECT ON SEQUENCE {seq_sql} TO {role}"])
+                + ([] if column_readable else [f"GRANT SELECT ({column_sql}) ON {table_sql} TO {role}"])
+            )
+            positions.append(SequencePosition(sequence, column, int(increment), None, None, hidden, grant))
+            continue
         extreme = "max" if increment > 0 else "min"
         largest_sql = "NULL" if hidden else f"(SELECT {extreme}({column_sql}) FROM {table_sql})"
         sql = _literal_percent(f"SELECT last_value, is_called, {largest_sql} FROM {seq_sql}")

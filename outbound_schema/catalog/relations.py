@@ -94,6 +94,8 @@ _CLAUSES = (
     ("MATCH", re.compile(r" MATCH (FULL|PARTIAL|SIMPLE)")),
     ("deferrability", re.compile(r" (DEFERRABLE(?: INITIALLY DEFERRED)?)")),
 )
+#: pg_trigger.tgenabled of an enforcing trigger other than "O", in words.
+_TRIGGER_STATES = {"D": "disabled", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
 _DEFAULT_CLAUSE = {
     "ON UPDATE": "ON UPDATE NO ACTION",
     "ON DELETE": "ON DELETE NO ACTION",
@@ -112,13 +114,20 @@ class ConstraintInfo(CatalogKind):
     table: str
     kind: str  # p, f, u, c, x
     definition: str  # as pg_get_constraintdef prints it, NOT VALID and DEFERRABLE included
-    #: The tables whose triggers enforcing it are disabled (ALTER TABLE ... DISABLE TRIGGER ALL);
-    #: only a live database can say so, the expected schema always enforces.
-    disabled_on: tuple[str, ...] = ()
+    #: The tables whose triggers enforcing it do not fire as they should, with their pg_trigger.tgenabled:
+    #: "D" (ALTER TABLE ... DISABLE TRIGGER ALL), "R" (ENABLE REPLICA: they fire only in sessions with
+    #: session_replication_role = replica), "A" (ENABLE ALWAYS: they fire in those sessions too). Only a live
+    #: database can say so; the expected schema always enforces, as ENABLE leaves them ("O").
+    firing: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def disabled_on(self) -> tuple[str, ...]:
+        """The tables whose enforcing triggers do not fire in ordinary sessions (DISABLE, ENABLE REPLICA)."""
+        return tuple(table for table, state in self.firing if state in "DR")
 
     @property
     def enforced(self) -> bool:
-        return not self.disabled_on
+        return not self.firing
 
     @property
     def validated(self) -> bool:
@@ -135,7 +144,10 @@ class ConstraintInfo(CatalogKind):
 
     def describe(self) -> str:
         described = f"{self.definition} on {self.table}"
-        return described if self.enforced else f"{described}, NOT ENFORCED (its triggers are disabled)"
+        states = [f"its triggers are {_TRIGGER_STATES[state]} on {table}" for table, state in self.firing]
+        if self.disabled_on:
+            return f"{described}, NOT ENFORCED ({'; '.join(states)})"
+        return f"{described}{''.join(f', {state}' for state in states)}"
 
     def differences(self, have: ConstraintInfo) -> str:
         if (have.table, have.kind) != (self.table, self.kind):
@@ -161,14 +173,39 @@ class ConstraintInfo(CatalogKind):
         return "; ".join(said)
 
     def problem(self) -> Problem | None:
-        if not self.enforced:
-            return (
-                "disabled",
-                f"is not enforced: the triggers that enforce it are disabled on {', '.join(self.disabled_on)} "
-                "(ALTER TABLE … DISABLE TRIGGER ALL), so rows written meanwhile were never checked. Re-enable them ("
-                + "; ".join(f"ALTER TABLE {table} ENABLE TRIGGER ALL" for table in self.disabled_on)
-                + "), then find the rows that break it",
-            )
+        if self.firing:
+            tables = sorted({table for table, _ in self.firing})
+            fix = "; ".join(f"ALTER TABLE {table} ENABLE TRIGGER ALL" for table in tables)
+            disabled = [table for table, state in self.firing if state == "D"]
+            replica = [table for table, state in self.firing if state == "R"]
+            always = [table for table, state in self.firing if state == "A"]
+            said = []
+            if disabled:
+                said.append(
+                    f"the triggers that enforce it are disabled on {', '.join(disabled)} "
+                    "(ALTER TABLE ... DISABLE TRIGGER ALL)"
+                )
+            if replica:
+                said.append(
+                    f"the triggers that enforce it are set ENABLE REPLICA on {', '.join(replica)} "
+                    "(ALTER TABLE ... ENABLE REPLICA TRIGGER, by name): they fire only in sessions with "
+                    "session_replication_role = replica, never on the dialer's writes"
+                )
+            if always:
+                said.append(
+                    f"the triggers that enforce it are set ENABLE ALWAYS on {', '.join(always)} "
+                    "(ALTER TABLE ... ENABLE ALWAYS TRIGGER, by name): they also fire in sessions with "
+                    "session_replication_role = replica, where logical replication and restores expect "
+                    "them not to"
+                )
+            expected = "expected its triggers ENABLE (fired by every ordinary session, not under replica)"
+            if disabled or replica:
+                return (
+                    "disabled",
+                    f"is not enforced: {'; '.join(said)}, so rows written meanwhile were never checked; "
+                    f"{expected}. Re-enable them ({fix}), then find the rows that break it",
+                )
+            return ("different", f"is enforced where it should not be: {'; '.join(said)}; {expected} ({fix})")
         if not self.validated:
             return (
                 "invalid",
@@ -246,40 +283,46 @@ class SequenceInfo(CatalogKind):
         return f"{'UNLOGGED ' if self.unlogged else ''}{self.type} sequence {owner}, {options}"
 
     def differences(self, have: SequenceInfo) -> str:
-        said = []
+        said, options, fixes = [], [], []
+        name = quote(self.name)
         if have.owned_by != self.owned_by:
+            owner = _owner(self.owned_by)
             if have.owned_by is None:
                 said.append(
                     f"is no longer owned by {self.owned_by}: it still exists and feeds its default, but dropping "
                     f"that column or table would leave it behind "
-                    f"(ALTER SEQUENCE {quote(self.name)} OWNED BY {self.owned_by})"
+                    f"(ALTER SEQUENCE {name} OWNED BY {owner})"
                 )
             else:
                 said.append(f"is owned by {have.owned_by}, expected {self.owned_by or 'no column'}")
+                fixes.append(f"ALTER SEQUENCE {name} OWNED BY {owner}")
         expected, found = self.options(), have.options()
         for option, value in found.items():
-            if value != expected[option]:
-                if option == "CYCLE":
-                    said.append(
-                        "cycles: past its maximum it starts again and hands out values already used"
-                        if value
-                        else "does not cycle, expected CYCLE"
-                    )
-                elif option == "UNLOGGED":
-                    said.append(
-                        "is UNLOGGED: after a crash it restarts and hands out values already used"
-                        if value
-                        else "is logged, expected UNLOGGED"
-                    )
-                else:
-                    said.append(f"has {option} {value}, expected {expected[option]}")
-        return "; ".join(said)
+            if value == expected[option]:
+                continue
+            if option == "CYCLE":
+                said.append(
+                    "cycles: past its maximum it starts again and hands out values already used; expected NO CYCLE"
+                    if value
+                    else "does not cycle, expected CYCLE"
+                )
+                options.append("CYCLE" if expected[option] else "NO CYCLE")
+            elif option == "UNLOGGED":
+                said.append(
+                    "is UNLOGGED: after a crash it restarts and hands out values already used; expected logged"
+                    if value
+                    else "is logged, expected UNLOGGED"
+                )
+                fixes.append(f"ALTER SEQUENCE {name} SET {'UNLOGGED' if expected[option] else 'LOGGED'}")
+            else:
+                said.append(f"has {option} {value}, expected {expected[option]}")
+                options.append(f"{option} {expected[option]}")
+        if options:
+            fixes.insert(0, f"ALTER SEQUENCE {name} {' '.join(options)}")
+        return "; ".join(said) + (f" ({'; '.join(fixes)})" if fixes else "")
 
     def statements(self) -> list[str]:
-        owner = "NONE"
-        if self.owned_by:
-            table, column = self.owned_by.split(".", 1)
-            owner = f"{quote(table)}.{quote(column)}"
+        owner = _owner(self.owned_by)
         return [
             f"CREATE {'UNLOGGED ' if self.unlogged else ''}SEQUENCE {quote(self.name)} AS {self.type} "
             f"START WITH {self.start} INCREMENT BY {self.increment} MINVALUE {self.minimum} "
@@ -306,6 +349,14 @@ class SequenceInfo(CatalogKind):
             not no_cycle,
             bool(unlogged),
         )
+
+
+def _owner(owned_by: str | None) -> str:
+    """``table.column`` (or NONE) as ALTER SEQUENCE ... OWNED BY takes it."""
+    if not owned_by:
+        return "NONE"
+    table, column = owned_by.split(".", 1)
+    return f"{quote(table)}.{quote(column)}"
 
 
 def _default_sequence_options(type_: str, increment: int) -> tuple[int, int, int, bool]:

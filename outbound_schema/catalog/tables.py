@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -164,6 +164,51 @@ def _collation(column: ColumnInfo) -> str | None:
     return None if column.collation is None else f"COLLATE {column.collation}"
 
 
+#: A column option's default, as ``ALTER COLUMN ... SET`` puts it back (STORAGE: the type's, from the column).
+_OPTION_DEFAULTS = {"STATISTICS": "STATISTICS -1", "COMPRESSION": "COMPRESSION DEFAULT"}
+
+
+def _option_name(option: str) -> str:
+    """STATISTICS, STORAGE, COMPRESSION, or "(" for the attribute options (n_distinct, ...)."""
+    return "(" if option.startswith("(") else option.split(" ", 1)[0]
+
+
+def _option_names(options: str) -> list[str]:
+    """The names in ``(n_distinct=100, n_distinct_inherited=-1)``."""
+    return [item.split("=", 1)[0].strip() for item in options.strip("()").split(",") if item.strip()]
+
+
+def _options_differ(want: ColumnInfo, have: ColumnInfo) -> str:
+    """Each per-column setting that differs, with the expected one and the ALTER COLUMN that sets it."""
+    wanted = {_option_name(o): o for o in want.options}
+    found = {_option_name(o): o for o in have.options}
+    alter = f"ALTER TABLE {quote(want.table or have.table)} ALTER COLUMN {quote(want.name)}"
+    said, fixes = [], []
+    for name in dict.fromkeys([*found, *wanted]):
+        is_, expected = found.get(name), wanted.get(name)
+        if is_ == expected:
+            continue
+        if name == "(":
+            extra = [o for o in _option_names(is_ or "") if o not in _option_names(expected or "")]
+            said.append(f"has SET {is_ or '(none)'}, expected {expected or 'none'}")
+            if extra:
+                fixes.append(f"{alter} RESET ({', '.join(extra)})")
+            if expected:
+                fixes.append(f"{alter} SET {expected}")
+            continue
+        if expected is None:
+            if name == "STORAGE":
+                expected = f"STORAGE {have.type_storage or 'EXTENDED'}"
+                said.append(f"has SET {is_}, expected {expected} (its type's)")
+            else:
+                expected = _OPTION_DEFAULTS.get(name, f"{name} DEFAULT")
+                said.append(f"has SET {is_}, expected {expected} (the default)")
+        else:
+            said.append(f"has {f'SET {is_}' if is_ else f'no SET {name}'}, expected SET {expected}")
+        fixes.append(f"{alter} SET {expected}")
+    return "; ".join(said) + (f" ({'; '.join(fixes)})" if fixes else "")
+
+
 def _type(column: ColumnInfo) -> str:
     return column.type
 
@@ -183,6 +228,10 @@ class ColumnInfo(CatalogKind):
     #: Per-column settings that differ from the type's: "STATISTICS 1000", "STORAGE EXTERNAL",
     #: "COMPRESSION lz4", "(n_distinct=100)", as ``ALTER COLUMN ... SET`` takes them.
     options: tuple[str, ...] = ()
+    #: Not compared, not in the file: the table it is a column of (set when listed), and its type's own
+    #: storage (read from a live catalog: what ``SET STORAGE`` puts back), for the words of a difference.
+    table: str = field(default="", compare=False, repr=False)
+    type_storage: str = field(default="", compare=False, repr=False)
 
     #: In the order of the column's line in the file (CREATE TABLE's), and of the catalog query.
     SETTINGS: ClassVar[tuple[Setting, ...]] = (
@@ -229,7 +278,7 @@ class ColumnInfo(CatalogKind):
         Setting(
             ("options",),
             lambda column: f"SET {', '.join(column.options)}" if column.options else None,
-            lambda want, have: f"has SET {_list(have.options)}, expected {_list(want.options)}",
+            lambda want, have: _options_differ(want, have),
             written=_Each("SET"),
             load=_tupled,
             sep=", ",
@@ -262,7 +311,8 @@ class ColumnInfo(CatalogKind):
 
     @classmethod
     def from_row(cls, name: str, raw: Sequence[Any]) -> ColumnInfo:
-        return cls(name, **_loaded(cls.SETTINGS, raw))
+        """From the catalog query's columns: its settings', then its type's storage."""
+        return cls(name, **_loaded(cls.SETTINGS, raw[:-1]), type_storage=str(raw[-1]))
 
     @classmethod
     def from_line(cls, line: str) -> ColumnInfo:
@@ -282,6 +332,15 @@ _CREATE_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({IDENT}) \($", re.S)
 _TABLE_END = re.compile(r"^\)(?: WITH \((.*)\))?;$", re.S)
 _EMPTY_TABLE = re.compile(rf"^CREATE (UNLOGGED )?TABLE ({IDENT}) \(\)(?: WITH \((.*)\))?;$", re.S)
 _ALTER_COLUMN = re.compile(rf"^ALTER COLUMN ({IDENT}) (.+)$", re.S)
+
+
+def _storage_fix(want: TableInfo, have: TableInfo) -> str:
+    """The ALTER TABLE that gives ``have`` the storage parameters of ``want``."""
+    names = {option.split("=", 1)[0]: option for option in want.options}
+    extra = [o.split("=", 1)[0] for o in have.options if o.split("=", 1)[0] not in names]
+    missing = [o for o in want.options if o not in have.options]
+    actions = ([f"RESET ({', '.join(extra)})"] if extra else []) + ([f"SET ({', '.join(missing)})"] if missing else [])
+    return f"ALTER TABLE {quote(want.name)} {', '.join(actions)}"
 
 
 def _storage_parameters(raw: str | None) -> tuple[str, ...]:
@@ -317,13 +376,16 @@ class TableInfo(CatalogKind):
                 "is UNLOGGED: PostgreSQL empties it after a crash and does not replicate it to standbys "
                 f"(ALTER TABLE {quote(want.name)} SET LOGGED makes it durable again)"
                 if have.unlogged
-                else "is logged, expected UNLOGGED"
+                else f"is logged, expected UNLOGGED (ALTER TABLE {quote(want.name)} SET UNLOGGED)"
             ),
         ),
         Setting(
             ("options",),
             lambda table: f"WITH ({', '.join(table.options)})" if table.options else "no storage parameters",
-            lambda want, have: f"has storage parameters {_list(have.options)}, expected {_list(want.options)}",
+            lambda want, have: (
+                f"has storage parameters {_list(have.options)}, expected {_list(want.options)} "
+                f"({_storage_fix(want, have)})"
+            ),
             load=lambda options: (tuple(sorted(options)),),
         ),
         Setting(
@@ -334,7 +396,8 @@ class TableInfo(CatalogKind):
                 "writes only the rows a policy allows, none without one "
                 f"(ALTER TABLE {quote(want.name)} DISABLE ROW LEVEL SECURITY)"
                 if have.row_security
-                else "has row-level security disabled, expected enabled: its policies are not applied"
+                else "has row-level security disabled, expected enabled: its policies are not applied "
+                f"(ALTER TABLE {quote(want.name)} ENABLE ROW LEVEL SECURITY)"
             ),
             written=_Flag("ENABLE ROW LEVEL SECURITY"),
             written_at=3,
@@ -343,9 +406,12 @@ class TableInfo(CatalogKind):
             ("force_row_security",),
             lambda table: "row security forced" if table.force_row_security else None,
             lambda want, have: (
-                "forces row-level security on its owner too"
+                "forces row-level security on its owner too, expected NO FORCE: the owner now reads and writes "
+                "only the rows a policy allows, none without one "
+                f"(ALTER TABLE {quote(want.name)} NO FORCE ROW LEVEL SECURITY)"
                 if have.force_row_security
-                else "no longer forces row-level security on its owner"
+                else "no longer forces row-level security on its owner, expected FORCE "
+                f"(ALTER TABLE {quote(want.name)} FORCE ROW LEVEL SECURITY)"
             ),
             written=_Flag("FORCE ROW LEVEL SECURITY"),
             written_at=4,
@@ -355,7 +421,8 @@ class TableInfo(CatalogKind):
             lambda table: None if table.replica_identity == "DEFAULT" else f"replica identity {table.replica_identity}",
             lambda want, have: (
                 f"has REPLICA IDENTITY {have.replica_identity}, expected {want.replica_identity}: logical "
-                "replication and change capture send other old-row values (or refuse updates and deletes)"
+                "replication and change capture send other old-row values (or refuse updates and deletes) "
+                f"(ALTER TABLE {quote(want.name)} REPLICA IDENTITY {want.replica_identity})"
             ),
             written=_Value("REPLICA IDENTITY", "DEFAULT"),
             written_at=2,
@@ -363,7 +430,14 @@ class TableInfo(CatalogKind):
         Setting(
             ("parents",),
             lambda table: f"inherits from {', '.join(table.parents)}" if table.parents else None,
-            lambda want, have: f"inherits from {_list(have.parents)}, expected {_list(want.parents)}",
+            lambda want, have: (
+                f"inherits from {_list(have.parents)}, expected {_list(want.parents)} ("
+                + "; ".join(
+                    [f"ALTER TABLE {quote(want.name)} NO INHERIT {p}" for p in have.parents if p not in want.parents]
+                    + [f"ALTER TABLE {quote(want.name)} INHERIT {p}" for p in want.parents if p not in have.parents]
+                )
+                + ")"
+            ),
             written=_Each("INHERIT"),
             written_at=1,
             load=_tupled,
@@ -374,6 +448,11 @@ class TableInfo(CatalogKind):
             lambda want, have: (
                 f"is inherited by {_list(have.children)}, expected {_list(want.children)}: "
                 "queries on it also read the rows of its children"
+                + "".join(
+                    f" (ALTER TABLE {child} NO INHERIT {quote(want.name)})"
+                    for child in have.children
+                    if child not in want.children
+                )
             ),
             load=_tupled,
         ),
@@ -412,6 +491,7 @@ class TableInfo(CatalogKind):
         for name, table in snap.tables.items():
             yield CatalogObject(cls.KIND, name, name, table.value(), table)
             for column in table.columns:
+                column = column if column.table == name else replace(column, table=name)
                 yield CatalogObject(ColumnInfo.KIND, f"{name}.{column.name}", name, column.value(), column)
 
     @classmethod
