@@ -9,6 +9,12 @@ The migration's connection names what it runs in ``application_name``
 status`` in another shell finds it (the holder of the migration lock) and
 shows the same progress, without writing anything.
 
+Between the short attempts of a statement whose lock was not granted, the migration's session is idle;
+the last statement it ran, which ``pg_stat_activity`` shows as its ``query``, is the look-up of who holds
+the lock, headed by a comment saying what it waits for (:data:`LOCK_WAIT_MARK`, see
+:func:`lock_wait_sql`). ``status`` reads that comment, and who holds the lock now: nothing is held or
+written to say it, and nothing needs giving back.
+
 Other sessions are described by who they are, never by their SQL, which may
 hold personal data.
 """
@@ -16,12 +22,13 @@ hold personal data.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
@@ -43,14 +50,21 @@ _ACTIVITY = """
     SELECT EXTRACT(EPOCH FROM clock_timestamp() - a.query_start)::float8, a.state, a.wait_event_type, a.wait_event,
            p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,
            p.lockers_done, p.lockers_total, p.current_locker_pid,
-           pg_blocking_pids(a.pid), a.application_name, p.index_relid::regclass::text
+           pg_blocking_pids(a.pid), a.application_name, p.index_relid::regclass::text,
+           CASE WHEN a.state = 'idle' AND left(a.query, length(%(mark)s)) = %(mark)s THEN a.query END
     FROM pg_stat_activity a LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
     WHERE a.pid = %(pid)s
 """
 _SESSIONS = """
-    SELECT pid, usename, application_name, state, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8
+    SELECT pid, usename, application_name, state, EXTRACT(EPOCH FROM clock_timestamp() - xact_start)::float8,
+           backend_type
     FROM pg_stat_activity WHERE pid = ANY(%(pids)s) ORDER BY pid
 """
+#: What heads the migration's look-up of a lock's holders between attempts: ``/* outbound-schema lock wait
+#: {"statement": ..., "lock_on": [...], "attempts": 3, "waited": 4.2} */ SELECT ...``.
+LOCK_WAIT_MARK = "/* outbound-schema lock wait "
+_ESCAPED_END = "*\\/"  # JSON's escape of "/": the comment does not end inside the mark
+_LABEL_KEPT = 300  # characters of a statement's label in the mark: pg_stat_activity keeps 1 kB of a query
 
 
 def duration(seconds: float) -> str:
@@ -70,18 +84,27 @@ class Session:
     """Another server session, as an operator needs to know it: who, never what SQL."""
 
     pid: int  # 0: a prepared transaction, which has no session
-    user: str | None
+    user: str | None  # None: no user (a background process), or a prepared transaction
     application: str | None
     state: str | None  # None: hidden from a role without pg_read_all_stats
     in_transaction_s: float | None
+    kind: str | None = None  # pg_stat_activity.backend_type: what a session without a user is
+    holding: str | None = None  # the lock modes it holds on the tables a statement waits for
 
     def describe(self) -> str:
+        holding = f", holding {self.holding}" if self.holding else ""
         if self.pid == 0:
-            return "a prepared transaction (see pg_prepared_xacts)"
+            return f"a prepared transaction (see pg_prepared_xacts){holding}"
+        who = f"user {self.user}" if self.user else (self.kind or "no user")
+        application = f"application '{self.application}'" if self.application else "no application name"
         if self.state is None:
-            return f"pid {self.pid} (user {self.user}, details hidden from this role: grant it pg_read_all_stats)"
-        held = f", in its transaction for {duration(self.in_transaction_s)}" if self.in_transaction_s else ""
-        return f"pid {self.pid} (user {self.user}, application {self.application or '-'}, {self.state}{held})"
+            details = "its state hidden from this role (grant it pg_read_all_stats to see it)"
+        elif self.in_transaction_s is not None:
+            since = time.strftime("%H:%M:%S", time.localtime(time.time() - self.in_transaction_s))
+            details = f"{self.state}, in its transaction for {duration(self.in_transaction_s)}, since {since}"
+        else:
+            details = f"{self.state}, in no transaction"
+        return f"pid {self.pid} ({who}, {application}, {details}{holding})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,7 +113,27 @@ class Session:
             "application": self.application,
             "state": self.state,
             "in_transaction_s": None if self.in_transaction_s is None else round(self.in_transaction_s, 1),
+            "holding": self.holding,
         }
+
+
+def sessions(found: Sequence[Session], *, shown: int = 3) -> str:
+    """The first ``shown`` of ``found`` described, and how many more there are."""
+    text = "; ".join(session.describe() for session in found[:shown])
+    more = len(found) - shown
+    return f"{text}; and {more} more session{'s' if more > 1 else ''}" if more > 0 else text
+
+
+def ending(found: Sequence[Session]) -> str:
+    """How to end what ``found`` hold: ``SELECT pg_terminate_backend(N)``, for each."""
+    ends = [f"SELECT pg_terminate_backend({s.pid})" for s in found if s.pid]
+    if any(s.pid == 0 for s in found):
+        ends.append("COMMIT PREPARED or ROLLBACK PREPARED '<gid>'")
+    return " and ".join(ends)
+
+
+def queued_behind(queued: int) -> str:
+    return f"{queued} session{'s' if queued > 1 else ''} queued behind it" if queued else "none queued behind it"
 
 
 @dataclass(frozen=True)
@@ -104,12 +147,19 @@ class Progress:
     unit: str | None = None
     waiting_for: tuple[Session, ...] = ()
     statement: str = ""  # our own label for it, from the connection's application_name
+    #: Between a statement's attempts at a lock (``waiting_for`` holds it): the tables, how many sessions
+    #: queue for a lock there, how many attempts were made.
+    lock_on: tuple[str, ...] = ()
+    queued: int | None = None
+    attempts: int | None = None
 
     @property
     def share(self) -> float | None:
         return self.done / self.total if self.done is not None and self.total else None
 
     def describe(self, *, advice: bool = True) -> str:
+        if self.attempts is not None:
+            return self._between_attempts(advice=advice)
         parts = [self.phase]
         if self.share is not None:
             parts.append(f"{self.share:.0%} ({self.done:,} of {self.total:,} {self.unit})")
@@ -124,13 +174,25 @@ class Progress:
         who = "; ".join(session.describe() for session in self.waiting_for)
         if not advice:
             return f"waiting on {who}"
-        ends = [f"SELECT pg_terminate_backend({s.pid})" for s in self.waiting_for if s.pid]
-        if any(s.pid == 0 for s in self.waiting_for):
-            ends.append("COMMIT PREPARED or ROLLBACK PREPARED '<gid>'")
+        return f"waiting on {who}. {self._advice()}"
+
+    def _advice(self) -> str:
         return (
-            f"waiting on {who}. It goes on by itself once that transaction ends; ask its owner to finish it, or "
-            f"end it with {' and '.join(ends)}. Stopping the upgrade instead is safe: the next run completes the step"
+            f"It goes on by itself once that transaction ends; ask its owner to finish it, or end it with "
+            f"{ending(self.waiting_for)}. Stopping the upgrade instead is safe: the next run completes the step"
         )
+
+    def _between_attempts(self, *, advice: bool) -> str:
+        """``waiting for a lock on outbound_call_jobs held by pid 4242 (...); 2 sessions queued behind it;
+        5 attempts in 41 s, the next by itself``, and what to do."""
+        text = self.phase
+        if self.waiting_for:
+            text += f" held by {sessions(self.waiting_for)}; {queued_behind(self.queued or 0)}"
+        elif self.lock_on:
+            text += "; no session holds a lock there any more"
+        attempts = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        text += f"; {attempts} of at most the lock timeout each in {duration(self.seconds)}, the next by itself"
+        return f"{text}. {self._advice()}" if advice and self.waiting_for else text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,18 +204,23 @@ class Progress:
             "unit": self.unit,
             "share": None if self.share is None else round(self.share, 4),
             "waiting_for": [session.to_json() for session in self.waiting_for],
+            "lock_on": list(self.lock_on),
+            "queued": self.queued,
+            "attempts": self.attempts,
         }
 
 
 def read(connection: Queryable, pid: int) -> Progress | None:
     """What server process ``pid`` is doing now, or None when it runs nothing."""
-    rows = fetch(connection, _ACTIVITY, {"pid": pid})
+    rows = fetch(connection, _ACTIVITY, {"pid": pid, "mark": LOCK_WAIT_MARK})
     if not rows:
         return None
     (seconds, state, wait_type, wait_event, phase, blocks_done, blocks_total, tuples_done, tuples_total) = rows[0][:9]
-    lockers_done, lockers_total, locker, blocking, application, index = rows[0][9:]
+    lockers_done, lockers_total, locker, blocking, application, index, marked = rows[0][9:]
     if state is None:  # another role's session, and this one lacks pg_read_all_stats
         return Progress(0.0, HIDDEN)
+    if marked is not None:  # seconds: since the look-up the mark heads began
+        return _between_attempts(connection, marked, float(seconds or 0))
     if state != "active":
         return None
     done = total = unit = None
@@ -174,9 +241,9 @@ def read(connection: Queryable, pid: int) -> Progress | None:
     else:
         phase = "running"
     pids = sorted({*(blocking or []), *([locker] if locker else [])} - {pid})
-    sessions = {row[0]: Session(*row) for row in fetch(connection, _SESSIONS, {"pids": pids})} if pids else {}
+    found = {row[0]: Session(*row) for row in fetch(connection, _SESSIONS, {"pids": pids})} if pids else {}
     # pid 0: a prepared transaction, which no session holds.
-    waiting_for = tuple(sessions.get(p, Session(p, None, None, None, None)) for p in pids if p in sessions or p == 0)
+    waiting_for = tuple(found.get(p, Session(p, None, None, None, None)) for p in pids if p in found or p == 0)
     label = application[len(APPLICATION_PREFIX) :] if (application or "").startswith(APPLICATION_PREFIX) else ""
     cut_short = len((application or "").encode()) >= _NAMEDATALEN
     if cut_short and index not in (None, "-", "0") and ":" in label:  # the build names its index in full
@@ -185,6 +252,68 @@ def read(connection: Queryable, pid: int) -> Progress | None:
 
 
 HIDDEN = "details hidden from this role: grant it pg_read_all_stats to see them"
+
+
+def lock_wait_sql(tables: str) -> str:
+    """Who holds or queues for a lock on the tables ``tables`` (an SQL expression of a ``text[]``) in this
+    database, other than this session: one row per session, holders first, oldest transaction first.
+    Read with :func:`lock_wait`."""
+    return f"""
+    SELECT h.pid, h.usename, h.application_name, h.state,
+           EXTRACT(EPOCH FROM clock_timestamp() - h.xact_start)::float8, h.backend_type, h.holding, h.holds
+    FROM (
+        SELECT coalesce(l.pid, 0) AS pid, a.usename, a.application_name, a.state, a.xact_start, a.backend_type,
+               string_agg(DISTINCT l.mode, ', ') FILTER (WHERE l.granted) AS holding, bool_or(l.granted) AS holds
+        FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.pid IS DISTINCT FROM pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.relation = ANY(SELECT to_regclass(quote_ident(t)) FROM unnest({tables}) AS t)
+        GROUP BY 1, 2, 3, 4, 5, 6
+    ) AS h
+    ORDER BY h.holds DESC, h.xact_start NULLS LAST, h.pid
+    """
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """Who holds or queues for a lock on some tables, as :func:`lock_wait_sql` read it."""
+
+    holders: tuple[Session, ...]
+    queued: int
+
+
+def lock_wait(rows: Sequence[Sequence[Any]]) -> LockWait:
+    """The rows of :func:`lock_wait_sql`."""
+    holders = tuple(Session(*row[:7]) for row in rows if row[7])
+    return LockWait(holders, sum(1 for row in rows if not row[7]))
+
+
+def lock_wait_mark(label: str, lock_on: Sequence[str], attempts: int, waited: float) -> str:
+    """The comment heading the look-up between attempts (:data:`LOCK_WAIT_MARK`): what waits, and for how
+    long so far (status adds the time since the look-up). Escaped so that it stays one comment."""
+    said = {"statement": label[:_LABEL_KEPT], "lock_on": list(lock_on), "attempts": attempts, "waited": waited}
+    return f"{LOCK_WAIT_MARK}{json.dumps(said).replace('*/', _ESCAPED_END)} */"
+
+
+def _between_attempts(connection: Queryable, marked: str, since_mark: float) -> Progress:
+    """The reading of a migration between attempts at a lock, from the comment heading its last query."""
+    try:
+        said = json.loads(marked[len(LOCK_WAIT_MARK) : marked.index(" */")])
+        lock_on, label = tuple(str(t) for t in said["lock_on"]), str(said["statement"])
+        attempts, waited = int(said["attempts"]), float(said["waited"])
+    except (ValueError, KeyError, TypeError):  # cut short (track_activity_query_size): say what is known
+        return Progress(0.0, "waiting for a lock, between attempts", attempts=0)
+    found = lock_wait(fetch(connection, lock_wait_sql("%(tables)s::text[]"), {"tables": list(lock_on)}))
+    phase = f"waiting for a lock on {', '.join(lock_on)}" if lock_on else "waiting for a lock"
+    return Progress(
+        waited + since_mark,
+        phase,
+        waiting_for=found.holders,
+        statement=label,
+        lock_on=lock_on,
+        queued=found.queued,
+        attempts=attempts,
+    )
 
 
 def _phase_unit(phase: str) -> str | None:

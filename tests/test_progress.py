@@ -132,8 +132,8 @@ def test_a_waiting_build_names_who_it_waits_on_and_status_shows_it(at_46c: URL, 
     waiting = [line for line in lines if f"waiting on pid {writer.pid} " in line]
     assert len(waiting) >= 2, stderr  # one every interval while it waits
     assert re.search(
-        rf"waiting on pid {writer.pid} \(user \w+, application {WRITER_APP}, idle in transaction, "
-        r"in its transaction for [\d.]+ s\)\. It goes on by itself once that transaction ends; .*"
+        rf"waiting on pid {writer.pid} \(user \w+, application '{WRITER_APP}', idle in transaction, "
+        r"in its transaction for [\d.]+ s, since [\d:]+\)\. It goes on by itself once that transaction ends; .*"
         rf"SELECT pg_terminate_backend\({writer.pid}\)",
         waiting[0],
     ), waiting[0]
@@ -191,6 +191,74 @@ def test_on_a_terminal_one_line_is_redrawn(at_46c: URL, writer: Writer) -> None:
     assert re.search(rf"\r\x1b\[K{re.escape(BUILD_46D)}: done in [\d.]+ s\r?\n", shown), shown
 
 
+@pytest.mark.waits
+def test_status_shows_a_statement_backing_off_for_a_lock_and_who_holds_it(head_db: URL) -> None:
+    """Between the short attempts of a statement whose lock is held (its session idle), status from another
+    process says what it waits for, held by whom, and what to do: not "between statements"."""
+    from tests.test_ddl import HOLDER_APP, hold_table_lock
+
+    assert cli_here("downgrade", "46a", DATABASE_URL=plain(head_db)).returncode == 0
+    holder = hold_table_lock(head_db, "outbound_call_jobs")
+    deploy = cli_forked("upgrade", "--lock-timeout", "50ms", "--lock-wait-total", "1min", DATABASE_URL=plain(head_db))
+    try:
+        deadline, running = time.monotonic() + 30, None
+        while time.monotonic() < deadline:  # an attempt (50 ms) or the back-off between two (0.5 s and more)
+            found = status_json(head_db)["running"]
+            if isinstance(found, dict) and (found["progress"] or {}).get("attempts"):
+                running = found
+                break
+            time.sleep(0.05)
+        assert running is not None, "status never showed the migration between attempts"
+        report = running["progress"]
+        assert report["statement"] == "46b: add column outbound_call_jobs.dial_started_at"
+        assert report["phase"] == "waiting for a lock on outbound_call_jobs"
+        assert report["lock_on"] == ["outbound_call_jobs"] and report["attempts"] >= 1 and report["queued"] == 0
+        (held,) = report["waiting_for"]
+        assert (held["pid"], held["application"], held["state"]) == (holder.pid, HOLDER_APP, "idle in transaction")
+        assert held["holding"] == "AccessShareLock" and report["seconds"] >= 0
+        lines: list[str] = []
+        for _ in range(100):  # the text, at a moment between two attempts
+            shown = cli_here("status", DATABASE_URL=plain(head_db)).stdout
+            lines = [line for line in shown.splitlines() if line.startswith("running:")]
+            if lines and "attempt" in lines[0]:
+                break
+        (line,) = lines
+        assert re.search(
+            r"46b: add column outbound_call_jobs\.dial_started_at: waiting for a lock on outbound_call_jobs held by "
+            rf"pid {holder.pid} \(user \w+, application '{HOLDER_APP}', idle in transaction, in its transaction for "
+            r"[\d.]+ s, since [\d:]+, holding AccessShareLock\); none queued behind it; \d+ attempts? of at most the "
+            r"lock timeout each in [\d.]+ s, the next by itself\. It goes on by itself once that transaction ends; .*"
+            rf"SELECT pg_terminate_backend\({holder.pid}\)",
+            line,
+        ), line
+        assert "between statements" not in line and "None" not in line
+    finally:
+        holder.release()
+    _, stderr = deploy.communicate(timeout=120)
+    assert deploy.returncode == 0, stderr
+    assert version(head_db) == [HEAD]
+
+
+def test_a_lock_wait_says_in_words_what_it_does_not_know() -> None:
+    hidden = Session(4242, "metabase", "Metabase", None, None, "client backend", "AccessShareLock")
+    assert hidden.describe() == (
+        "pid 4242 (user metabase, application 'Metabase', its state hidden from this role (grant it "
+        "pg_read_all_stats to see it), holding AccessShareLock)"
+    )
+    assert Session(77, None, "", "active", None, "autovacuum worker").describe() == (
+        "pid 77 (autovacuum worker, no application name, active, in no transaction)"
+    )
+    waiting = Progress(12.0, "waiting for a lock on t", waiting_for=(hidden,), lock_on=("t",), queued=2, attempts=5)
+    assert waiting.describe().startswith(
+        "waiting for a lock on t held by pid 4242 (user metabase, application 'Metabase', its state hidden "
+        "from this role (grant it pg_read_all_stats to see it), holding AccessShareLock); 2 sessions queued "
+        "behind it; 5 attempts of at most the lock timeout each in 12 s, the next by itself. It goes on by itself"
+    )
+    assert "SELECT pg_terminate_backend(4242)" in waiting.describe() and "None" not in waiting.describe()
+    mark = progress.lock_wait_mark("47a: executed /* a */ comment", ["t"], 3, 1.5)
+    assert mark.count("*/") == 1 and mark.endswith(" */")
+
+
 def test_a_reading_with_a_share_shows_it_and_a_bar(caplog: pytest.LogCaptureFixture) -> None:
     reading = Progress(72.0, "building index: scanning table", 41_000, 100_000, "blocks", (), BUILD_46D)
     assert reading.describe() == "building index: scanning table, 41% (41,000 of 100,000 blocks), 1 min 12 s"
@@ -201,7 +269,9 @@ def test_a_reading_with_a_share_shows_it_and_a_bar(caplog: pytest.LogCaptureFixt
     waiting = Progress(
         3.0, "waiting for writers before build", 0, 1, "transactions", (Session(7, "app", "w", "idle", 9.5),)
     )
-    assert "waiting on pid 7 (user app, application w, idle, in its transaction for 9.5 s)" in waiting.describe()
+    assert (
+        "waiting on pid 7 (user app, application 'w', idle, in its transaction for 9.5 s, since " in waiting.describe()
+    )
     assert json.loads(json.dumps(reading.to_json()))["share"] == 0.41
 
 
