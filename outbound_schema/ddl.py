@@ -4,9 +4,11 @@ Blocking DDL (CREATE TABLE, ALTER TABLE, DROP) runs in its own short
 transaction under ``SET LOCAL lock_timeout`` and ``statement_timeout``: if the
 lock it needs is not granted quickly, the statement gives up instead of
 queueing, so workers queued behind it are never held for longer than the lock
-timeout. The transaction is retried with exponential back-off a bounded number
-of times, then the migration stops with a message naming the sessions that
-held the lock.
+timeout. The transaction is retried with exponential back-off for up to the lock
+wait total (and at most the lock retries, when given); each retry's line names the
+sessions holding the lock, and between attempts ``outbound-schema status`` shows
+the wait (``progress.lock_wait_mark``). When the total runs out the migration
+stops with a message naming the sessions that held the lock and how to end them.
 
 Index builds and drops run ``CONCURRENTLY``, outside any transaction. They take
 a lock that never conflicts with reads and writes, so their lock timeout is the
@@ -21,6 +23,7 @@ there is no retry, but every statement can be run again (``IF NOT EXISTS``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -33,12 +36,14 @@ import psycopg
 from sqlalchemy import Executable, text
 from sqlalchemy.exc import DBAPIError
 
+from outbound_schema import progress
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.keywords import literal
 from outbound_schema.settings import (
     ALLOW_DATA_LOSS,
     LOCK_RETRIES,
     LOCK_TIMEOUT,
+    LOCK_WAIT_TOTAL,
     PROGRESS_INTERVAL,
     STATEMENT_TIMEOUT,
     Setting,
@@ -58,7 +63,8 @@ class Limits:
 
     lock_timeout_ms: int = LOCK_TIMEOUT.default
     statement_timeout_ms: int = STATEMENT_TIMEOUT.default
-    lock_retries: int = LOCK_RETRIES.default
+    lock_wait_total_s: float = LOCK_WAIT_TOTAL.default
+    lock_retries: int | None = LOCK_RETRIES.default  # None: only the total bounds the attempts
     first_backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     allow_data_loss: bool = ALLOW_DATA_LOSS.default
@@ -70,6 +76,7 @@ class Limits:
         return cls(
             lock_timeout_ms=value(LOCK_TIMEOUT),
             statement_timeout_ms=value(STATEMENT_TIMEOUT),
+            lock_wait_total_s=value(LOCK_WAIT_TOTAL),
             lock_retries=value(LOCK_RETRIES),
             allow_data_loss=value(ALLOW_DATA_LOSS),
             progress_interval_s=value(PROGRESS_INTERVAL),
@@ -159,7 +166,6 @@ class DDLRunner:
             for statement in ("BEGIN", *settings, *statements, "COMMIT"):
                 self.execute(statement)
             return
-        attempts = limits.lock_retries + 1
         guard = self.session_guard()
         local = {"lock_timeout": f"{lock_timeout}ms", "statement_timeout": f"{limits.statement_timeout_ms}ms"}
         if name := self.application_name(label):
@@ -167,7 +173,8 @@ class DDLRunner:
         # Online, the session check and the settings in one round trip, not one each: set_config(name,
         # value, true) is SET LOCAL, and the session is checked on the pid read before anything is changed.
         setup = f"SELECT pg_backend_pid(), {_set_config(local, is_local=True)}"
-        for attempt in range(1, attempts + 1):
+        started = time.monotonic()
+        for attempt in itertools.count(1):
             try:
                 with self.watch(label):
                     self.execute("BEGIN")
@@ -187,25 +194,42 @@ class DDLRunner:
                     raise _statement_timeout(label, limits) from None
                 if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
                     raise
-                if attempt == attempts:
-                    raise OutboundSchemaError(
-                        f"{label}: the lock it needs on {', '.join(tables)} was not granted within "
-                        f"{lock_timeout} ms in {attempts} attempts, so it gave up rather than make the "
-                        f"dialer's workers queue behind it; nothing of this change was applied. Sessions holding "
-                        f"locks there now: {self._lock_holders(tables)}. Run the upgrade again when they are done "
-                        "(changes already applied are kept), or allow more with --lock-timeout / --lock-retries."
-                    ) from None
-                delay = min(limits.first_backoff_s * 2 ** (attempt - 1), limits.max_backoff_s)
-                delay *= random.uniform(0.8, 1.2)  # deploys retrying in step would collide again
-                log.warning(
-                    "%s: lock not granted within %d ms (attempt %d of %d); retrying in %.1f s",
-                    label,
-                    lock_timeout,
-                    attempt,
-                    attempts,
-                    delay,
+            waited = time.monotonic() - started
+            left = limits.lock_wait_total_s - waited
+            out_of_retries = limits.lock_retries is not None and attempt > limits.lock_retries
+            last = left <= 0 or out_of_retries
+            # Who holds it, read right away; between attempts the look-up is headed by what waits, which
+            # status in another shell reads (the session's last query) while this one sleeps.
+            mark = None if last else progress.lock_wait_mark(label, tables, attempt, waited)
+            wait = self._lock_wait(tables, mark)
+            if last:
+                why = (
+                    f"its {LOCK_RETRIES.name}, {limits.lock_retries}, ran out before the {LOCK_WAIT_TOTAL.name}"
+                    if out_of_retries
+                    else f"the {LOCK_WAIT_TOTAL.name} of {progress.duration(limits.lock_wait_total_s)}"
                 )
-                time.sleep(delay)
+                raise OutboundSchemaError(
+                    f"{label}: the lock it needs on {_tables(tables)} was not granted within {lock_timeout} ms "
+                    f"in {attempt} attempt{'s' if attempt > 1 else ''} over {progress.duration(waited)} ({why}), "
+                    "so it gave up rather than make the dialer's workers queue behind it; nothing of this "
+                    f"change was applied. {_holders_advice(wait, tables)} Changes already applied are kept; allow a "
+                    f"longer wait with {LOCK_WAIT_TOTAL.sources()}."
+                ) from None
+            delay = min(limits.first_backoff_s * 2 ** min(attempt - 1, 16), limits.max_backoff_s)
+            delay = min(delay * random.uniform(0.8, 1.2), left)  # deploys retrying in step would collide again
+            log.warning(
+                "%s: lock on %s not granted within %d ms (attempt %d, %s of the %s %s): %s; retrying in %.1f s",
+                label,
+                _tables(tables),
+                lock_timeout,
+                attempt,
+                progress.duration(waited),
+                progress.duration(limits.lock_wait_total_s),
+                LOCK_WAIT_TOTAL.name,
+                _holders(wait, tables),
+                delay,
+            )
+            time.sleep(delay)
 
     def _rollback(self) -> None:
         with contextlib.suppress(DBAPIError):  # the connection is gone, and the transaction with it
@@ -246,22 +270,40 @@ class DDLRunner:
         finally:
             self.execute(f"SELECT {_set_config(saved, is_local=False)}")
 
-    def _lock_holders(self, tables: Sequence[str]) -> str:
-        # Who, not what: other sessions' SQL may carry personal data.
-        rows = self.execute(
-            text(
-                "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, l.mode "
-                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = ("
-                "SELECT oid FROM pg_database WHERE datname = current_database()) AND l.relation = ANY("
-                "SELECT to_regclass(quote_ident(t)) FROM unnest(CAST(:tables AS text[])) AS t) ORDER BY a.pid"
-            ).bindparams(tables=list(tables))
-        )
-        found = [
-            f"pid {pid} (user {user}, application {app or '-'}, {state}, holding {mode})"
-            for pid, user, app, state, mode in rows
-        ]
-        return ", ".join(found) if found else "none any more"
+    def _lock_wait(self, tables: Sequence[str], mark: str | None) -> progress.LockWait:
+        """Who holds or queues for a lock on ``tables`` now, in a query headed by ``mark`` (which status
+        reads while this session waits for its next attempt). Who, never what: other sessions' SQL may
+        carry personal data."""
+        listed = "ARRAY[" + ", ".join(literal(t) for t in tables) + "]::text[]" if tables else "ARRAY[]::text[]"
+        sql = f"{mark or ''}{progress.lock_wait_sql(listed)}"
+        # Colons are SQL's here (casts, the mark's JSON), never bind parameters.
+        return progress.lock_wait(self.execute(text(sql.replace(":", "\\:"))).all())
+
+
+def _tables(tables: Sequence[str]) -> str:
+    return ", ".join(tables) if tables else "the objects it changes"
+
+
+def _holders(wait: progress.LockWait, tables: Sequence[str]) -> str:
+    """``held by pid 4242 (...); 2 sessions queued behind it``, for a retry's line."""
+    if not tables:
+        return "the statement names no table, so who holds the lock is not known"
+    if not wait.holders:
+        return "no session holds a lock there any more"
+    return f"held by {progress.sessions(wait.holders)}; {progress.queued_behind(wait.queued)}"
+
+
+def _holders_advice(wait: progress.LockWait, tables: Sequence[str]) -> str:
+    """Who held the lock at the last attempt, and how to end them, for the message that gives up."""
+    if not tables:
+        return "The statement names no table, so who holds the lock is not known: run the upgrade again later."
+    if not wait.holders:
+        return "No session holds a lock there any more: run the upgrade again."
+    ends = progress.ending(wait.holders)
+    return (
+        f"It is held by {progress.sessions(wait.holders)}; {progress.queued_behind(wait.queued)}. Ask its owner "
+        f"to end that transaction, or end it with {ends}, then run the upgrade again."
+    )
 
 
 def _set_config(settings: dict[str, str], *, is_local: bool) -> str:

@@ -250,18 +250,39 @@ LOCK_TIMEOUT = Setting(
     help="how long blocking DDL may wait for its lock before giving up and retrying (SET LOCAL lock_timeout)",
     commands=MIGRATE,
 )
+LOCK_WAIT_TOTAL = Setting(
+    name="lock wait total",
+    flag="--lock-wait-total",
+    x_key="lock_wait_total",
+    env="OUTBOUND_SCHEMA_LOCK_WAIT_TOTAL",
+    default=300.0,
+    default_text="5min",
+    read=wait_seconds,
+    value_text="seconds, or a duration (`5min`, `90s`); 0: one attempt only",
+    metavar="DURATION",
+    help="how long, in all, blocking DDL keeps trying for its lock, in attempts of at most the lock timeout "
+    "each with back-off between them, before the run gives up",
+    commands=MIGRATE,
+    detail="It counts for each statement on its own. Between attempts the run waits 0.5 s doubling to 8 s "
+    "(with jitter); the last attempt starts by the end of the total, so a statement gives up after at most "
+    "the total plus one lock timeout. However long the total, no attempt makes the dialer's workers queue "
+    "behind it for longer than the lock timeout. With the lock retries also given, whichever runs out first "
+    "ends the attempts.",
+)
 LOCK_RETRIES = Setting(
     name="lock retries",
     flag="--lock-retries",
     x_key="lock_retries",
     env="OUTBOUND_SCHEMA_LOCK_RETRIES",
-    default=10,
-    default_text="10",
+    default=None,
+    default_text="no limit",
     read=count,
     value_text="a whole number, 0 or more",
     metavar="N",
-    help="how many times a statement is retried after a lock timeout (back-off from 0.5 s doubling to 8 s)",
+    help="at most how many times a statement is retried after a lock timeout, within the lock wait total "
+    "(whichever runs out first)",
     commands=MIGRATE,
+    detail="Not given, only the lock wait total bounds the attempts.",
 )
 STATEMENT_TIMEOUT = Setting(
     name="statement timeout",
@@ -352,6 +373,7 @@ SETTINGS: tuple[Setting, ...] = (
     DATABASE_URL,
     LOCK_WAIT,
     LOCK_TIMEOUT,
+    LOCK_WAIT_TOTAL,
     LOCK_RETRIES,
     STATEMENT_TIMEOUT,
     ALLOW_DATA_LOSS,
@@ -364,6 +386,7 @@ SETTINGS: tuple[Setting, ...] = (
 RUN_SETTINGS: tuple[Setting, ...] = (
     LOCK_WAIT,
     LOCK_TIMEOUT,
+    LOCK_WAIT_TOTAL,
     LOCK_RETRIES,
     STATEMENT_TIMEOUT,
     ALLOW_DATA_LOSS,

@@ -26,6 +26,7 @@ UNREACHABLE = "postgresql://u@127.0.0.1:1/db"
 SAMPLES: dict[str, tuple[tuple[str, Any], tuple[str, Any], str]] = {
     "lock_wait": (("10min", 600.0), ("30", 30.0), "soon"),
     "lock_timeout": (("250ms", 250), ("2s", 2000), "soon"),
+    "lock_wait_total": (("5min", 300.0), ("90", 90.0), "a while"),
     "lock_retries": (("3", 3), ("20", 20), "many"),
     "statement_timeout": (("1h", 3_600_000), ("45s", 45_000), "0"),
     "allow_data_loss": (("true", True), ("off", False), "maybe"),
@@ -216,6 +217,7 @@ def test_the_lock_wait_from_x_and_from_the_environment(head_db: URL) -> None:
         ("--lock-timeout", "soon", "is not a duration"),
         ("--lock-retries", "-1", "not a whole number"),
         ("--lock-wait", "nan", "is not a duration"),
+        ("--lock-wait-total", "soon", "Give seconds, such as 600"),
         ("--lock-wait", "abc", "Give seconds, such as 600"),  # not milliseconds: a bare number here is seconds
         ("--lock-wait", "1w", "Give seconds, such as 600"),
         ("--statement-timeout", "1w", "units us, ms, s, min, h or d"),
