@@ -218,10 +218,10 @@ class DDLRunner:
             delay = min(limits.first_backoff_s * 2 ** min(attempt - 1, 16), limits.max_backoff_s)
             delay = min(delay * random.uniform(0.8, 1.2), left)  # deploys retrying in step would collide again
             log.warning(
-                "%s: lock on %s not granted within %d ms (attempt %d, %s of the %s %s): %s; retrying in %.1f s",
+                "%s: lock not granted within %d ms on %s (attempt %d, %s of the %s %s): %s; retrying in %.1f s",
                 label,
-                _tables(tables),
                 lock_timeout,
+                _tables(tables),
                 attempt,
                 progress.duration(waited),
                 progress.duration(limits.lock_wait_total_s),

@@ -81,7 +81,7 @@ def granted(url: URL, pid: int, *, queued: bool = False) -> bool:
 
 
 RETRY = re.compile(
-    r"46b: add column outbound_call_jobs\.dial_started_at: lock on outbound_call_jobs not granted within 50 ms "
+    r"46b: add column outbound_call_jobs\.dial_started_at: lock not granted within 50 ms on outbound_call_jobs "
     r"\(attempt (\d+), [\d.]+ s of the [^)]+ lock wait total\): held by pid (\d+) \(user (\w+), "
     r"application '([^']+)', idle in transaction, in its transaction for [\d.]+ s, since \d\d:\d\d:\d\d, "
     r"holding (\w+)\); (1 session|none) queued behind it; retrying in [\d.]+ s"
