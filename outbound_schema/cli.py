@@ -120,6 +120,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--format", choices=("text", "json"), default="text")
 
+    plan = sub.add_parser(
+        "plan",
+        parents=[url_option],
+        help="show what an upgrade would do to the database, statement by statement, its locks and how long; "
+        "read-only: exit 0 nothing needs a decision, 1 refusals or decisions, 2 could not plan",
+    )
+    plan.add_argument("revision", nargs="?", default="head")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    settings.add_flags(plan, [s for s in settings.RUN_SETTINGS if "plan" in s.commands])
+
     snapshot = sub.add_parser(
         "snapshot",
         parents=[url_option],
@@ -269,6 +279,38 @@ def _report_status(args: argparse.Namespace) -> int:
         return 2  # could not tell
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """``plan``: what ``upgrade`` would do, read-only; exit 0 nothing to decide, 1 decisions, 2 could not plan."""
+    from alembic.util import CommandError
+
+    from outbound_schema.plan import FORMAT_VERSION, make_plan
+
+    try:
+        chosen = settings.resolve_run(vars(args))
+        config_target = _existing_url(args)
+        from outbound_schema.config import alembic_config
+
+        _known_target(alembic_config(None), args.revision)
+        plan = make_plan(config_target, args.revision, chosen)
+    except (Exception, KeyboardInterrupt) as exc:  # whatever happens, exit 2 and, asked for JSON, print it
+        import psycopg
+
+        if isinstance(exc, KeyboardInterrupt):
+            message = f"{_stopped(exc)}; nothing was planned and nothing was changed"
+        elif isinstance(exc, psycopg.Error):
+            message = _database_refused(exc, reading=True)
+        elif isinstance(exc, OutboundSchemaError | HistoryUnreadable | CommandError):
+            message = " ".join(str(exc).split())
+        else:
+            message = f"the plan failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
+        if args.format == "json":
+            print(json.dumps({"format": FORMAT_VERSION, "state": "error", "error": message}))
+        print(f"outbound-schema: could not plan: {message}", file=sys.stderr)
+        return _stop_code(exc) if isinstance(exc, KeyboardInterrupt) else 2
+    print(plan.to_json() if args.format == "json" else plan.to_text())
+    return plan.exit_code()
+
+
 def _took(duration_ms: int | None) -> str:
     return "" if duration_ms is None else f", in {duration_ms / 1000:.1f} s"
 
@@ -394,7 +436,7 @@ def _configure_logging(command: str, verbosity: int) -> None:
         handler.addFilter(_NoChatter())
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
-    default = logging.WARNING if command in ("status", "check", "snapshot") else logging.INFO
+    default = logging.WARNING if command in ("status", "check", "snapshot", "plan") else logging.INFO
     level = min(logging.CRITICAL, max(logging.DEBUG, default - 10 * verbosity))
     for name in ("alembic", "outbound_schema"):
         logging.getLogger(name).setLevel(level)
@@ -444,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _check(args)
             if args.command == "status":
                 return _report_status(args)
+            if args.command == "plan":
+                return _plan(args)
             return _change_or_report(args)
     except KeyboardInterrupt as exc:
         _interrupted(args, _stopped(exc))

@@ -35,6 +35,9 @@ SETTINGS_ATTRIBUTE = "outbound_schema.settings"
 #: off the comparison of a scratch database with the (possibly stale) files before each revision.
 EXPECTED_ATTRIBUTE = "outbound_schema.expected"
 PREFLIGHT_ATTRIBUTE = "outbound_schema.preflight"
+#: Key under which ``outbound-schema plan`` hands an offline run its recorder (``outbound_schema.plan``): it sees
+#: each statement the safety layer writes, and the refused operations, which then do not stop the script.
+PLAN_ATTRIBUTE = "outbound_schema.plan"
 #: Key under which a caller hands env.py the metadata autogenerate compares with (default: our models').
 METADATA_ATTRIBUTE = "outbound_schema.target_metadata"
 #: Another folder of migrations (env.py, versions/, schema/) to use instead of the installed one.

@@ -26,6 +26,7 @@ from outbound_schema.config import (
     EXPECTED_ATTRIBUTE,
     LIMITS_ATTRIBUTE,
     LOCK_WAIT_ATTRIBUTE,
+    PLAN_ATTRIBUTE,
     PREFLIGHT_ATTRIBUTE,
     SETTINGS_ATTRIBUTE,
     VERSION_TABLE,
@@ -121,7 +122,12 @@ def _install(context: Any) -> None:
     config = context.config
     migration_context = context.get_context()
     expected = ExpectedSchemas(context.script, config.attributes.get(EXPECTED_ATTRIBUTE))
-    install(migration_context, limits(context), expected, preflight=config.attributes.get(PREFLIGHT_ATTRIBUTE, True))
+    impl = install(
+        migration_context, limits(context), expected, preflight=config.attributes.get(PREFLIGHT_ATTRIBUTE, True)
+    )
+    recorder = config.attributes.get(PLAN_ATTRIBUTE)
+    if recorder is not None and context.is_offline_mode():
+        recorder.attach(impl)  # outbound-schema plan: the offline script, statement by statement
 
 
 def _run_online(context: Any, lock_wait: float | str | None) -> None:

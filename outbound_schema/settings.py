@@ -30,7 +30,9 @@ from outbound_schema.errors import OutboundSchemaError
 #: The commands of ``outbound-schema``, and ``alembic`` for a run through Alembic's own command line (our
 #: ``alembic.ini``, or a host's whose env.py calls ``outbound_schema.environment.run_migrations``).
 MIGRATE = ("upgrade", "downgrade", "alembic")
-EVERY_COMMAND = ("upgrade", "downgrade", "status", "check", "snapshot", "alembic")
+EVERY_COMMAND = ("upgrade", "downgrade", "status", "check", "plan", "snapshot", "alembic")
+#: The settings ``plan`` reads to say how long a statement may wait: those of the upgrade it plans.
+PLANNED = (*MIGRATE, "plan")
 
 #: PostgreSQL's units for time settings (its "Parameter Names and Values"), case as it takes them.
 _DURATION = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(us|ms|s|min|h|d)?\s*$")  # 1e3 too
@@ -248,7 +250,7 @@ LOCK_TIMEOUT = Setting(
     value_text="milliseconds, or a duration (`250ms`, `2s`)",
     metavar="DURATION",
     help="how long blocking DDL may wait for its lock before giving up and retrying (SET LOCAL lock_timeout)",
-    commands=MIGRATE,
+    commands=PLANNED,
 )
 LOCK_WAIT_TOTAL = Setting(
     name="lock wait total",
@@ -262,7 +264,7 @@ LOCK_WAIT_TOTAL = Setting(
     metavar="DURATION",
     help="how long, in all, blocking DDL keeps trying for its lock, in attempts of at most the lock timeout "
     "each with back-off between them, before the run gives up",
-    commands=MIGRATE,
+    commands=PLANNED,
     detail="It counts for each statement on its own. Between attempts the run waits 0.5 s doubling to 8 s "
     "(with jitter); the last attempt starts by the end of the total, so a statement gives up after at most "
     "the total plus one lock timeout. However long the total, no attempt makes the dialer's workers queue "
@@ -281,7 +283,7 @@ LOCK_RETRIES = Setting(
     metavar="N",
     help="at most how many times a statement is retried after a lock timeout, within the lock wait total "
     "(whichever runs out first)",
-    commands=MIGRATE,
+    commands=PLANNED,
     detail="Not given, only the lock wait total bounds the attempts.",
 )
 STATEMENT_TIMEOUT = Setting(
@@ -295,7 +297,7 @@ STATEMENT_TIMEOUT = Setting(
     value_text="milliseconds, or a duration (`30min`, `1h`)",
     metavar="DURATION",
     help="the limit for any one DDL statement, index builds included (SET LOCAL statement_timeout)",
-    commands=MIGRATE,
+    commands=PLANNED,
 )
 ALLOW_DATA_LOSS = Setting(
     name="allow data loss",
@@ -353,7 +355,7 @@ EMBEDDED_DIR = Setting(
     value_text="a folder",
     metavar=None,
     help="where the embedded PostgreSQL keeps its data, used when no database URL is given",
-    commands=("upgrade", "downgrade", "status", "check", "alembic"),
+    commands=("upgrade", "downgrade", "status", "check", "plan", "alembic"),
 )
 SCRIPT_LOCATION = Setting(
     name="script location",
@@ -366,7 +368,7 @@ SCRIPT_LOCATION = Setting(
     value_text="a folder holding `env.py`, `versions/` and `schema/`",
     metavar=None,
     help="another folder of migrations to use instead of the installed ones (a copy with a revision under trial)",
-    commands=("upgrade", "downgrade", "status", "check", "snapshot"),
+    commands=("upgrade", "downgrade", "status", "check", "plan", "snapshot"),
 )
 
 SETTINGS: tuple[Setting, ...] = (

@@ -105,6 +105,9 @@ class SafeImpl(PostgresqlImpl):
     preflight: bool = True
     rules: Rules | None = None
     plan: RunPlan | None = None
+    #: ``outbound-schema plan``'s recorder (``outbound_schema.plan.Recorder``), offline only: a refused operation
+    #: is handed to it and left out of the script, instead of stopping the run.
+    observer: Any = None
 
     def setup(
         self,
@@ -182,10 +185,14 @@ class SafeImpl(PostgresqlImpl):
                 construct = rerunnable_version_change(construct)
             return super()._exec(construct, execution_options, multiparams, params)
         rules.lint.clear()
+        refused_before = len(rules.refusals)
         rules.check(construct)
         if self.planning or self._adopted():
             return None
-        if rules.refusals:
+        if self.observer is not None and len(rules.refusals) > refused_before:
+            self.observer.refused(construct, rules.refusals[refused_before:])
+            return None
+        if rules.refusals and self.observer is None:
             raise OutboundSchemaError(rules.refusals[0] + " Nothing of this operation was changed.")
         if self.as_sql:
             self._guard_revision(rules)

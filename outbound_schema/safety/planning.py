@@ -127,6 +127,9 @@ def prepare(impl: SafeImpl, plan: RunPlan) -> None:
     steps = [s for s in plan.steps if s.revision.revision in plan.managed]
     planned: dict[str, Rules] = {}
     refusals, plan.drops = plan_revisions(impl, steps, planned)
+    if impl.observer is not None:  # outbound-schema plan: the refusals are shown, the script goes on
+        impl.observer.planned(planned)
+        refusals = []
     if refusals:
         raise OutboundSchemaError("\n\n".join([*refusals, "Nothing was changed."]))
     connection = impl.migration_context.connection

@@ -1,0 +1,748 @@
+"""``outbound-schema plan``: what an upgrade will do to a live database, before it does it. Read-only.
+
+The statements come from the safety layer itself: the run is generated offline, as ``upgrade --sql`` writes it,
+with a :class:`Recorder` attached to the safety layer (``outbound_schema.safety``) that cuts the script into the
+changes it is made of (each with its guards, its transaction and its timeouts) and collects the refusals and
+opt-outs instead of stopping at the first. Each change is then judged against the live database, with SELECT
+alone: the lock it takes and what that lock blocks, how long it may block at most under the run's settings,
+whether it scans or rewrites the table, the table's size, and how long it should take, calibrated on this
+server by timing a scan and a sort of a sample of the very table it works on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from outbound_schema.config import PLAN_ATTRIBUTE, SETTINGS_ATTRIBUTE, VERSION_TABLE, alembic_config, script_location
+from outbound_schema.ddl import Limits
+from outbound_schema.dsn import Target
+from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.history import History
+from outbound_schema.standing import HISTORY_TABLE, stand
+
+#: The version of ``plan --format json``'s output; keys are only ever added within one.
+FORMAT_VERSION = 1
+
+#: Rows of a table read to calibrate (a sample of its blocks beyond that; the whole table below it).
+SAMPLE_ROWS = 100_000
+#: Measured against real builds (bench/plan_estimates.py): how a concurrent index build compares with one scan
+#: and one sort of its keys (it scans the table twice, sorts twice and writes the index), a plain build, and
+#: VALIDATE CONSTRAINT with one scan of the table.
+INDEX_CONCURRENTLY_FACTOR = 2.0
+INDEX_FACTOR = 1.4
+VALIDATE_FACTOR = 1.3
+REWRITE_FACTOR = 4.0
+
+BLOCKS_BOTH = "reads and writes"
+BLOCKS_WRITES = "writes"
+BLOCKS_NOTHING = "nothing"
+
+_SETUP = re.compile(r"^(BEGIN|COMMIT|SET (LOCAL )?(lock_timeout|statement_timeout)\b)", re.IGNORECASE)
+_GUARDED = re.compile(r"^DO \$outbound\$ BEGIN IF NOT EXISTS \(.*?\) THEN (?P<inner>.*); END IF; END \$outbound\$$", re.S)
+
+
+# Recording the offline script, change by change.
+
+
+@dataclass
+class Change:
+    """One change as the safety layer makes it, and what it costs on the live database."""
+
+    revision: str | None
+    label: str
+    statements: list[str]  #: what changes something (guards, settings, BEGIN and COMMIT left out)
+    script: str  #: exactly as ``upgrade --sql`` writes it: guards, BEGIN, SET LOCAL ..., the statements, COMMIT
+    in_transaction: bool
+    waits_harmlessly: bool = False
+    tables: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    # Judged on the live database.
+    lock: str = ""
+    locked_tables: list[str] = field(default_factory=list)
+    blocks: str = BLOCKS_NOTHING
+    scans: bool = False
+    rewrites: bool = False
+    work: str = "catalog only"
+    table: dict[str, Any] | None = None
+    estimate_s: float = 0.0
+    lock_wait: dict[str, Any] = field(default_factory=dict)
+    blocking_window_s: float = 0.0
+    decisions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "sql": self.statements,
+            "script": self.script,
+            "refused": self.refused,
+            "lock": {"mode": self.lock or None, "tables": self.locked_tables, "blocks": self.blocks},
+            "lock_wait": self.lock_wait,
+            "scans_table": self.scans,
+            "rewrites_table": self.rewrites,
+            "work": self.work,
+            "table": self.table,
+            "estimated_s": round(self.estimate_s, 3),
+            "blocking_window_s": round(self.blocking_window_s, 3),
+            "decisions": self.decisions,
+        }
+
+
+class Recorder:
+    """Attached to the safety layer of an offline run (``config.PLAN_ATTRIBUTE``): cuts the script it writes
+    into :class:`Change` s, and keeps the refusals and opt-outs planning found."""
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+        self.rules: dict[str, Any] = {}  # revision -> its Rules, as planned
+        self._impl: Any = None
+        self._current: Change | None = None
+        self._guards: list[str] = []
+        self._guards_start: int | None = None
+
+    def attach(self, impl: Any) -> None:
+        self._impl = impl
+        impl.observer = self
+        runner = impl.runner
+        buffer = impl.output_buffer
+        execute, in_transaction, outside = runner.execute, runner.in_transaction, runner.outside
+
+        def recorded_execute(statement: Any) -> Any:
+            start = buffer.tell()
+            result = execute(statement)
+            written = buffer.getvalue()[start:].strip()
+            text = written[:-1] if written.endswith(";") else written
+            if self._current is not None:
+                if not _SETUP.match(text):
+                    self._current.statements.append(text)
+            else:  # a guard before the change it guards (an index left INVALID stops the script)
+                if self._guards_start is None:
+                    self._guards_start = start
+                self._guards.append(text)
+            return result
+
+        def recorded(run: Any, *, in_tx: bool) -> Any:
+            def wrapper(statements: Any, *args: Any, **kwargs: Any) -> Any:
+                start = self._guards_start if self._guards_start is not None else buffer.tell()
+                rules = impl.rules
+                change = Change(
+                    revision=rules.revision if rules is not None else None,
+                    label=str(kwargs.get("label", "")),
+                    statements=[],
+                    script="",
+                    in_transaction=in_tx,
+                    waits_harmlessly=bool(kwargs.get("waits_harmlessly", False)),
+                    tables=list(kwargs.get("tables", ())),
+                )
+                guards, self._guards, self._guards_start = self._guards, [], None
+                self._current = change
+                try:
+                    result = run(statements, *args, **kwargs)
+                finally:
+                    self._current = None
+                change.statements = [*guards, *change.statements]
+                change.script = buffer.getvalue()[start:].strip()
+                self.changes.append(change)
+                return result
+
+            return wrapper
+
+        runner.execute = recorded_execute
+        runner.in_transaction = recorded(in_transaction, in_tx=True)
+        runner.outside = recorded(outside, in_tx=False)
+
+    # The safety layer's calls (``SafeImpl.observer``).
+
+    def planned(self, planned: dict[str, Any]) -> None:
+        """Every revision of the run as planning found it (``safety.planning.prepare``)."""
+        self.rules.update(planned)
+
+    def refused(self, construct: Any, messages: Sequence[str]) -> None:
+        from outbound_schema.safety.operations import describe, sql_of, table_of
+
+        rules = self._impl.rules
+        revision = rules.revision if rules is not None else None
+        table = table_of(construct)
+        self.changes.append(
+            Change(
+                revision=revision,
+                label=f"{revision}: {describe(construct)}",
+                statements=[sql_of(construct)],
+                script="",
+                in_transaction=True,
+                tables=[table] if table else [],
+                refused=list(messages),
+            )
+        )
+
+
+# The plan.
+
+
+@dataclass
+class RevisionPlan:
+    revision: str
+    state: str
+    changes: list[Change]
+    refusals: list[str]
+    opt_outs: list[dict[str, str]]
+
+
+@dataclass
+class Plan:
+    database: str
+    version: list[str]
+    target: str
+    state: str
+    summary_line: str
+    limits: Limits
+    revisions: list[RevisionPlan]
+    calibration: dict[str, Any]
+    before: list[Change] = field(default_factory=list)  # changes of no revision: the schema history table
+
+    @property
+    def changes(self) -> list[Change]:
+        return [*self.before, *(c for r in self.revisions for c in r.changes)]
+
+    @property
+    def decisions(self) -> list[str]:
+        found = [d for c in self.changes for d in c.decisions]
+        for revision in self.revisions:
+            found += revision.refusals
+            found += [f"{revision.revision}: opted out of a refusal: {o['key']} ({o['why']})" for o in revision.opt_outs]
+            if revision.state == "conflicting":
+                found.append(f"{revision.revision}: the database holds conflicting objects; upgrade refuses it")
+        return list(dict.fromkeys(found))
+
+    def total_s(self) -> float:
+        return sum(c.estimate_s for c in self.changes)
+
+    def longest_block(self) -> Change | None:
+        blocking = [c for c in self.changes if c.blocks != BLOCKS_NOTHING and not c.refused]
+        return max(blocking, key=lambda c: c.blocking_window_s, default=None)
+
+    def exit_code(self) -> int:
+        return 1 if self.decisions else 0
+
+    def to_json(self) -> str:
+        longest = self.longest_block()
+        return json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "database": self.database,
+                "version": self.version,
+                "target": self.target,
+                "state": self.state,
+                "settings": {
+                    "lock_timeout_ms": self.limits.lock_timeout_ms,
+                    "lock_retries": self.limits.lock_retries,
+                    "statement_timeout_ms": self.limits.statement_timeout_ms,
+                },
+                "calibration": self.calibration,
+                "before": [c.to_json() for c in self.before],
+                "revisions": [
+                    {
+                        "revision": r.revision,
+                        "state": r.state,
+                        "refusals": r.refusals,
+                        "opt_outs": r.opt_outs,
+                        "statements": [c.to_json() for c in r.changes],
+                    }
+                    for r in self.revisions
+                ],
+                "summary": {
+                    "estimated_s": round(self.total_s(), 3),
+                    "longest_blocking_window": None
+                    if longest is None
+                    else {
+                        "label": longest.label,
+                        "blocks": longest.blocks,
+                        "seconds": round(longest.blocking_window_s, 3),
+                    },
+                    "decisions": self.decisions,
+                    "exit_code": self.exit_code(),
+                },
+            }
+        )
+
+    def to_text(self) -> str:
+        limits = self.limits
+        out = [
+            f"database: {self.database}",
+            f"version:  {', '.join(self.version) or 'none recorded'}; target {self.target}",
+            f"settings: lock timeout {_ms(limits.lock_timeout_ms)}, {limits.lock_retries} retries, statement timeout "
+            f"{_ms(limits.statement_timeout_ms)}",
+        ]
+        for table, rates in self.calibration.get("tables", {}).items():
+            out.append(
+                f"calibrated on this server, {table}: {rates['sample_rows']:,} rows read in "
+                f"{rates['scan_ms']:.1f} ms ({rates['scan_rows_per_s']:,.0f} rows/s), sorted in {rates['sort_ms']:.1f} ms"
+            )
+        out.append(f"state:    {self.summary_line}")
+        for change in self.before:
+            out += _change_text(change, "  ")
+        for revision in self.revisions:
+            out.append("")
+            out.append(f"{revision.revision}  ({revision.state})")
+            for opt in revision.opt_outs:
+                out.append(f"  opt-out: {opt['key']}, refused by default, allowed by the revision: {opt['why']}")
+            for change in revision.changes:
+                out += _change_text(change, "  ")
+        longest = self.longest_block()
+        out.append("")
+        out.append("summary:")
+        out.append(f"  estimated time: {_seconds(self.total_s())} (index builds also wait for transactions open before them)")
+        if longest is None:
+            out.append("  blocking: no statement blocks reads or writes")
+        else:
+            out.append(
+                f"  longest blocking window: {_seconds(longest.blocking_window_s)}, blocking {longest.blocks} "
+                f"({longest.label})"
+            )
+        decisions = self.decisions
+        out.append("  needs a human decision: " + ("nothing" if not decisions else f"{len(decisions)}"))
+        out += [f"    - {d}" for d in decisions]
+        return "\n".join(out)
+
+
+def _change_text(change: Change, indent: str) -> list[str]:
+    lines = [f"{indent}{change.label}"]
+    if change.refused:
+        lines += [f"{indent}  REFUSED: {message}" for message in change.refused]
+        lines += [f"{indent}  (would run) {s}" for s in change.statements]
+        return lines
+    lines += [f"{indent}  | {line}" for line in change.script.splitlines() if line.strip()]
+    table = change.table
+    where = ", ".join(change.locked_tables) or "no existing table"
+    if change.lock:
+        lines.append(f"{indent}  lock: {change.lock} on {where}: blocks {change.blocks}")
+    wait = change.lock_wait
+    if wait:
+        lines.append(f"{indent}  {wait['text']}")
+    if table is not None:
+        size = "size unknown" if table["bytes"] is None else _bytes(table["bytes"])
+        lines.append(f"{indent}  table: {table['name']}, ~{table['rows']:,} rows, {size}")
+    what = "rewrites the table" if change.rewrites else ("scans the table" if change.scans else "no scan, no rewrite")
+    lines.append(f"{indent}  {what}; {change.work}; estimate {_seconds(change.estimate_s)}")
+    lines += [f"{indent}  DECISION: {d}" for d in change.decisions]
+    return lines
+
+
+def _ms(ms: int) -> str:
+    return f"{ms} ms" if ms < 10_000 else _seconds(ms / 1000)
+
+
+def _seconds(s: float) -> str:
+    if s < 0.1:
+        return "< 0.1 s"
+    if s < 120:
+        return f"{s:.1f} s"
+    return f"{s / 60:.1f} min"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} bytes"  # pragma: no cover
+
+
+# What each statement locks, blocks, scans.
+
+
+@dataclass(frozen=True)
+class Effect:
+    lock: str
+    blocks: str
+    scans: bool = False
+    rewrites: bool = False
+    work: str = "catalog only"  # or: index build, validation scan, scan, rewrite
+    table: str | None = None
+    others: tuple[str, ...] = ()  #: other tables locked (a foreign key's referenced table)
+    others_lock: str = ""
+    unknown: bool = False
+
+
+_NAME = r'((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)'
+_ALTER = re.compile(rf"^ALTER TABLE (?:IF EXISTS )?(?:ONLY )?{_NAME}\s+(?P<rest>.*)$", re.I | re.S)
+_INDEX = re.compile(
+    rf"^CREATE (?:UNIQUE )?INDEX (?P<cc>CONCURRENTLY )?(?:IF NOT EXISTS )?{_NAME}? ?ON (?:ONLY )?{_NAME}\s*(?P<rest>.*)$",
+    re.I | re.S,
+)
+_REFERENCES = re.compile(rf"REFERENCES {_NAME}", re.I)
+
+
+def effect_of(sql: str) -> Effect:
+    """What one statement of the script locks and does, read from its words."""
+    sql = " ".join(sql.split())
+    guarded = _GUARDED.match(sql)
+    if guarded:
+        sql = guarded.group("inner")
+    upper = sql.upper()
+    if upper.startswith("DO $OUTBOUND$") and "RAISE EXCEPTION" in upper and "PG_INDEX" in upper:
+        return Effect("", BLOCKS_NOTHING, work="catalog check")
+    index = _INDEX.match(sql)
+    if index:
+        table = _unquote(index.group(3))
+        if index.group("cc"):
+            return Effect("SHARE UPDATE EXCLUSIVE", BLOCKS_NOTHING, scans=True, work="index build", table=table)
+        return Effect("SHARE", BLOCKS_WRITES, scans=True, work="index build", table=table)
+    if upper.startswith("DROP INDEX"):
+        if "CONCURRENTLY" in upper:
+            return Effect("SHARE UPDATE EXCLUSIVE", BLOCKS_NOTHING)
+        return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH)
+    if upper.startswith("CREATE TABLE"):
+        refs = tuple(dict.fromkeys(_unquote(m) for m in _REFERENCES.findall(sql)))
+        return Effect("", BLOCKS_NOTHING, others=refs, others_lock="SHARE ROW EXCLUSIVE" if refs else "")
+    if upper.startswith("DROP TABLE"):
+        return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH, table=_unquote(sql.split()[-1]))
+    alter = _ALTER.match(sql)
+    if alter:
+        table, rest = _unquote(alter.group(1)), alter.group("rest").upper()
+        if rest.startswith("VALIDATE CONSTRAINT"):
+            return Effect("SHARE UPDATE EXCLUSIVE", BLOCKS_NOTHING, scans=True, work="validation scan", table=table)
+        if rest.startswith("ADD CONSTRAINT") or rest.startswith("ADD CHECK") or rest.startswith("ADD FOREIGN"):
+            refs = tuple(_unquote(m) for m in _REFERENCES.findall(alter.group("rest")))
+            not_valid = rest.rstrip().endswith("NOT VALID")
+            if "FOREIGN KEY" in rest:
+                scans = not not_valid
+                return Effect(
+                    "SHARE ROW EXCLUSIVE",
+                    BLOCKS_WRITES,
+                    scans=scans,
+                    work="validation scan" if scans else "catalog only",
+                    table=table,
+                    others=refs,
+                    others_lock="SHARE ROW EXCLUSIVE",
+                )
+            if "UNIQUE" in rest or "PRIMARY KEY" in rest:
+                using = "USING INDEX" in rest
+                return Effect(
+                    "ACCESS EXCLUSIVE", BLOCKS_BOTH, scans=not using, work="catalog only" if using else "index build", table=table
+                )
+            return Effect(
+                "ACCESS EXCLUSIVE",
+                BLOCKS_BOTH,
+                scans=not not_valid,
+                work="catalog only" if not_valid else "validation scan",
+                table=table,
+            )
+        if re.search(r"\bSET NOT NULL\b", rest):
+            return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH, scans=True, work="scan", table=table)
+        if re.search(r"\bTYPE\b", rest) and "ALTER COLUMN" in rest:
+            return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH, scans=True, rewrites=True, work="rewrite", table=table)
+        if rest.startswith("ADD COLUMN") and re.search(r"\b(PRIMARY KEY|UNIQUE|GENERATED .* STORED|SERIAL)\b", rest):
+            return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH, scans=True, rewrites=True, work="rewrite", table=table)
+        if rest.startswith("DROP CONSTRAINT") or "OWNER TO" in rest or rest.startswith(("ADD COLUMN", "DROP COLUMN")):
+            return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH, table=table)
+        if rest.startswith(("ALTER COLUMN", "RENAME")):
+            return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH, table=table)
+        return Effect("ACCESS EXCLUSIVE", BLOCKS_BOTH, table=table, unknown=True)
+    if upper.startswith("COMMENT ON"):
+        return Effect("SHARE UPDATE EXCLUSIVE", BLOCKS_NOTHING)
+    return Effect("unknown", BLOCKS_BOTH, unknown=True)
+
+
+def _unquote(name: str) -> str:
+    last = name.rsplit(".", 1)[-1]
+    return last[1:-1] if last.startswith('"') else last
+
+
+_INDEX_COLUMNS = re.compile(r"^(?:USING \w+\s*)?\((?P<cols>.*)\)(?:\s+INCLUDE\s*\(.*?\))?(?:\s+WHERE\s+(?P<where>.*))?$", re.I | re.S)
+
+
+def _index_keys(sql: str) -> tuple[str, str | None] | None:
+    """The keys (an ORDER BY list) and predicate of a CREATE INDEX statement."""
+    match = _INDEX.match(" ".join(sql.split()))
+    if not match:
+        return None
+    rest = match.group("rest").strip()
+    keys = _INDEX_COLUMNS.match(rest)
+    if not keys:
+        return None
+    cols = keys.group("cols")
+    depth = 0
+    for i, char in enumerate(cols):  # the key list ends at the parenthesis that closes it
+        depth += (char == "(") - (char == ")")
+        if depth < 0:
+            cols = cols[:i]
+            break
+    return cols, keys.group("where")
+
+
+# Reading the live database, with SELECT alone.
+
+
+def table_size(connection: psycopg.Connection[Any], table: str) -> dict[str, Any] | None:
+    row = connection.execute(
+        "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid), pg_relation_size(c.oid) FROM pg_class c "
+        "WHERE c.oid = to_regclass(%s)",
+        (table,),
+    ).fetchone()
+    if row is None:
+        return None
+    reltuples, total, heap = row
+    return {"name": table, "rows": max(int(reltuples), 0), "rows_counted": reltuples >= 0, "bytes": total, "heap_bytes": heap}
+
+
+def _explain_ms(connection: psycopg.Connection[Any], sql: str) -> tuple[float, int]:
+    """Run ``sql`` (a SELECT) under EXPLAIN ANALYZE: the server's time for it, in ms, and the rows it read or gave."""
+    (document,) = connection.execute(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}").fetchone()  # type: ignore[misc]
+    if isinstance(document, str):
+        document = json.loads(document)
+    top = document[0]
+    node = top["Plan"]
+    while node.get("Plans") and node["Node Type"] not in ("Sample Scan", "Seq Scan"):
+        node = node["Plans"][0]
+    return float(top["Execution Time"]), int(node.get("Actual Rows", 0))
+
+
+@dataclass
+class Calibration:
+    """Rates measured on this server, on a sample of one table."""
+
+    table: str
+    rows: int  #: the table's estimated rows
+    sample_rows: int
+    scan_ms: float
+    sort_ms: float = 0.0  # the sort of the sample's keys (beyond the scan)
+    sorted_rows: int = 0
+
+    @property
+    def scan_rows_per_s(self) -> float:
+        return self.sample_rows / max(self.scan_ms / 1000, 1e-6)
+
+    def scan_s(self) -> float:
+        return self.rows / self.scan_rows_per_s if self.sample_rows else 0.0
+
+    def sort_s(self, selectivity: float = 1.0) -> float:
+        n = self.sorted_rows
+        total = self.rows * selectivity
+        if n < 2 or total < 2:
+            return 0.0
+        return self.sort_ms / 1000 * (total * math.log2(total)) / (n * math.log2(n))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sample_rows": self.sample_rows,
+            "scan_ms": round(self.scan_ms, 3),
+            "scan_rows_per_s": round(self.scan_rows_per_s),
+            "sort_ms": round(self.sort_ms, 3),
+            "sorted_rows": self.sorted_rows,
+        }
+
+
+#: Rows a block holds, for a table never analyzed (reltuples unknown): only to choose the sample.
+_ROWS_PER_BLOCK_GUESS = 60
+
+
+def _sample(rows: int, heap_bytes: int, table: str) -> tuple[str, float]:
+    """The sample of ``table`` to time, and the share of the table it is (percent)."""
+    rows = rows or heap_bytes // 8192 * _ROWS_PER_BLOCK_GUESS
+    if rows <= SAMPLE_ROWS:
+        return table, 100.0
+    percent = max(100.0 * SAMPLE_ROWS / rows, 0.01)
+    return f"{table} TABLESAMPLE SYSTEM ({percent:.4f}) REPEATABLE (7)", percent
+
+
+def calibrate(
+    connection: psycopg.Connection[Any], size: dict[str, Any], keys: tuple[str, str | None] | None = None
+) -> Calibration:
+    """Time a scan (and, given an index's keys, a sort of them) of a sample of a table on the server; read-only."""
+    table, rows = size["name"], size["rows"]
+    source, percent = _sample(rows if size["rows_counted"] else 0, size["heap_bytes"] or 0, table)
+    with connection.transaction():
+        connection.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
+        scan_ms, sample_rows = _explain_ms(connection, f"SELECT 1 FROM {source}")
+        calibration = Calibration(table, rows, sample_rows, scan_ms)
+        if keys is not None:
+            cols, where = keys
+            try:
+                with connection.transaction():
+                    filtered = f"SELECT 1 FROM {source} WHERE {where}" if where else None
+                    sorted_rows = _explain_ms(connection, filtered)[1] if filtered else sample_rows
+                    query = f"SELECT {cols} FROM {source}{f' WHERE {where}' if where else ''} ORDER BY {cols}"
+                    sort_total, _ = _explain_ms(connection, query)
+                    calibration.sort_ms = max(sort_total - scan_ms, 0.0)
+                    calibration.sorted_rows = sorted_rows
+            except psycopg.Error:
+                pass  # keys the sample's query cannot order by (an operator class): the scan alone
+    if not size["rows_counted"]:  # never analyzed: the sample says how many rows it holds
+        calibration.rows = round(sample_rows * 100 / percent)
+    return calibration
+
+
+def judge(connection: psycopg.Connection[Any], change: Change, limits: Limits, calibrations: dict[str, Any]) -> None:
+    """Fill in the lock, the blocking, the size and the estimate of ``change`` from the live database."""
+    effects = [effect_of(s) for s in change.statements]
+    strongest = max(effects, key=lambda e: _ORDER.index(e.blocks), default=None)
+    if strongest is None:
+        return
+    main = [e for e in effects if e.lock and e.lock != "unknown"]
+    change.lock = " + ".join(dict.fromkeys(e.lock for e in main)) if main else ("unknown" if any(e.unknown for e in effects) else "")
+    change.blocks = strongest.blocks
+    locked = [e.table for e in effects if e.table] + [t for e in effects for t in e.others]
+    change.locked_tables = list(dict.fromkeys(t for t in locked if t))
+    change.scans = any(e.scans for e in effects)
+    change.rewrites = any(e.rewrites for e in effects)
+    works = [e.work for e in effects if e.work not in ("catalog only", "catalog check")]
+    change.work = ", ".join(dict.fromkeys(works)) or "catalog only"
+    if any(e.unknown for e in effects):
+        change.decisions.append(
+            f"{change.label}: what this statement locks is not known to the planner; review it by hand"
+        )
+    table_name = next((e.table for e in effects if e.table), None)
+    estimate = 0.0
+    if table_name is not None:
+        size = table_size(connection, table_name)
+        change.table = size
+        if size is not None:
+            for statement, effect in zip(change.statements, effects, strict=True):
+                if not effect.scans:
+                    continue
+                keys = _index_keys(statement) if effect.work == "index build" else None
+                key = f"{table_name}|{keys}"
+                calibration = calibrations.get(key)
+                if calibration is None:
+                    calibration = calibrations[key] = calibrate(connection, size, keys)
+                    if not size["rows_counted"]:
+                        size["rows"] = calibration.rows
+                scan = calibration.scan_s()
+                if effect.work == "index build":
+                    selectivity = calibration.sorted_rows / calibration.sample_rows if calibration.sample_rows else 1.0
+                    factor = INDEX_CONCURRENTLY_FACTOR if effect.lock == "SHARE UPDATE EXCLUSIVE" else INDEX_FACTOR
+                    estimate += factor * (scan + calibration.sort_s(selectivity))
+                elif effect.work == "validation scan":
+                    estimate += VALIDATE_FACTOR * scan
+                elif effect.rewrites:
+                    estimate += REWRITE_FACTOR * scan
+                else:
+                    estimate += scan
+    change.estimate_s = estimate
+    if change.blocks == BLOCKS_NOTHING:
+        if change.in_transaction and not change.waits_harmlessly:
+            change.lock_wait = _retries(limits)
+        else:
+            change.lock_wait = {
+                "per_attempt_ms": limits.statement_timeout_ms,
+                "attempts": 1,
+                "text": f"waits for its lock up to the statement timeout ({_ms(limits.statement_timeout_ms)}), "
+                "blocking nobody meanwhile",
+            }
+        return
+    change.lock_wait = _retries(limits)
+    # While it waits for its lock, and while it holds it, the sessions that need the table wait behind it.
+    change.blocking_window_s = limits.lock_timeout_ms / 1000 + estimate
+    if estimate >= 1.0:
+        change.decisions.append(
+            f"{change.label}: blocks {change.blocks} on {', '.join(change.locked_tables)} for about "
+            f"{_seconds(estimate)} while it {change.work}s"
+        )
+
+
+_ORDER = [BLOCKS_NOTHING, BLOCKS_WRITES, BLOCKS_BOTH]
+
+
+def _retries(limits: Limits) -> dict[str, Any]:
+    attempts = limits.lock_retries + 1
+    backoff = sum(
+        min(limits.first_backoff_s * 2 ** (k - 1), limits.max_backoff_s) * 1.2 for k in range(1, attempts)
+    )
+    total_wait = attempts * limits.lock_timeout_ms / 1000
+    return {
+        "per_attempt_ms": limits.lock_timeout_ms,
+        "attempts": attempts,
+        "max_waiting_s": round(total_wait, 3),
+        "max_with_backoff_s": round(total_wait + backoff, 3),
+        "text": f"waits for its lock at most {_ms(limits.lock_timeout_ms)} per attempt, {attempts} attempts "
+        f"({_seconds(total_wait)} waiting in all, {_seconds(total_wait + backoff)} with back-off), then gives up",
+    }
+
+
+# Putting it together.
+
+
+def record(start: str, target: str, chosen: dict[str, Any]) -> tuple[Recorder, str]:
+    """The offline script of ``start:target`` as ``upgrade --sql`` writes it, and its changes, recorded."""
+    from alembic import command
+
+    config = alembic_config(None)
+    config.attributes[SETTINGS_ATTRIBUTE] = chosen
+    recorder = Recorder()
+    config.attributes[PLAN_ATTRIBUTE] = recorder
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
+    return recorder, buffer.getvalue()
+
+
+def make_plan(url: Target, target: str, chosen: dict[str, Any]) -> Plan:
+    """What ``upgrade target`` would do to ``url``'s database; reads it with SELECT alone, changes nothing."""
+    from outbound_schema.expected import HistorySchemas
+    from outbound_schema.takeover import assess
+
+    limits = Limits.of(lambda setting: chosen[setting.dest])
+    history = History.read(script_location())
+    with url.connect() as connection:
+        connection.read_only = True
+        standing = stand(connection, history, VERSION_TABLE)
+        connection.commit()
+        current = list(standing.current)
+        if standing.state in ("ahead", "unknown"):
+            return Plan(url.shown, current, target, standing.state, standing.summary(), limits, [], {})
+        expected = HistorySchemas(history)
+        reports = {
+            r.revision: r.state for r in assess(connection, expected, expected.managed(), history.applied(set(current)))
+        }
+        connection.commit()
+        start = current[0] if len(current) == 1 else ""
+        recorder, _script = record(start, target, chosen)
+        history_exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()
+        calibrations: dict[str, Calibration] = {}
+        before = [c for c in recorder.changes if c.revision is None and not (history_exists and history_exists[0])]
+        revisions: list[RevisionPlan] = []
+        for change in recorder.changes:
+            if change.revision is None:
+                continue
+            if not revisions or revisions[-1].revision != change.revision:
+                revisions.append(_revision(change.revision, reports, recorder))
+            revisions[-1].changes.append(change)
+        for revision in recorder.rules:  # a revision that changes nothing still shows
+            if all(r.revision != revision for r in revisions):
+                revisions.append(_revision(revision, reports, recorder))
+        order = list(recorder.rules) or [r.revision for r in revisions]
+        revisions.sort(key=lambda r: order.index(r.revision) if r.revision in order else len(order))
+        for revision in revisions:
+            for change in revision.changes:
+                if revision.state == "present":
+                    change.work = "found complete in the database: recorded without running"
+                    continue
+                if not change.refused:
+                    judge(connection, change, limits, calibrations)
+        for change in before:
+            judge(connection, change, limits, calibrations)
+        connection.rollback()
+    pending = [r.revision for r in revisions]
+    summary = "at target: nothing to do" if not pending else "upgrade would process " + " -> ".join(pending)
+    tables: dict[str, Any] = {}
+    for calibration in calibrations.values():
+        tables.setdefault(calibration.table, calibration.to_json())
+        if calibration.sorted_rows:
+            tables[calibration.table] = calibration.to_json()
+    return Plan(url.shown, current, target, standing.state, summary, limits, revisions, {"tables": tables}, before)
+
+
+def _revision(revision: str, reports: dict[str, str], recorder: Recorder) -> RevisionPlan:
+    rules = recorder.rules.get(revision)
+    refusals = list(rules.refusals) if rules is not None else []
+    opt_outs = [{"key": key, "why": rules.allowed[key]} for key in sorted(rules.used)] if rules is not None else []
+    return RevisionPlan(revision, reports.get(revision, "missing"), [], refusals, opt_outs)
+
