@@ -15,7 +15,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,6 @@ import psycopg
 from outbound_schema.config import PLAN_ATTRIBUTE, SETTINGS_ATTRIBUTE, VERSION_TABLE, alembic_config, script_location
 from outbound_schema.ddl import Limits
 from outbound_schema.dsn import Target
-from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.history import History
 from outbound_schema.standing import HISTORY_TABLE, stand
 
@@ -33,11 +32,11 @@ FORMAT_VERSION = 1
 
 #: Rows of a table read to calibrate (a sample of its blocks beyond that; the whole table below it).
 SAMPLE_ROWS = 100_000
-#: Measured against real builds (bench/plan_estimates.py): how a concurrent index build compares with one scan
-#: and one sort of its keys (it scans the table twice, sorts twice and writes the index), a plain build, and
-#: VALIDATE CONSTRAINT with one scan of the table.
-INDEX_CONCURRENTLY_FACTOR = 2.0
-INDEX_FACTOR = 1.4
+#: Measured against real builds (bench/plan_estimates.py): a concurrent index build scans the table twice, sorts
+#: its keys and writes one entry per row indexed (a plain build scans once); VALIDATE CONSTRAINT is a scan.
+INDEX_CONCURRENTLY_SCANS = 2.0
+INDEX_SCANS = 1.0
+INDEX_WRITE_FACTOR = 1.0
 VALIDATE_FACTOR = 1.3
 REWRITE_FACTOR = 4.0
 
@@ -46,7 +45,9 @@ BLOCKS_WRITES = "writes"
 BLOCKS_NOTHING = "nothing"
 
 _SETUP = re.compile(r"^(BEGIN|COMMIT|SET (LOCAL )?(lock_timeout|statement_timeout)\b)", re.IGNORECASE)
-_GUARDED = re.compile(r"^DO \$outbound\$ BEGIN IF NOT EXISTS \(.*?\) THEN (?P<inner>.*); END IF; END \$outbound\$$", re.S)
+_GUARDED = re.compile(
+    r"^DO \$outbound\$ BEGIN IF NOT EXISTS \(.*?\) THEN (?P<inner>.*); END IF; END \$outbound\$$", re.S
+)
 
 
 # Recording the offline script, change by change.
@@ -216,7 +217,9 @@ class Plan:
         found = [d for c in self.changes for d in c.decisions]
         for revision in self.revisions:
             found += revision.refusals
-            found += [f"{revision.revision}: opted out of a refusal: {o['key']} ({o['why']})" for o in revision.opt_outs]
+            found += [
+                f"{revision.revision}: opted out of a refusal: {o['key']} ({o['why']})" for o in revision.opt_outs
+            ]
             if revision.state == "conflicting":
                 found.append(f"{revision.revision}: the database holds conflicting objects; upgrade refuses it")
         return list(dict.fromkeys(found))
@@ -283,7 +286,8 @@ class Plan:
         for table, rates in self.calibration.get("tables", {}).items():
             out.append(
                 f"calibrated on this server, {table}: {rates['sample_rows']:,} rows read in "
-                f"{rates['scan_ms']:.1f} ms ({rates['scan_rows_per_s']:,.0f} rows/s), sorted in {rates['sort_ms']:.1f} ms"
+                f"{rates['scan_ms']:.1f} ms ({rates['scan_rows_per_s']:,.0f} rows/s), "
+                f"sorted in {rates['sort_ms']:.1f} ms"
             )
         out.append(f"state:    {self.summary_line}")
         for change in self.before:
@@ -298,7 +302,9 @@ class Plan:
         longest = self.longest_block()
         out.append("")
         out.append("summary:")
-        out.append(f"  estimated time: {_seconds(self.total_s())} (index builds also wait for transactions open before them)")
+        out.append(
+            f"  estimated time: {_seconds(self.total_s())} (index builds also wait for transactions open before them)"
+        )
         if longest is None:
             out.append("  blocking: no statement blocks reads or writes")
         else:
@@ -374,7 +380,8 @@ class Effect:
 _NAME = r'((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)'
 _ALTER = re.compile(rf"^ALTER TABLE (?:IF EXISTS )?(?:ONLY )?{_NAME}\s+(?P<rest>.*)$", re.I | re.S)
 _INDEX = re.compile(
-    rf"^CREATE (?:UNIQUE )?INDEX (?P<cc>CONCURRENTLY )?(?:IF NOT EXISTS )?{_NAME}? ?ON (?:ONLY )?{_NAME}\s*(?P<rest>.*)$",
+    rf"^CREATE (?:UNIQUE )?INDEX (?P<cc>CONCURRENTLY )?(?:IF NOT EXISTS )?{_NAME}? ?ON (?:ONLY )?{_NAME}"
+    r"\s*(?P<rest>.*)$",
     re.I | re.S,
 )
 _REFERENCES = re.compile(rf"REFERENCES {_NAME}", re.I)
@@ -426,7 +433,11 @@ def effect_of(sql: str) -> Effect:
             if "UNIQUE" in rest or "PRIMARY KEY" in rest:
                 using = "USING INDEX" in rest
                 return Effect(
-                    "ACCESS EXCLUSIVE", BLOCKS_BOTH, scans=not using, work="catalog only" if using else "index build", table=table
+                    "ACCESS EXCLUSIVE",
+                    BLOCKS_BOTH,
+                    scans=not using,
+                    work="catalog only" if using else "index build",
+                    table=table,
                 )
             return Effect(
                 "ACCESS EXCLUSIVE",
@@ -456,7 +467,9 @@ def _unquote(name: str) -> str:
     return last[1:-1] if last.startswith('"') else last
 
 
-_INDEX_COLUMNS = re.compile(r"^(?:USING \w+\s*)?\((?P<cols>.*)\)(?:\s+INCLUDE\s*\(.*?\))?(?:\s+WHERE\s+(?P<where>.*))?$", re.I | re.S)
+_INDEX_COLUMNS = re.compile(
+    r"^(?:USING \w+\s*)?\((?P<cols>.*)\)(?:\s+INCLUDE\s*\(.*?\))?(?:\s+WHERE\s+(?P<where>.*))?$", re.I | re.S
+)
 
 
 def _index_keys(sql: str) -> tuple[str, str | None] | None:
@@ -490,7 +503,13 @@ def table_size(connection: psycopg.Connection[Any], table: str) -> dict[str, Any
     if row is None:
         return None
     reltuples, total, heap = row
-    return {"name": table, "rows": max(int(reltuples), 0), "rows_counted": reltuples >= 0, "bytes": total, "heap_bytes": heap}
+    return {
+        "name": table,
+        "rows": max(int(reltuples), 0),
+        "rows_counted": reltuples >= 0,
+        "bytes": total,
+        "heap_bytes": heap,
+    }
 
 
 def _explain_ms(connection: psycopg.Connection[Any], sql: str) -> tuple[float, int]:
@@ -587,7 +606,11 @@ def judge(connection: psycopg.Connection[Any], change: Change, limits: Limits, c
     if strongest is None:
         return
     main = [e for e in effects if e.lock and e.lock != "unknown"]
-    change.lock = " + ".join(dict.fromkeys(e.lock for e in main)) if main else ("unknown" if any(e.unknown for e in effects) else "")
+    change.lock = (
+        " + ".join(dict.fromkeys(e.lock for e in main))
+        if main
+        else ("unknown" if any(e.unknown for e in effects) else "")
+    )
     change.blocks = strongest.blocks
     locked = [e.table for e in effects if e.table] + [t for e in effects for t in e.others]
     change.locked_tables = list(dict.fromkeys(t for t in locked if t))
@@ -618,8 +641,9 @@ def judge(connection: psycopg.Connection[Any], change: Change, limits: Limits, c
                 scan = calibration.scan_s()
                 if effect.work == "index build":
                     selectivity = calibration.sorted_rows / calibration.sample_rows if calibration.sample_rows else 1.0
-                    factor = INDEX_CONCURRENTLY_FACTOR if effect.lock == "SHARE UPDATE EXCLUSIVE" else INDEX_FACTOR
-                    estimate += factor * (scan + calibration.sort_s(selectivity))
+                    scans = INDEX_CONCURRENTLY_SCANS if effect.lock == "SHARE UPDATE EXCLUSIVE" else INDEX_SCANS
+                    written = INDEX_WRITE_FACTOR * scan * selectivity
+                    estimate += scans * scan + calibration.sort_s(selectivity) + written
                 elif effect.work == "validation scan":
                     estimate += VALIDATE_FACTOR * scan
                 elif effect.rewrites:
@@ -653,9 +677,7 @@ _ORDER = [BLOCKS_NOTHING, BLOCKS_WRITES, BLOCKS_BOTH]
 
 def _retries(limits: Limits) -> dict[str, Any]:
     attempts = limits.lock_retries + 1
-    backoff = sum(
-        min(limits.first_backoff_s * 2 ** (k - 1), limits.max_backoff_s) * 1.2 for k in range(1, attempts)
-    )
+    backoff = sum(min(limits.first_backoff_s * 2 ** (k - 1), limits.max_backoff_s) * 1.2 for k in range(1, attempts))
     total_wait = attempts * limits.lock_timeout_ms / 1000
     return {
         "per_attempt_ms": limits.lock_timeout_ms,
@@ -715,9 +737,9 @@ def make_plan(url: Target, target: str, chosen: dict[str, Any]) -> Plan:
             if not revisions or revisions[-1].revision != change.revision:
                 revisions.append(_revision(change.revision, reports, recorder))
             revisions[-1].changes.append(change)
-        for revision in recorder.rules:  # a revision that changes nothing still shows
-            if all(r.revision != revision for r in revisions):
-                revisions.append(_revision(revision, reports, recorder))
+        for name in recorder.rules:  # a revision that changes nothing still shows
+            if all(r.revision != name for r in revisions):
+                revisions.append(_revision(name, reports, recorder))
         order = list(recorder.rules) or [r.revision for r in revisions]
         revisions.sort(key=lambda r: order.index(r.revision) if r.revision in order else len(order))
         for revision in revisions:
@@ -740,9 +762,8 @@ def make_plan(url: Target, target: str, chosen: dict[str, Any]) -> Plan:
     return Plan(url.shown, current, target, standing.state, summary, limits, revisions, {"tables": tables}, before)
 
 
-def _revision(revision: str, reports: dict[str, str], recorder: Recorder) -> RevisionPlan:
+def _revision(revision: str, reports: Mapping[str, str], recorder: Recorder) -> RevisionPlan:
     rules = recorder.rules.get(revision)
     refusals = list(rules.refusals) if rules is not None else []
     opt_outs = [{"key": key, "why": rules.allowed[key]} for key in sorted(rules.used)] if rules is not None else []
     return RevisionPlan(revision, reports.get(revision, "missing"), [], refusals, opt_outs)
-

@@ -1,0 +1,192 @@
+"""``outbound-schema plan``: what an upgrade will do, read from the live database with SELECT alone.
+
+On small tables with rows: the statements are the ones ``upgrade --sql`` writes for the same range, the locks and
+what they block, the sizes, refusals and opt-outs, the JSON's shape, and that a role allowed SELECT alone can plan
+and nothing changes. How close the estimates come to real durations on millions of rows: bench/plan_estimates.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import URL
+
+from tests.helpers import (
+    HEAD,
+    REPO,
+    catalog,
+    cli_here,
+    connected,
+    copy_migrations,
+    in_location,
+    inject,
+    plain,
+    put_on_top,
+    version,
+)
+from tests.test_safety import SID
+
+JOBS = "outbound_call_jobs"
+ROWS = 3000
+EXAMPLE = (REPO / "tests" / "example_revision.py").read_text()
+
+
+def _with_rows(url: URL) -> None:
+    inject(
+        url,
+        "INSERT INTO business (id) SELECT generate_series(1, 2)",
+        "INSERT INTO leads (id) SELECT generate_series(1, 50)",
+        "INSERT INTO outbound_call_runs (business_id) SELECT 1 FROM generate_series(1, 3)",
+        f"INSERT INTO {JOBS} (run_id, lead_id, status, twilio_call_sid) SELECT (SELECT min(id) FROM "
+        "outbound_call_runs), 1 + i % 50, (ARRAY['queued','dialing','completed','failed'])[1 + i % 4], "
+        f"'CA' || md5(i::text) FROM generate_series(1, {ROWS}) AS i",
+        f"ANALYZE {JOBS}",
+    )
+
+
+@pytest.fixture
+def db_46b(host_db: URL) -> URL:
+    done = cli_here("upgrade", "46b", DATABASE_URL=plain(host_db))
+    assert done.returncode == 0, done.stderr
+    _with_rows(host_db)
+    return host_db
+
+
+@pytest.fixture
+def reader(host_db: URL) -> Any:
+    """A role that may only read (pg_read_all_data), and its URL."""
+    role = f"plan_reader_{uuid.uuid4().hex[:8]}"
+    inject(host_db, f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw' IN ROLE pg_read_all_data")
+    yield plain(host_db.set(username=role, password="reader-pw"))
+    inject(host_db, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+def _plan(url: str, *args: str, **env: str) -> tuple[int, dict[str, Any]]:
+    done = cli_here("plan", "--format", "json", *args, DATABASE_URL=url, **env)
+    return done.returncode, json.loads(done.stdout)
+
+
+def _statements(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for r in plan["revisions"] for s in r["statements"]]
+
+
+def test_a_plan_of_46b_to_head_as_a_role_that_may_only_read(db_46b: URL, reader: str) -> None:
+    before = catalog(db_46b)
+    code, plan = _plan(reader)
+
+    assert code == 0, plan
+    assert plan["format"] == 1 and plan["version"] == ["46b"] and plan["state"] == "behind"
+    assert [r["revision"] for r in plan["revisions"]][:3] == ["46c", "46d", "47a"]
+    by_label = {s["label"]: s for s in _statements(plan)}
+    add = by_label["46c: add column outbound_call_jobs.dial_lock_token"]
+    assert add["lock"] == {"mode": "ACCESS EXCLUSIVE", "tables": [JOBS], "blocks": "reads and writes"}
+    assert add["sql"] == ["ALTER TABLE outbound_call_jobs ADD COLUMN IF NOT EXISTS dial_lock_token VARCHAR(64)"]
+    assert add["lock_wait"]["per_attempt_ms"] == 100 and add["lock_wait"]["attempts"] == 11
+    assert not add["scans_table"] and not add["rewrites_table"]
+    assert add["blocking_window_s"] == pytest.approx(0.1, abs=0.05)
+    index = by_label["46d: create index idx_outbound_call_jobs_status_twilio_sid"]
+    assert index["lock"]["mode"] == "SHARE UPDATE EXCLUSIVE" and index["lock"]["blocks"] == "nothing"
+    assert index["sql"][-1] == (
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_outbound_call_jobs_status_twilio_sid ON outbound_call_jobs "
+        "(status, twilio_call_sid)"
+    )
+    assert "RAISE EXCEPTION" in index["sql"][0]  # the guard against an INVALID leftover
+    assert index["scans_table"] and index["work"] == "index build"
+    assert index["table"]["name"] == JOBS and ROWS * 0.8 <= index["table"]["rows"] <= ROWS * 1.2
+    assert index["table"]["bytes"] > 0 and index["estimated_s"] >= 0
+    rates = plan["calibration"]["tables"][JOBS]
+    assert rates["sample_rows"] == ROWS and rates["scan_rows_per_s"] > 0 and rates["scan_ms"] > 0
+    summary = plan["summary"]
+    assert summary["decisions"] == [] and summary["exit_code"] == 0
+    assert summary["longest_blocking_window"]["blocks"] == "reads and writes"
+    assert summary["estimated_s"] == pytest.approx(sum(s["estimated_s"] for s in _statements(plan)), abs=0.01)
+    # Read-only: nothing changed.
+    assert catalog(db_46b) == before and version(db_46b) == ["46b"]
+
+    text = cli_here("plan", DATABASE_URL=reader)
+    assert text.returncode == 0, text.stderr
+    assert "46d: create index idx_outbound_call_jobs_status_twilio_sid" in text.stdout
+    assert "lock: SHARE UPDATE EXCLUSIVE on outbound_call_jobs: blocks nothing" in text.stdout
+    assert "needs a human decision: nothing" in text.stdout
+
+
+def test_the_plan_shows_what_upgrade_sql_writes(db_46b: URL) -> None:
+    code, plan = _plan(plain(db_46b), "head")
+    script = cli_here("upgrade", "46b:head", "--sql").stdout
+    assert code == 0
+    position = 0
+    for statement in [*plan["before"], *_statements(plan)]:
+        found = script.find(statement["script"], position)
+        assert found >= 0, statement["script"]
+        position = found + len(statement["script"])
+
+
+def test_not_valid_then_validate_and_a_partial_index_of_the_next_revision(head_db: URL, tmp_path: Path) -> None:
+    location = copy_migrations(tmp_path / "alembic")
+    revision = put_on_top(location, EXAMPLE, "example")
+    _with_rows(head_db)
+
+    code, plan = _plan(plain(head_db), **in_location(location))
+
+    assert code == 0, plan
+    (planned,) = plan["revisions"]
+    assert planned["revision"] == revision
+    by_label = {s["label"]: s for s in planned["statements"]}
+    added = by_label[f"{revision}: add constraint outbound_call_jobs_status_check on {JOBS}"]
+    assert added["sql"][-1].endswith("NOT VALID END IF; END $outbound$") or "NOT VALID" in added["sql"][-1]
+    assert added["lock"]["mode"] == "ACCESS EXCLUSIVE" and not added["scans_table"]
+    validate = by_label[f"{revision}: add constraint outbound_call_jobs_status_check on {JOBS} (validate)"]
+    assert validate["sql"] == [f"ALTER TABLE {JOBS} VALIDATE CONSTRAINT outbound_call_jobs_status_check"]
+    assert validate["lock"] == {"mode": "SHARE UPDATE EXCLUSIVE", "tables": [JOBS], "blocks": "nothing"}
+    assert validate["scans_table"] and validate["work"] == "validation scan"
+    assert validate["lock_wait"]["per_attempt_ms"] == 30 * 60_000
+    partial = by_label[f"{revision}: create index idx_outbound_call_jobs_queued"]
+    assert partial["sql"][-1].endswith("WHERE status = 'queued'")
+    script = cli_here("upgrade", f"{HEAD}:head", "--sql", **in_location(location)).stdout
+    assert all(s["script"] in script for s in planned["statements"])
+
+
+def test_refusals_and_opt_outs_need_a_decision(head_db: URL, tmp_path: Path) -> None:
+    location = copy_migrations(tmp_path / "alembic")
+    revision = '"""Under test."""\nimport sqlalchemy as sa\nfrom alembic import op\n\nrevision = "next"\n'
+    revision += 'down_revision = "head"\nbranch_labels = None\ndepends_on = None\n{allow}\n\ndef upgrade() -> None:\n'
+    revision += "    {body}\n\n\ndef downgrade() -> None:\n    pass\n"
+    allowed = put_on_top(
+        location,
+        revision.format(
+            allow=f'allow_unsafe = {{"drop_column {JOBS}.dial_started_at": "no release reads it"}}',
+            body=f'op.drop_column("{JOBS}", "dial_started_at")',
+        ),
+        "allowed",
+    )
+    refused = put_on_top(location, revision.format(allow="", body=f'op.drop_column("{JOBS}", "{SID.name}")'), "refused")
+
+    code, plan = _plan(plain(head_db), **in_location(location))
+
+    assert code == 1, plan
+    revisions = {r["revision"]: r for r in plan["revisions"]}
+    assert revisions[allowed]["opt_outs"] == [
+        {"key": f"drop_column {JOBS}.dial_started_at", "why": "no release reads it"}
+    ]
+    (message,) = revisions[refused]["refusals"]
+    assert f"drop_column {JOBS}.{SID.name}" in message
+    (statement,) = revisions[refused]["statements"]
+    assert statement["refused"] == [message] and statement["script"] == ""
+    decisions = plan["summary"]["decisions"]
+    assert message in decisions and any("no release reads it" in d for d in decisions)
+    text = cli_here("plan", DATABASE_URL=plain(head_db), **in_location(location))
+    assert text.returncode == 1 and "REFUSED" in text.stdout and "opt-out:" in text.stdout
+    assert version(head_db) == [HEAD]
+
+
+def test_at_head_nothing_to_do_and_no_database_exit_2(head_db: URL, tmp_path: Path) -> None:
+    code, plan = _plan(plain(head_db))
+    assert code == 0 and plan["revisions"] == [] and plan["summary"]["estimated_s"] == 0
+    done = cli_here("plan", "--format", "json", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert done.returncode == 2 and json.loads(done.stdout)["state"] == "error"
+    with connected(head_db) as connection:
+        assert connection is not None
