@@ -80,7 +80,8 @@ def main() -> int:
                     actual = time.monotonic() - began
                     if change.scans:
                         results.append((rows, change.label, change.estimate_s, actual))
-                        print(f"  {change.label}: estimate {change.estimate_s:.2f} s, actual {actual:.2f} s", flush=True)
+                        said = f"estimate {change.estimate_s:.2f} s, actual {actual:.2f} s"
+                        print(f"  {change.label}: {said}", flush=True)
     print()
     print(f"{'rows':>10}  {'change':<75} {'estimate':>9} {'actual':>8} {'ratio':>6}")
     outside = 0

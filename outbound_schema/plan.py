@@ -246,6 +246,7 @@ class Plan:
                 "settings": {
                     "lock_timeout_ms": self.limits.lock_timeout_ms,
                     "lock_retries": self.limits.lock_retries,
+                    "lock_wait_total_s": self.limits.lock_wait_total_s,
                     "statement_timeout_ms": self.limits.statement_timeout_ms,
                 },
                 "calibration": self.calibration,
@@ -277,11 +278,13 @@ class Plan:
 
     def to_text(self) -> str:
         limits = self.limits
+        retries = "not given" if limits.lock_retries is None else limits.lock_retries
         out = [
             f"database: {self.database}",
             f"version:  {', '.join(self.version) or 'none recorded'}; target {self.target}",
-            f"settings: lock timeout {_ms(limits.lock_timeout_ms)}, {limits.lock_retries} retries, statement timeout "
-            f"{_ms(limits.statement_timeout_ms)}",
+            f"settings: lock timeout {_ms(limits.lock_timeout_ms)}, lock wait total "
+            f"{_seconds(limits.lock_wait_total_s)}, lock retries {retries}, statement "
+            f"timeout {_ms(limits.statement_timeout_ms)}",
         ]
         for table, rates in self.calibration.get("tables", {}).items():
             out.append(
@@ -676,16 +679,26 @@ _ORDER = [BLOCKS_NOTHING, BLOCKS_WRITES, BLOCKS_BOTH]
 
 
 def _retries(limits: Limits) -> dict[str, Any]:
-    attempts = limits.lock_retries + 1
-    backoff = sum(min(limits.first_backoff_s * 2 ** (k - 1), limits.max_backoff_s) * 1.2 for k in range(1, attempts))
-    total_wait = attempts * limits.lock_timeout_ms / 1000
+    """How the run keeps trying for a lock that blocks (``ddl.DDLRunner.in_transaction``): attempts of at most
+    the lock timeout, back-off between them, until the lock wait total (or the lock retries, given) runs out."""
+    per_attempt = limits.lock_timeout_ms / 1000
+    total = limits.lock_wait_total_s
+    retries = limits.lock_retries
+    waited, attempts = 0.0, 0
+    while True:
+        attempts += 1
+        waited += per_attempt
+        left = total - waited
+        if left <= 0 or (retries is not None and attempts > retries) or attempts >= 100_000:
+            break
+        waited += min(min(limits.first_backoff_s * 2 ** min(attempts - 1, 16), limits.max_backoff_s), left)
     return {
         "per_attempt_ms": limits.lock_timeout_ms,
         "attempts": attempts,
-        "max_waiting_s": round(total_wait, 3),
-        "max_with_backoff_s": round(total_wait + backoff, 3),
-        "text": f"waits for its lock at most {_ms(limits.lock_timeout_ms)} per attempt, {attempts} attempts "
-        f"({_seconds(total_wait)} waiting in all, {_seconds(total_wait + backoff)} with back-off), then gives up",
+        "max_waiting_s": round(attempts * per_attempt, 3),
+        "max_with_backoff_s": round(waited, 3),
+        "text": f"waits for its lock at most {_ms(limits.lock_timeout_ms)} per attempt (the longest the workers "
+        f"queue behind it), up to {attempts} attempts over {_seconds(waited)} with back-off, then gives up",
     }
 
 

@@ -85,7 +85,8 @@ def test_a_plan_of_46b_to_head_as_a_role_that_may_only_read(db_46b: URL, reader:
     add = by_label["46c: add column outbound_call_jobs.dial_lock_token"]
     assert add["lock"] == {"mode": "ACCESS EXCLUSIVE", "tables": [JOBS], "blocks": "reads and writes"}
     assert add["sql"] == ["ALTER TABLE outbound_call_jobs ADD COLUMN IF NOT EXISTS dial_lock_token VARCHAR(64)"]
-    assert add["lock_wait"]["per_attempt_ms"] == 100 and add["lock_wait"]["attempts"] == 11
+    assert add["lock_wait"]["per_attempt_ms"] == 100 and add["lock_wait"]["attempts"] > 1
+    assert 300 <= add["lock_wait"]["max_with_backoff_s"] <= 300.2  # the lock wait total, 5 min
     assert not add["scans_table"] and not add["rewrites_table"]
     assert add["blocking_window_s"] == pytest.approx(0.1, abs=0.05)
     index = by_label["46d: create index idx_outbound_call_jobs_status_twilio_sid"]
