@@ -2,7 +2,9 @@
 
 Alembic is pinned below 2; within that range these attributes have kept their meaning, and
 ``tests/test_alembic_api.py`` runs each one against the installed Alembic, so a release that changes one
-fails there, by name, rather than somewhere in a migration.
+fails there, by name, rather than somewhere in a migration. What differs between the releases we support
+(pyproject.toml's range; CI runs its lowest and its newest) is read here too, with what an older release
+did instead.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from alembic import op as op_module
+from alembic.ddl import base
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext, RevisionStep
 
@@ -63,3 +66,16 @@ def command_name(context: MigrationContext) -> str | None:
 def add_version_apply_callback(context: MigrationContext, callback: Callable[..., None]) -> None:
     """Call ``callback`` as ``configure(on_version_apply=...)`` would, beside any the environment gave."""
     context.on_version_apply_callbacks = (*context.on_version_apply_callbacks, callback)
+
+
+def inline_key(construct: base.AddColumn) -> str | None:
+    """The key ``op.add_column`` builds within the ADD COLUMN itself: ``"primary key"`` for
+    ``inline_primary_key=True`` on a primary-key column (Alembic 1.18.4+), ``"foreign key"`` for
+    ``inline_references=True`` (Alembic 1.18.2+); None when the column comes alone. Before those releases
+    neither argument existed: no primary key was added with a column, and a foreign key always came as an
+    ALTER TABLE ... ADD CONSTRAINT of its own."""
+    if getattr(construct, "inline_primary_key", None) and construct.column.primary_key:
+        return "primary key"
+    if getattr(construct, "inline_references", None) and construct.column.foreign_keys:
+        return "foreign key"
+    return None

@@ -182,7 +182,9 @@ class SafeImpl(PostgresqlImpl):
         if rules is None or is_version_table(construct, self.migration_context.version_table):
             self._close_offline_block()
             if self.as_sql:
-                construct = rerunnable_version_change(construct)
+                construct = rerunnable_version_change(construct, self.migration_context.version_table)
+                if construct is None:
+                    return None
             return super()._exec(construct, execution_options, multiparams, params)
         rules.lint.clear()
         refused_before = len(rules.refusals)

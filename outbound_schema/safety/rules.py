@@ -26,6 +26,7 @@ from sqlalchemy.schema import (
 
 from outbound_schema.catalog import Snapshot
 from outbound_schema.errors import OutboundSchemaError
+from outbound_schema.safety import alembic_api
 from outbound_schema.safety.operations import handler_for, referenced, sql_of, table_of
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -197,8 +198,8 @@ class Rules:
         if not self.existing_table(table):
             return
         target = f"{table}.{column.name}"
-        if construct.inline_primary_key or construct.inline_references:
-            key = "primary key" if construct.inline_primary_key else "foreign key"
+        key = alembic_api.inline_key(construct)
+        if key is not None:
             self.forbid(
                 f"op.add_column adds {target} with its {key} "
                 "inline, which builds or checks it under an ACCESS EXCLUSIVE lock on a table that holds rows. Add "

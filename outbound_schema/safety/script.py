@@ -32,13 +32,20 @@ def is_version_table(construct: Any, version_table: str) -> bool:
     return isinstance(construct, UpdateBase) and getattr(table, "name", None) == version_table
 
 
-def rerunnable_version_change(construct: Any) -> Any:
+def rerunnable_version_change(construct: Any, version_table: str) -> Any | None:
     """The offline script's version-table statements, so that the script can run again.
 
     After a failure at any statement, or after a shorter script, a second run must end at the
     target with one version row: the table is created if absent, and the first revision's row is
     inserted only into an empty table (the UPDATEs that follow match only the row they move on).
+
+    None for the ``DROP TABLE`` of the version table that Alembic before 1.19 ends a downgrade to base
+    with: the script leaves the table there, empty, as an online downgrade does and as Alembic 1.19+
+    writes the script (dropped, the blocks of a second run would find nothing recorded, and the run
+    would fail at the DROP TABLE).
     """
+    if isinstance(construct, DropTable) and is_version_table(construct, version_table):
+        return None
     if isinstance(construct, CreateTable) and not construct.if_not_exists:
         return CreateTable(construct.element, if_not_exists=True)
     if isinstance(construct, Insert):
