@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy.orm
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError, SADeprecationWarning
 from sqlalchemy.orm import Session
@@ -195,7 +196,12 @@ def _jobs_column_to_unmap() -> tuple[str, str, str]:
 MODELS = Path(outbound_schema.__file__).parent / "models.py"
 
 
-@pytest.mark.parametrize("form", ["exclude_properties", "unmapped_column"])
+#: How a release stops mapping a column: exclude_properties on SQLAlchemy 2.0 and 2.1 (2.1 deprecates it), and
+#: 2.1's unmapped_column where the installed SQLAlchemy has it (CI runs both: the lowest versions and the newest).
+UNMAPPING_FORMS = ["exclude_properties"] + (["unmapped_column"] if hasattr(sqlalchemy.orm, "unmapped_column") else [])
+
+
+@pytest.mark.parametrize("form", UNMAPPING_FORMS)
 def test_models_may_stop_mapping_a_column_the_table_keeps(
     host_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
