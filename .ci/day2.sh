@@ -7,15 +7,18 @@
 # `outbound-schema snapshot`, and run the whole suite (the README's pytest) there, importing the copy's
 # package. Fails if any test fails; prints pytest's summary line and how long it all took.
 #
-# Needs the checkout's .venv (.ci/run makes it). Arguments are passed on to pytest (e.g. a --junitxml
+# Needs the checkout's .venv (.ci/run makes it), or the virtualenv DAY2_VENV names (.ci/run's on Python
+# 3.13: the copy's venv is made by that venv's Python). Arguments are passed on to pytest (e.g. a --junitxml
 # with an absolute path, or test files); pytest runs in the copy, so a relative path in PYTEST_ADDOPTS
 # lands there and goes with it. DAY2_REVISIONS=additive (or contract) puts that one alone;
 # DAY2_KEEP=1 keeps the copy and its venv, and says where.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 start=$SECONDS
-outer_python="$root/.venv/bin/python"
-[ -x "$outer_python" ] || { echo "day2: no $root/.venv (make it with the README's test command)" >&2; exit 2; }
+outer_venv=${DAY2_VENV:-$root/.venv}
+outer_python="$outer_venv/bin/python"
+[ -x "$outer_python" ] || { echo "day2: no $outer_venv (make .venv with the README's test command)" >&2; exit 2; }
+echo "day2: on $("$outer_python" -c 'import platform; print("Python", platform.python_version())') from $outer_venv"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/outbound-schema-day2.XXXXXX")
 chmod 755 "$tmp"  # as a checkout is: the embedded server's own user works in it (mktemp makes it 0700)
@@ -38,7 +41,7 @@ venv="$tmp/venv"
 outer_site=$("$outer_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 printf '%s\n%s\n' "$copy" "$outer_site" >"$site/_day2_copy.pth"
-for script in "$root/.venv/bin/"*; do
+for script in "$outer_venv/bin/"*; do
   name=$(basename "$script")
   case "$name" in python* | activate* | Activate* | pip*) continue ;; esac
   if head -c 2 "$script" | grep -q '^#!'; then

@@ -1,4 +1,8 @@
-"""Sum the JUnit reports of the CI runs into one closing line of totals."""
+"""Sum the JUnit reports of the CI runs into one closing line of totals.
+
+Each run's line: passed, failed, skipped, pytest's time, the server and the versions it ran on. A run
+that is missing, or in which no test passed, fails the totals, as any failure or skip does.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,17 @@ def main(paths: list[str]) -> int:
         assert suite is not None, f"{path}: no testsuite"
         tests, errors = int(suite.get("tests", 0)), int(suite.get("errors", 0))
         failures, skips = int(suite.get("failures", 0)), int(suite.get("skipped", 0))
-        server = next((p.get("value") for p in suite.iter("property") if p.get("name") == "database_server"), "?")
+        found = {p.get("name"): p.get("value") for p in suite.iter("property")}
+        server, versions = found.get("database_server", "?"), found.get("versions", "?")
         run_passed = tests - errors - failures - skips
-        print(f"run {Path(path).stem}: {run_passed} passed, {failures + errors} failed, {skips} skipped ({server})")
+        print(
+            f"run {Path(path).stem}: {run_passed} passed, {failures + errors} failed, {skips} skipped "
+            f"in {float(suite.get('time', 0)):.0f} s ({server}; {versions})"
+        )
         passed, failed, skipped = passed + run_passed, failed + failures + errors, skipped + skips
+        if run_passed == 0:  # a session that ran nothing proves nothing
+            print(f"run {Path(path).stem}: no test passed")
+            failed += 1
     if not paths or passed == 0:
         print("totals: 0 passed, 1 failed (no test ran)")
         return 1

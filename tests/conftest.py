@@ -16,11 +16,13 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+import platform
 import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -397,6 +399,20 @@ def _record_server(config: pytest.Config) -> None:
     xml = config.stash.get(junitxml.xml_key, None)
     if xml is not None and not any(name == "database_server" for name, _ in xml.global_properties):
         xml.add_global_property("database_server", "; ".join(_served_by))
+        xml.add_global_property("versions", versions())
+
+
+def versions() -> str:
+    """What the run ran on, for .ci/totals.py's line: CI runs the lowest versions pyproject.toml allows
+    and the newest."""
+    import psycopg
+
+    libpq = psycopg.pq.version()
+    return (
+        f"Python {platform.python_version()}, SQLAlchemy {metadata.version('sqlalchemy')}, "
+        f"Alembic {metadata.version('alembic')}, psycopg {metadata.version('psycopg')} "
+        f"(libpq {libpq // 10000}.{libpq % 100})"
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
