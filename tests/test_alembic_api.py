@@ -3,13 +3,16 @@ installed Alembic: a release that changes one fails here, by name."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command, op
 from alembic.config import Config
+from alembic.ddl import base
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
@@ -97,3 +100,22 @@ def test_op_is_proxied_to_the_recorder_and_back() -> None:
         op.execute("SELECT 1")
     assert "SELECT 1" in buffer.getvalue()
     assert getattr(op, "_proxy", None) is running
+
+
+def test_the_key_add_column_builds_inline() -> None:
+    """``op.add_column(..., inline_primary_key=True)`` (Alembic 1.18.4+) and ``inline_references=True``
+    (1.18.2+) build the key within the ADD COLUMN; without them, and on the releases before, none is."""
+    from outbound_schema.safety import alembic_api
+
+    def key(column: sa.Column[int], **inline: bool) -> str | None:
+        return alembic_api.inline_key(base.AddColumn("outbound_call_jobs", column, schema=None, **inline))
+
+    primary = sa.Column("id", sa.Integer, primary_key=True)
+    referencing = sa.Column("run_id", sa.Integer, sa.ForeignKey("outbound_call_runs.id"))
+    assert key(primary) is None and key(referencing) is None
+    accepted = inspect.signature(base.AddColumn).parameters
+    if "inline_primary_key" in accepted:
+        assert key(primary, inline_primary_key=True) == "primary key"
+        assert key(referencing, inline_primary_key=True) is None  # no primary key to put there
+    if "inline_references" in accepted:
+        assert key(referencing, inline_references=True) == "foreign key"
