@@ -242,7 +242,7 @@ MISREAD = {
     "postgresql://user:p@ss:w/rd@h/app": "more than one '@'",
     "postgresql://user:hunter2@h/app?password=hunter2&bogus": "could not be parsed",
 }
-if psycopg.pq.version() >= 170000:  # libpq 17 refuses a space in a URL; 16 (a system libpq under psycopg[c]) reads it
+if psycopg.pq.version() >= 180000:  # libpq 18 refuses a space in a URL; 17 (psycopg-binary 3.2.4's) reads it
     MISREAD["postgresql://user:p w hunter2@h/app"] = "could not be parsed (unexpected spaces"
 
 
