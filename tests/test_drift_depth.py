@@ -32,9 +32,11 @@ def check(url: URL | str) -> tuple[int, dict[str, object]]:
 
 
 def drifted(report: dict[str, object]) -> list[dict[str, str]]:
+    """What is not ok, but a revision line saying the database is behind: these tests pin their databases
+    at the revision they speak of, which is behind head once later revisions come."""
     objects = report["objects"]
     assert isinstance(objects, list)
-    return [o for o in objects if o["verdict"] != "ok"]
+    return [o for o in objects if o["verdict"] != "ok" and not (o["kind"] == "revision" and o["verdict"] == "behind")]
 
 
 def no_drift_but_behind(code: int, report: dict[str, object]) -> bool:
