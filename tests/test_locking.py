@@ -27,6 +27,7 @@ from tests.helpers import (
     cli_here,
     connected,
     expected_text,
+    inject,
     plain,
     rows,
     version,
@@ -187,3 +188,49 @@ def test_a_statement_reaching_another_server_session_changes_nothing(head_db: UR
         engine.dispose()
     indexes = catalog(head_db).indexes
     assert "idx_here" in indexes and "idx_elsewhere" not in indexes
+
+
+@pytest.mark.waits
+def test_the_preflight_read_queued_behind_an_alter_says_so_then_goes_on(host_db: URL) -> None:
+    """A long transaction reads the jobs; someone's ALTER TABLE queues behind it; the upgrade's catalog read
+    (pg_get_expr takes ACCESS SHARE on the table it deparses) queues behind that. It says who it waits on,
+    tries again under a short lock timeout, and goes on once the transaction ends."""
+    assert cli_here("upgrade", "46b", DATABASE_URL=plain(host_db)).returncode == 0
+    reader, alter = create_engine(host_db), create_engine(host_db)
+    try:
+        with reader.connect() as long_read, alter.connect() as altering:
+            long_read.execute(text("SET application_name = 'analytics report'"))
+            long_read.execute(text("SELECT count(*) FROM outbound_call_jobs"))  # ACCESS SHARE, kept
+            queued = altering.connection.dbapi_connection
+            assert queued is not None
+            queued.execute("SET lock_timeout = '20s'")
+            pending = SimpleNamespace(done=False)
+
+            def run_alter() -> None:
+                try:
+                    queued.execute("ALTER TABLE outbound_call_jobs ADD COLUMN IF NOT EXISTS note text")
+                    queued.rollback()
+                finally:
+                    pending.done = True
+
+            import threading
+
+            threading.Thread(target=run_alter, daemon=True).start()
+            deploy = cli_forked("upgrade", DATABASE_URL=plain(host_db))
+            assert deploy.stderr is not None
+            # Should the read wait silently, the report is ended after a while, so the test fails, not hangs.
+            reader_pid = long_read.scalar(text("SELECT pg_backend_pid()"))
+            watchdog = threading.Timer(30, lambda: inject(host_db, f"SELECT pg_terminate_backend({reader_pid})"))
+            watchdog.start()
+            try:
+                said = read_until(deploy.stderr, "reading the catalog waits for a lock on")
+            finally:
+                watchdog.cancel()
+            assert "held by pid" in said and "'analytics report'" in said and "1 session queued behind it" in said
+            long_read.rollback()  # the report ends: the ALTER goes, then the upgrade
+            _, err = deploy.communicate(timeout=60)
+    finally:
+        reader.dispose()
+        alter.dispose()
+    assert deploy.returncode == 0, err
+    assert version(host_db) != ["46b"] and "Traceback" not in err

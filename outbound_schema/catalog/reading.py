@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from outbound_schema.catalog.behaviour import PolicyInfo, RuleInfo, TriggerInfo
 from outbound_schema.catalog.defaults import align_defaults
@@ -249,12 +251,68 @@ def _index_using(definition: str, index: str, tables: tuple[str, str]) -> str:
     return rest.split(" USING ", 1)[1]
 
 
+#: How long one catalog read may queue for a lock (pg_get_expr and friends take ACCESS SHARE on the table
+#: they deparse), and how long, in all, the reads keep trying. A read queued behind an ALTER TABLE that
+#: itself queues behind a long transaction would otherwise wait, silent, for as long as that transaction.
+_T = TypeVar("_T")
+READ_LOCK_TIMEOUT_MS = 1000
+READ_LOCK_WAIT_TOTAL_S = 300.0
+_LOCK_NOT_AVAILABLE = "55P03"
+
+log = logging.getLogger("outbound_schema.catalog")
+
+
+def patiently(connection: Queryable, tables: Sequence[str], read: Callable[[], _T]) -> _T:
+    """``read()`` with each try's lock waits bounded: when a lock is not granted in time the try is rolled
+    back (reads only), the sessions holding or queued for it are named in a warning, and it is tried
+    again, until :data:`READ_LOCK_WAIT_TOTAL_S`; then one paragraph, nothing changed."""
+    from outbound_schema.errors import OutboundSchemaError
+    from outbound_schema.progress import ending, lock_wait, lock_wait_sql, queued_behind, sessions
+
+    started, attempt = time.monotonic(), 0
+    while True:
+        attempt += 1
+        fetch(connection, "SELECT set_config('lock_timeout', %(ms)s, true)", {"ms": f"{READ_LOCK_TIMEOUT_MS}ms"})
+        try:
+            return read()
+        except Exception as exc:
+            if _sqlstate(exc) != _LOCK_NOT_AVAILABLE:
+                raise
+            connection.rollback()
+        wait = lock_wait(fetch(connection, lock_wait_sql("CAST(%(tables)s AS text[])"), {"tables": list(tables)}))
+        connection.rollback()
+        waited = time.monotonic() - started
+        who = f"held by {sessions(wait.holders)}; {queued_behind(wait.queued)}" if wait.holders else "since let go"
+        if waited >= READ_LOCK_WAIT_TOTAL_S:
+            raise OutboundSchemaError(
+                f"Reading the catalog of {', '.join(tables)} waited {waited:.0f} s for locks that other sessions "
+                f"hold or queue for ({who}); nothing was changed. {ending(wait.holders)} then run the command "
+                "again.",
+                exit_code=2,
+            )
+        log.warning(
+            "reading the catalog waits for a lock on %s (attempt %d, %.0f s so far): %s",
+            ", ".join(tables),
+            attempt,
+            waited,
+            who,
+        )
+        time.sleep(min(2.0 ** min(attempt, 4) / 4, 4.0))
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, psycopg's or SQLAlchemy's wrapping of it."""
+    original = getattr(exc, "orig", None) or exc
+    state = getattr(original, "sqlstate", None)
+    return str(state) if state else None
+
+
 def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
     """Read everything that defines those of ``tables`` that exist, and their sequences.
 
     Our tables are those the expected-schema files name (``ExpectedSchemas.tables()``).
     """
-    return _snapshot(connection, table_oids(connection, tables))
+    return patiently(connection, tables, lambda: _snapshot(connection, table_oids(connection, tables)))
 
 
 def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
@@ -298,7 +356,11 @@ def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
 def read(connection: Queryable, tables: Sequence[str], expected: Iterable[Snapshot]) -> Snapshot:
     """The live catalog of ``tables``, each default spelled as ``expected`` spells it where it means the same
     (see :func:`align_defaults`): what the drift check and the take-over compare."""
-    return align_defaults(connection, expected, snapshot(connection, tables))
+    return patiently(
+        connection,
+        tables,
+        lambda: align_defaults(connection, expected, _snapshot(connection, table_oids(connection, tables))),
+    )
 
 
 @dataclass(frozen=True)
@@ -320,11 +382,15 @@ def survey(
     excluding: Iterable[str] = (),
 ) -> Survey:
     """What the check compares; of ``excluding`` (tables found where they do not belong) only where they are."""
-    path, resolutions = resolve(connection, [*tables, version_table])
-    left_out = set(excluding)
-    oids = table_oids(connection, [table for table in tables if table not in left_out])
-    found = align_defaults(connection, [expected], _snapshot(connection, oids))
-    return Survey(found, _positions(connection, oids), path, resolutions)
+
+    def read() -> Survey:
+        path, resolutions = resolve(connection, [*tables, version_table])
+        left_out = set(excluding)
+        oids = table_oids(connection, [table for table in tables if table not in left_out])
+        found = align_defaults(connection, [expected], _snapshot(connection, oids))
+        return Survey(found, _positions(connection, oids), path, resolutions)
+
+    return patiently(connection, tables, read)
 
 
 @dataclass(frozen=True)
