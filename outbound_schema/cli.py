@@ -271,8 +271,13 @@ def _report_status(args: argparse.Namespace) -> int:
 
     try:
         return _status(_existing_url(args), version_table=args.version_table, gate=args.check, fmt=args.format)
-    except (OutboundSchemaError, HistoryUnreadable, psycopg.Error) as exc:
-        message = _database_refused(exc, reading=True) if isinstance(exc, psycopg.Error) else str(exc)
+    except Exception as exc:  # whatever happens, exit 2 and, asked for JSON, print it (Ctrl-C: main's)
+        if isinstance(exc, psycopg.Error):
+            message = _database_refused(exc, reading=True)
+        elif isinstance(exc, OutboundSchemaError | HistoryUnreadable):
+            message = str(exc)
+        else:  # a bug, or a database holding what no revision writes: say it, exit 2 all the same
+            message = f"status failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
         print(f"outbound-schema: error: {message}", file=sys.stderr)
         if args.format == "json":
             print(json.dumps({"format": STATUS_FORMAT_VERSION, "state": "error", "error": message}))

@@ -63,11 +63,6 @@ def mask(where: Where) -> str:
     return dsn.mask(where) if isinstance(where, str) else target(where).shown
 
 
-def configured_url(explicit: str | None = None, *, explicit_source: str = "--database-url") -> dsn.Target | None:
-    """The database configured (see :func:`outbound_schema.dsn.configured`); ``None`` if none is."""
-    return dsn.configured(explicit, explicit_source=explicit_source)
-
-
 def engine_for(where: Where, **pool_options: Any) -> Engine:
     """An engine for our own work, connecting through the connection layer: one that also works through a
     pooler (no startup ``options`` of its own, no server-side prepared statements) and gives up connecting

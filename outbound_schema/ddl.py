@@ -82,6 +82,10 @@ class Limits:
             progress_interval_s=value(PROGRESS_INTERVAL),
         )
 
+    def backoff_s(self, attempt: int) -> float:
+        """The pause after the ``attempt``-th lock timeout (before jitter): doubling from the first, capped."""
+        return float(min(self.first_backoff_s * 2 ** min(attempt - 1, 16), self.max_backoff_s))
+
 
 def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
@@ -215,7 +219,7 @@ class DDLRunner:
                     f"change was applied. {_holders_advice(wait, tables)} Changes already applied are kept; allow a "
                     f"longer wait with {LOCK_WAIT_TOTAL.sources()}."
                 ) from None
-            delay = min(limits.first_backoff_s * 2 ** min(attempt - 1, 16), limits.max_backoff_s)
+            delay = limits.backoff_s(attempt)
             delay = min(delay * random.uniform(0.8, 1.2), left)  # deploys retrying in step would collide again
             log.warning(
                 "%s: lock not granted within %d ms on %s (attempt %d, %s of the %s %s): %s; retrying in %.1f s",

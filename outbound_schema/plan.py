@@ -602,6 +602,22 @@ def calibrate(
     return calibration
 
 
+def _judged(connection: psycopg.Connection[Any], change: Change, limits: Limits, calibrations: dict[str, Any]) -> None:
+    """:func:`judge`, its reads never queued without a bound behind another session's lock (they take ACCESS
+    SHARE on the table: its size, its sample), and ended with their transaction: the plan holds no lock, and
+    no snapshot a concurrent index build would wait for, from one change to the next."""
+    from outbound_schema.catalog.reading import patiently
+
+    tables = list(dict.fromkeys([*change.tables, *(t for s in change.statements for t in _named_tables(s))]))
+    patiently(connection, tables or ["(the catalog)"], lambda: judge(connection, change, limits, calibrations))
+    connection.commit()
+
+
+def _named_tables(statement: str) -> list[str]:
+    """The tables a statement names (ON t, ALTER TABLE t), for naming who holds them if a read must wait."""
+    return re.findall(r"(?:\bON|ALTER TABLE(?: IF EXISTS)?)\s+([A-Za-z_][A-Za-z0-9_]*)", statement)
+
+
 def judge(connection: psycopg.Connection[Any], change: Change, limits: Limits, calibrations: dict[str, Any]) -> None:
     """Fill in the lock, the blocking, the size and the estimate of ``change`` from the live database."""
     effects = [effect_of(s) for s in change.statements]
@@ -691,7 +707,7 @@ def _retries(limits: Limits) -> dict[str, Any]:
         left = total - waited
         if left <= 0 or (retries is not None and attempts > retries) or attempts >= 100_000:
             break
-        waited += min(min(limits.first_backoff_s * 2 ** min(attempts - 1, 16), limits.max_backoff_s), left)
+        waited += min(limits.backoff_s(attempts), left)
     return {
         "per_attempt_ms": limits.lock_timeout_ms,
         "attempts": attempts,
@@ -761,9 +777,9 @@ def make_plan(url: Target, target: str, chosen: dict[str, Any]) -> Plan:
                     change.work = "found complete in the database: recorded without running"
                     continue
                 if not change.refused:
-                    judge(connection, change, limits, calibrations)
+                    _judged(connection, change, limits, calibrations)
         for change in before:
-            judge(connection, change, limits, calibrations)
+            _judged(connection, change, limits, calibrations)
         connection.rollback()
     pending = [r.revision for r in revisions]
     summary = "at target: nothing to do" if not pending else "upgrade would process " + " -> ".join(pending)
