@@ -561,3 +561,21 @@ def assert_lint_clean(path: Path) -> None:
             text=True,
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def check_report(url: URL | str) -> tuple[int, dict[str, object]]:
+    """``outbound-schema check --format json``, in this process: its exit code and its report."""
+    import json
+
+    done = cli_here("check", "--format", "json", DATABASE_URL=url if isinstance(url, str) else plain(url))
+    assert "Traceback" not in done.stderr, done.stderr
+    report: dict[str, object] = json.loads(done.stdout)
+    return done.returncode, report
+
+
+def drifted(report: dict[str, object]) -> list[dict[str, str]]:
+    """What is not ok, but a revision line saying the database is behind: tests pin their databases at the
+    revision they speak of, which is behind head once later revisions come."""
+    objects = report["objects"]
+    assert isinstance(objects, list)
+    return [o for o in objects if o["verdict"] != "ok" and not (o["kind"] == "revision" and o["verdict"] == "behind")]

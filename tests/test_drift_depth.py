@@ -18,25 +18,12 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.expected import parse, render
-from tests.helpers import HEAD, cli_here, connected, copy_migrations, in_location, inject, our_tables, plain
+from tests.helpers import HEAD, cli_here, connected, copy_migrations, drifted, in_location, inject, our_tables, plain
+from tests.helpers import check_report as check
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
 TOUCH = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
-
-
-def check(url: URL | str) -> tuple[int, dict[str, object]]:
-    done = cli_here("check", "--format", "json", DATABASE_URL=url if isinstance(url, str) else plain(url))
-    assert "Traceback" not in done.stderr, done.stderr
-    return done.returncode, json.loads(done.stdout)
-
-
-def drifted(report: dict[str, object]) -> list[dict[str, str]]:
-    """What is not ok, but a revision line saying the database is behind: these tests pin their databases
-    at the revision they speak of, which is behind head once later revisions come."""
-    objects = report["objects"]
-    assert isinstance(objects, list)
-    return [o for o in objects if o["verdict"] != "ok" and not (o["kind"] == "revision" and o["verdict"] == "behind")]
 
 
 def no_drift_but_behind(code: int, report: dict[str, object]) -> bool:

@@ -6,29 +6,14 @@ the object, runs the exact fix the line gives, and checks again.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.helpers import cli_here, inject, plain
+from tests.helpers import check_report as check
+from tests.helpers import drifted, inject, plain
 
 JOBS = "outbound_call_jobs"
 RUNS = "outbound_call_runs"
-
-
-def check(url: str) -> tuple[int, dict[str, object]]:
-    done = cli_here("check", "--format", "json", DATABASE_URL=url)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done.returncode, json.loads(done.stdout)
-
-
-def drifted(report: dict[str, object]) -> list[dict[str, str]]:
-    """What is not ok, but a revision line saying the database is behind: these tests pin their databases
-    at the revision they speak of, which is behind head once later revisions come."""
-    objects = report["objects"]
-    assert isinstance(objects, list)
-    return [o for o in objects if o["verdict"] != "ok" and not (o["kind"] == "revision" and o["verdict"] == "behind")]
 
 
 def fk_triggers(table: str, firing: str) -> str:
