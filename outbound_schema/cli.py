@@ -265,19 +265,27 @@ def _status(url: dsn.Target, *, version_table: str, gate: bool, fmt: str = "text
     return code
 
 
-def _report_status(args: argparse.Namespace) -> int:
-    """``status``: on psycopg alone, as ``check`` runs; exit 2, with the reason, when it could not tell."""
+def _read_failure(exc: BaseException, stopped: str, failed: str, also: tuple[type[Exception], ...] = ()) -> str:
+    """Why a read-only command could not tell, in one paragraph: stopped by a signal (``stopped``), refused or
+    cut off by the server, a refusal of ours (or of ``also``), or, for anything else, that ``failed`` unexpectedly
+    (a bug, or a database holding what no revision writes)."""
     import psycopg
 
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{_stopped(exc)}; {stopped}"
+    if isinstance(exc, psycopg.Error):
+        return _database_refused(exc, reading=True)
+    if isinstance(exc, OutboundSchemaError | HistoryUnreadable | also):
+        return str(exc)
+    return f"{failed} failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
+
+
+def _report_status(args: argparse.Namespace) -> int:
+    """``status``: on psycopg alone, as ``check`` runs; exit 2, with the reason, when it could not tell."""
     try:
         return _status(_existing_url(args), version_table=args.version_table, gate=args.check, fmt=args.format)
     except Exception as exc:  # whatever happens, exit 2 and, asked for JSON, print it (Ctrl-C: main's)
-        if isinstance(exc, psycopg.Error):
-            message = _database_refused(exc, reading=True)
-        elif isinstance(exc, OutboundSchemaError | HistoryUnreadable):
-            message = str(exc)
-        else:  # a bug, or a database holding what no revision writes: say it, exit 2 all the same
-            message = f"status failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
+        message = _read_failure(exc, "nothing was changed", "status")
         print(f"outbound-schema: error: {message}", file=sys.stderr)
         if args.format == "json":
             print(json.dumps({"format": STATUS_FORMAT_VERSION, "state": "error", "error": message}))
@@ -298,16 +306,9 @@ def _plan(args: argparse.Namespace) -> int:
         _known_target(alembic_config(None), args.revision)
         plan = make_plan(config_target, args.revision, chosen)
     except (Exception, KeyboardInterrupt) as exc:  # whatever happens, exit 2 and, asked for JSON, print it
-        import psycopg
-
-        if isinstance(exc, KeyboardInterrupt):
-            message = f"{_stopped(exc)}; nothing was planned and nothing was changed"
-        elif isinstance(exc, psycopg.Error):
-            message = _database_refused(exc, reading=True)
-        elif isinstance(exc, OutboundSchemaError | HistoryUnreadable | CommandError):
-            message = " ".join(str(exc).split())
-        else:
-            message = f"the plan failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
+        message = " ".join(
+            _read_failure(exc, "nothing was planned and nothing was changed", "the plan", (CommandError,)).split()
+        )
         if args.format == "json":
             print(json.dumps({"format": FORMAT_VERSION, "state": "error", "error": message}))
         print(f"outbound-schema: could not plan: {message}", file=sys.stderr)
@@ -325,7 +326,6 @@ def _check(args: argparse.Namespace) -> int:
 
     Runs on psycopg alone: neither Alembic nor SQLAlchemy is imported unless no URL is configured.
     """
-    import psycopg
 
     try:
         target = _existing_url(args)
@@ -334,14 +334,7 @@ def _check(args: argparse.Namespace) -> int:
             connection.read_only = True
             report = drift.check(connection, history, target.shown, args.version_table)
     except (Exception, KeyboardInterrupt) as exc:  # whatever happens, exit 2 and, asked for JSON, print it
-        if isinstance(exc, KeyboardInterrupt):
-            message = f"{_stopped(exc)}; nothing was checked and nothing was changed"
-        elif isinstance(exc, psycopg.Error):
-            message = _database_refused(exc, reading=True)
-        elif isinstance(exc, OutboundSchemaError | HistoryUnreadable):
-            message = str(exc)
-        else:  # a bug, or a database holding what no revision writes: say it, exit 2 all the same
-            message = f"the check failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
+        message = _read_failure(exc, "nothing was checked and nothing was changed", "the check")
         if args.format == "json":
             print(json.dumps({"format": drift.FORMAT_VERSION, "status": "error", "error": message}))
         print(f"outbound-schema: could not check: {message}", file=sys.stderr)
