@@ -275,7 +275,7 @@ def _read_failure(exc: BaseException, stopped: str, failed: str, also: tuple[typ
         return f"{_stopped(exc)}; {stopped}"
     if isinstance(exc, psycopg.Error):
         return _database_refused(exc, reading=True)
-    if isinstance(exc, OutboundSchemaError | HistoryUnreadable | also):
+    if isinstance(exc, (OutboundSchemaError, HistoryUnreadable, *also)):
         return str(exc)
     return f"{failed} failed unexpectedly ({type(exc).__name__}: {exc}); please report it"
 
