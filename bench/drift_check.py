@@ -1,12 +1,15 @@
-"""Benchmark: `outbound-schema check` against `alembic check`, on the same database at head.
+"""Benchmark: `outbound-schema check` against `alembic check`, on the same database at head; and
+`outbound-schema status` against `check`.
 
     python bench/drift_check.py [--runs 15]
 
 Uses DATABASE_URL's server if set (it creates and drops a scratch database
 there), else an embedded PostgreSQL in a temporary folder (see scratch.py).
-Each check runs as its command, a new process each time, CLI start-up
-included, the two interleaved so that a busy moment of the machine weighs on
-both alike. Also prints each one's in-process time, warm, without start-up.
+Each command runs as a new process each time, start-up included, all of them
+interleaved so that a busy moment of the machine weighs on each alike. Beside
+them, the floor any command of ours stands on: a Python that imports psycopg,
+connects and runs SELECT 1. Also prints each check's in-process time, warm,
+without start-up.
 """
 
 from __future__ import annotations
@@ -33,19 +36,26 @@ from outbound_schema.history import History
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+FLOOR = "python, psycopg, SELECT 1"
 
 
 def commands(url: URL) -> dict[str, list[str]]:
     plain = url.render_as_string(hide_password=False)
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     return {
         "outbound-schema check": [str(BIN / "outbound-schema"), "check", "--database-url", plain],
         "alembic check": [str(BIN / "alembic"), "-x", f"url={plain}", "check"],
+        "outbound-schema status": [str(BIN / "outbound-schema"), "status", "--database-url", plain],
+        FLOOR: [sys.executable, "-c", f"import psycopg; psycopg.connect({libpq!r}).execute('SELECT 1')"],
     }
 
 
 def wall(argv: list[str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": ""})
+    # As a user runs them: bytecode cached (an installed package's is compiled at install; a checkout's is
+    # written on its first run, unless PYTHONDONTWRITEBYTECODE, set on some CI machines, says not to).
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env={**env, "PYTHONWARNINGS": ""})
     took = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{argv[0]} failed: {done.stdout}{done.stderr}")
@@ -94,18 +104,21 @@ def main() -> None:
         }
 
     print(f"database: fresh, at head ({os.cpu_count()} cores); {args.runs} runs each")
-    print(f"{'':22} {'command, median':>16} {'p90':>9} {'in-process, median':>19}")
+    print(f"{'':26} {'command, median':>16} {'p90':>9} {'in-process, median':>19}")
     for name in argvs:
         median, p90 = statistics.median(cold[name]), statistics.quantiles(cold[name], n=10)[-1]
-        print(
-            f"{name:22} {median * 1000:13.0f} ms {p90 * 1000:6.0f} ms "
-            f"{statistics.median(in_process[name]) * 1000:16.1f} ms"
-        )
-    ours_med, theirs_med = (statistics.median(cold[name]) for name in argvs)
-    ours_warm, theirs_warm = (statistics.median(in_process[name]) for name in argvs)
+        warm_text = f"{statistics.median(in_process[name]) * 1000:16.1f} ms" if name in in_process else ""
+        print(f"{name:26} {median * 1000:13.0f} ms {p90 * 1000:6.0f} ms {warm_text}")
+    med = {name: statistics.median(samples) for name, samples in cold.items()}
+    ours_warm, theirs_warm = (statistics.median(in_process[name]) for name in in_process)
+    check = med["outbound-schema check"]
     print(
-        f"ratio outbound-schema check / alembic check: command {ours_med / theirs_med:.2f}x, "
+        f"ratio outbound-schema check / alembic check: command {check / med['alembic check']:.2f}x, "
         f"in-process {ours_warm / theirs_warm:.2f}x (under 1 is faster)"
+    )
+    print(
+        f"ratio outbound-schema status / check: {med['outbound-schema status'] / check:.2f}x; "
+        f"the floor ({FLOOR}) / alembic check: {med[FLOOR] / med['alembic check']:.2f}x"
     )
 
 

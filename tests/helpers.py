@@ -537,7 +537,7 @@ def autogenerate(folder: Path, models: MetaData, url: URL, message: str) -> Path
     for name in ("alembic.ini", "pyproject.toml"):
         shutil.copy(REPO / name, folder / name)
     location = copy_migrations(folder / "alembic")
-    before = set((location / "versions").iterdir())
+    before = set((location / "versions").glob("*.py"))
     alembic_cli = CommandLine(prog="alembic")
     options = alembic_cli.parser.parse_args(
         ["-c", str(folder / "alembic.ini"), "revision", "--autogenerate", "-m", message]
@@ -548,7 +548,7 @@ def autogenerate(folder: Path, models: MetaData, url: URL, message: str) -> Path
     # alembic.ini's logging would outlive the call, its handler bound to the caller's captured stderr.
     config.attributes["configure_logger"] = False
     alembic_cli.run_cmd(config, options)
-    (written,) = set((location / "versions").iterdir()) - before
+    (written,) = set((location / "versions").glob("*.py")) - before  # not __pycache__/
     return written
 
 

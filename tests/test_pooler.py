@@ -30,7 +30,7 @@ from tests.helpers import (
 from tests.test_readme import PYTHON_BLOCKS
 
 Pooler = Callable[[str], URL]
-ROUNDS = 3
+ROUNDS = 2  # the second round reuses the server connections the first left behind
 # Processes through a real PgBouncer: among the first tests scheduled (conftest), but for the one marked
 # `waits`, which is spread through the run.
 pytestmark = pytest.mark.heavy

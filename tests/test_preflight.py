@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
@@ -152,31 +153,46 @@ def test_a_hot_standby_is_refused_and_read_on(pg_server: Server, databases: Data
 
 
 def _timing_out(url: URL, role: str) -> None:
-    """Sessions of ``role`` in ``url``'s database end after a second idle, in or out of a transaction (and,
-    on PostgreSQL 17+, after a transaction of a second)."""
+    """Sessions of ``role`` in ``url``'s database end after 300 ms idle, in or out of a transaction (and,
+    on PostgreSQL 17+, after a transaction of 300 ms): shorter than an upgrade's first back-off."""
     database = url.database
     settings = ["idle_session_timeout", "idle_in_transaction_session_timeout"]
     with connected(url) as conn:
         if int(conn.scalar(text("SHOW server_version_num")) or 0) >= 170000:
             settings.append("transaction_timeout")
-    inject(url, *(f"ALTER ROLE {role} IN DATABASE \"{database}\" SET {name} = '1s'" for name in settings))
+    inject(url, *(f"ALTER ROLE {role} IN DATABASE \"{database}\" SET {name} = '300ms'" for name in settings))
 
 
-def _hold(url: URL, table: str, seconds: float) -> threading.Thread:
-    """Hold a lock on ``table`` for ``seconds``, from another session: DDL on it waits, retries, backs off."""
+class _Holder(threading.Thread):
+    """Holds a lock from another session until ``seconds`` pass or :meth:`release`."""
+
+    def __init__(self, target: Callable[[], None], done: threading.Event) -> None:
+        super().__init__(target=target)
+        self.done = done
+
+    def release(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def _hold(url: URL, table: str, seconds: float) -> _Holder:
+    """Hold a lock on ``table`` for ``seconds`` at most, from another session: DDL on it waits, retries,
+    backs off."""
     engine = engine_for(url)
     conn = engine.connect()
     conn.execute(text(f"LOCK TABLE {table} IN ACCESS SHARE MODE"))
 
+    done = threading.Event()
+
     def release() -> None:
-        time.sleep(seconds)
+        done.wait(seconds)
         conn.rollback()
         conn.close()
         engine.dispose()
 
-    thread = threading.Thread(target=release)
-    thread.start()
-    return thread
+    holder = _Holder(release, done)
+    holder.start()
+    return holder
 
 
 @pytest.mark.waits
@@ -184,29 +200,29 @@ def test_sessions_outlive_a_role_s_idle_timeouts(legacy_head_db: URL, idler: str
     _timing_out(legacy_head_db, idler)
     as_idler = engine_for(legacy_head_db.set(username=idler, password=PASSWORD), isolation_level="AUTOCOMMIT")
     with as_idler.connect() as conn:
-        assert conn.scalar(text("SHOW idle_session_timeout")) == "1s"  # in force for the role, as given
+        assert conn.scalar(text("SHOW idle_session_timeout")) == "300ms"  # in force for the role, as given
         from outbound_schema.safety.impl import _monitor
 
         connect = _monitor(conn)
         assert connect is not None
         with connect() as watcher:  # the progress watcher's session
-            time.sleep(1.5)
+            time.sleep(0.6)
             assert watcher.execute("SHOW idle_session_timeout").fetchone() == ("0",)
     as_idler.dispose()
-    holder = _hold(legacy_head_db, "outbound_call_runs", 2.5)
+    holder = _hold(legacy_head_db, "outbound_call_runs", 1.0)
     started = time.monotonic()
     done = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, idler))
     took = time.monotonic() - started
     holder.join()
     print(f"[{took:.2f} s] exit {done.returncode}\n{done.stderr}")
     assert done.returncode == 0, done.stderr
-    assert "lock not granted" in done.stderr and took > 2.5  # it waited, idle, longer than the timeouts
+    assert "lock not granted" in done.stderr and took > 1.0  # it waited, idle, longer than the timeouts
     assert version(legacy_head_db) == [HEAD]
 
 
 @pytest.mark.waits
 def test_a_session_ended_by_an_administrator_says_so(legacy_head_db: URL) -> None:
-    holder = _hold(legacy_head_db, "outbound_call_runs", 3)
+    holder = _hold(legacy_head_db, "outbound_call_runs", 30)  # released once the deploy has ended
     deploy = cli_forked("upgrade", DATABASE_URL=plain(legacy_head_db))
     try:
         assert deploy.stderr is not None
@@ -226,7 +242,7 @@ def test_a_session_ended_by_an_administrator_says_so(legacy_head_db: URL) -> Non
         started = time.monotonic()
         _out, err = deploy.communicate(timeout=60)
     finally:
-        holder.join()
+        holder.release()
     print(f"[{time.monotonic() - started:.2f} s after pg_terminate_backend] exit {deploy.returncode}\n{err}")
     assert deploy.returncode == 1
     assert "The server ended the session by an administrator command" in err
