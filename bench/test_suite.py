@@ -39,7 +39,11 @@ def run(extra: list[str], cold: bool) -> tuple[float, str, str]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"},
+        # As a developer runs it: Python writes its bytecode (PYTHONDONTWRITEBYTECODE, set on some CI
+        # machines, would have every process compile the checkout's modules again).
+        env={
+            key: value for key, value in os.environ.items() if key not in ("PYTEST_ADDOPTS", "PYTHONDONTWRITEBYTECODE")
+        },
     )
     took = time.perf_counter() - start
     if done.returncode != 0:

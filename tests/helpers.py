@@ -229,9 +229,10 @@ class Forked:
 #: Children are forked by a fork server, a process of their own started afresh (not forked) that has
 #: imported what they run: the test process itself runs threads (pytest-xdist's), and forking a
 #: threaded process can deadlock the child (Python 3.12+ warns of it each time). Each child is still a
-#: process of its own, without a new Python importing SQLAlchemy and Alembic again.
+#: process of its own, without a new Python importing SQLAlchemy, Alembic, psycopg and our upgrade's
+#: modules again (CONTRIBUTING, "Fast.": what each heuristic gained).
 _CHILDREN = multiprocessing.get_context("forkserver")
-_CHILDREN.set_forkserver_preload(["tests.helpers"])
+_CHILDREN.set_forkserver_preload(["tests.helpers", "psycopg", "outbound_schema.cli", "outbound_schema.environment"])
 
 
 class _Fd:
