@@ -499,11 +499,13 @@ class Running:
         }
 
 
+# The holder's activity by its pid (pg_stat_get_activity(pid)), not through pg_stat_activity: the view
+# reads every backend's entry first, which costs a read-only command more than the rest of this query.
 _LOCK_HOLDER = """
-    SELECT a.pid, a.usename,
+    SELECT a.pid, pg_get_userbyid(a.usesysid),
            CASE WHEN a.backend_start IS NOT NULL THEN coalesce(host(a.client_addr), 'local socket') END,
            EXTRACT(EPOCH FROM clock_timestamp() - a.backend_start)::float8
-    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    FROM pg_locks l CROSS JOIN LATERAL pg_stat_get_activity(l.pid) a
     WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
             SELECT oid FROM pg_database WHERE datname = current_database())
       AND l.classid = CAST(%(high)s AS oid) AND l.objid = CAST(%(low)s AS oid) AND l.objsubid = 1
