@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from outbound_schema import drift, dsn, settings
+from outbound_schema import dsn, settings
 from outbound_schema.config import VERSION_TABLE, script_location
 from outbound_schema.errors import OutboundSchemaError, connection_lost
 from outbound_schema.expected import SNAPSHOT_COMMAND
@@ -326,6 +326,7 @@ def _check(args: argparse.Namespace) -> int:
 
     Runs on psycopg alone: neither Alembic nor SQLAlchemy is imported unless no URL is configured.
     """
+    from outbound_schema import drift  # only here: `status` and the migrations do without it
 
     try:
         target = _existing_url(args)
