@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from functools import cache
 from typing import Any
 
 from alembic.ddl import base
@@ -618,8 +619,10 @@ def install(
     return impl
 
 
+@cache
 def _release() -> str | None:
-    """This release's version, as the schema history names the release that applied a revision."""
+    """This release's version, as the schema history names the release that applied a revision. Read once
+    per process: importlib.metadata searches sys.path and parses the metadata file at each call."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
