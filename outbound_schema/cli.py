@@ -124,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
         "plan",
         parents=[url_option],
         help="show what an upgrade would do to the database, statement by statement, its locks and how long; "
-        "read-only: exit 0 nothing needs a decision, 1 refusals or decisions, 2 could not plan",
+        "read-only: exit 0 nothing needs a decision, 1 refusals or decisions (or a database at a revision this "
+        "release does not have), 2 could not plan",
     )
     plan.add_argument("revision", nargs="?", default="head")
     plan.add_argument("--format", choices=("text", "json"), default="text")
@@ -293,7 +294,8 @@ def _report_status(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    """``plan``: what ``upgrade`` would do, read-only; exit 0 nothing to decide, 1 decisions, 2 could not plan."""
+    """``plan``: what ``upgrade`` would do, read-only; exit 0 nothing to decide, 1 decisions (a database ``unknown``
+    or ``ahead`` among them: not planned), 2 could not plan."""
     from alembic.util import CommandError
 
     from outbound_schema.plan import FORMAT_VERSION, make_plan

@@ -6,7 +6,8 @@ changes it is made of (each with its guards, its transaction and its timeouts) a
 opt-outs instead of stopping at the first. Each change is then judged against the live database, with SELECT
 alone: the lock it takes and what that lock blocks, how long it may block at most under the run's settings,
 whether it scans or rewrites the table, the table's size, and how long it should take, calibrated on this
-server by timing a scan and a sort of a sample of the very table it works on.
+server by timing the work it does (reading rows, testing a predicate on them, sorting them) on a sample of the
+very table it works on, as the changes before it will leave that table.
 """
 
 from __future__ import annotations
@@ -25,19 +26,28 @@ from outbound_schema.config import PLAN_ATTRIBUTE, SETTINGS_ATTRIBUTE, VERSION_T
 from outbound_schema.ddl import Limits
 from outbound_schema.dsn import Target
 from outbound_schema.history import History
-from outbound_schema.standing import HISTORY_TABLE, stand
+from outbound_schema.keywords import quote
+from outbound_schema.standing import HISTORY_TABLE, Standing, stand
 
 #: The version of ``plan --format json``'s output; keys are only ever added within one.
 FORMAT_VERSION = 1
 
 #: Rows of a table read to calibrate (a sample of its blocks beyond that; the whole table below it).
 SAMPLE_ROWS = 100_000
-#: Measured against real builds (bench/plan_estimates.py): a concurrent index build scans the table twice, sorts
-#: its keys and writes one entry per row indexed (a plain build scans once); VALIDATE CONSTRAINT is a scan.
+#: Times each query on the sample runs; the fastest is kept: the server's own speed, not what else it was doing.
+TIMINGS = 5
+#: Fitted on real builds and validations (bench/plan_estimates.py) against the work timed on a sample. A
+#: concurrent index build reads the table twice (a plain one once), testing a partial index's predicate on
+#: every row each time, and sorts the rows it keeps; per row kept it also writes an entry, reads it back and
+#: sorts its row pointer for the second read: INDEX_ENTRY_FACTOR times the time a row takes to read.
 INDEX_CONCURRENTLY_SCANS = 2.0
 INDEX_SCANS = 1.0
-INDEX_WRITE_FACTOR = 1.0
-VALIDATE_FACTOR = 1.3
+INDEX_ENTRY_FACTOR = 3.5
+#: VALIDATE of a CHECK reads the table testing its expression on every row, as the sample did, row by row
+#: through a slot (CHECK_FACTOR). Of a foreign key, or of a CHECK not found: a read and a look-up per row,
+#: VALIDATE_FACTOR reads (no benchmark measures it).
+CHECK_FACTOR = 1.2
+VALIDATE_FACTOR = 2.0
 REWRITE_FACTOR = 4.0
 
 BLOCKS_BOTH = "reads and writes"
@@ -207,6 +217,7 @@ class Plan:
     revisions: list[RevisionPlan]
     calibration: dict[str, Any]
     before: list[Change] = field(default_factory=list)  # changes of no revision: the schema history table
+    not_planned: str = ""  #: why nothing could be planned (a database past this release, or at a revision it lacks)
 
     @property
     def changes(self) -> list[Change]:
@@ -214,7 +225,8 @@ class Plan:
 
     @property
     def decisions(self) -> list[str]:
-        found = [d for c in self.changes for d in c.decisions]
+        found = [self.not_planned] if self.not_planned else []
+        found += [d for c in self.changes for d in c.decisions]
         for revision in self.revisions:
             found += revision.refusals
             found += [
@@ -243,6 +255,7 @@ class Plan:
                 "version": self.version,
                 "target": self.target,
                 "state": self.state,
+                "not_planned": self.not_planned or None,
                 "settings": {
                     "lock_timeout_ms": self.limits.lock_timeout_ms,
                     "lock_retries": self.limits.lock_retries,
@@ -293,6 +306,8 @@ class Plan:
                 f"sorted in {rates['sort_ms']:.1f} ms"
             )
         out.append(f"state:    {self.summary_line}")
+        if self.not_planned:
+            return "\n".join([*out, "", f"not planned: {self.not_planned}"])
         for change in self.before:
             out += _change_text(change, "  ")
         for revision in self.revisions:
@@ -515,39 +530,84 @@ def table_size(connection: psycopg.Connection[Any], table: str) -> dict[str, Any
     }
 
 
-def _explain_ms(connection: psycopg.Connection[Any], sql: str) -> tuple[float, int]:
-    """Run ``sql`` (a SELECT) under EXPLAIN ANALYZE: the server's time for it, in ms, and the rows it read or gave."""
-    (document,) = connection.execute(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}").fetchone()  # type: ignore[misc]
+def _columns(connection: psycopg.Connection[Any], table: str) -> list[str]:
+    found = connection.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    ).fetchall()
+    return [str(name) for (name,) in found]
+
+
+def _explained(connection: psycopg.Connection[Any], sql: str) -> tuple[float, int, int]:
+    """Run ``sql`` (a count or a sort, over a sample) under EXPLAIN ANALYZE: the server's time for it in ms, the
+    rows its scans read, and the rows the count or the sort got (those a predicate kept)."""
+    # BUFFERS OFF: counting buffers per row (the default from PostgreSQL 18) costs more than the work measured.
+    found = connection.execute(f"EXPLAIN (ANALYZE, TIMING OFF, BUFFERS OFF, FORMAT JSON) {sql}").fetchone()
+    (document,) = found  # type: ignore[misc]
     if isinstance(document, str):
         document = json.loads(document)
     top = document[0]
-    node = top["Plan"]
-    while node.get("Plans") and node["Node Type"] not in ("Sample Scan", "Seq Scan"):
-        node = node["Plans"][0]
-    return float(top["Execution Time"]), int(node.get("Actual Rows", 0))
+
+    def rows(node: dict[str, Any], *, removed: bool = False) -> float:
+        got = node.get("Actual Rows", 0) + (node.get("Rows Removed by Filter", 0) if removed else 0)
+        return float(got) * float(node.get("Actual Loops", 1))
+
+    def read(node: dict[str, Any]) -> float:
+        below = node.get("Plans")
+        return sum(read(child) for child in below) if below else rows(node, removed=True)
+
+    plan = top["Plan"]
+    kept = rows(plan["Plans"][0]) if plan.get("Plans") else rows(plan)
+    return float(top["Execution Time"]), round(read(plan)), round(kept)
+
+
+def _timed(connection: psycopg.Connection[Any], sql: str) -> tuple[float, int, int]:
+    """:func:`_explained`, the fastest of :data:`TIMINGS` runs: one run alone may catch the server busy, and the
+    first reads the sample's blocks into shared_buffers, as the others find them."""
+    runs = [_explained(connection, sql) for _ in range(TIMINGS)]
+    return min(run[0] for run in runs), runs[-1][1], runs[-1][2]
 
 
 @dataclass
 class Calibration:
-    """Rates measured on this server, on a sample of one table."""
+    """Work timed on this server on a sample of one table, and scaled to the whole table: reading the sample,
+    testing a predicate on its rows (an index's WHERE, a CHECK's expression), sorting them by an index's keys."""
 
     table: str
     rows: int  #: the table's estimated rows
     sample_rows: int
-    scan_ms: float
-    sort_ms: float = 0.0  # the sort of the sample's keys (beyond the scan)
+    scan_ms: float  #: counting the sample's rows: reading them and nothing else
+    filter_ms: float = 0.0  #: beyond reading them, testing the predicate on each
+    kept_rows: int = 0  #: the rows of the sample the predicate keeps (all of them, without one)
+    sort_ms: float = 0.0  #: beyond reading (and testing) them, sorting the rows kept
     sorted_rows: int = 0
 
     @property
     def scan_rows_per_s(self) -> float:
         return self.sample_rows / max(self.scan_ms / 1000, 1e-6)
 
-    def scan_s(self) -> float:
-        return self.rows / self.scan_rows_per_s if self.sample_rows else 0.0
+    @property
+    def _scale(self) -> float:
+        return self.rows / self.sample_rows if self.sample_rows else 0.0
 
-    def sort_s(self, selectivity: float = 1.0) -> float:
+    def per_row_s(self) -> float:
+        """The time a row takes to read: also the unit of the work no query times (writing an index)."""
+        return self.scan_ms / 1000 / self.sample_rows if self.sample_rows else 0.0
+
+    def scan_s(self) -> float:
+        return self.scan_ms / 1000 * self._scale
+
+    def filter_s(self) -> float:
+        """Reading the table testing the predicate on every row."""
+        return (self.scan_ms + self.filter_ms) / 1000 * self._scale
+
+    def kept(self) -> float:
+        """The share of the table's rows the predicate keeps."""
+        return self.kept_rows / self.sample_rows if self.sample_rows else 1.0
+
+    def sort_s(self) -> float:
         n = self.sorted_rows
-        total = self.rows * selectivity
+        total = self.rows * self.kept()
         if n < 2 or total < 2:
             return 0.0
         return self.sort_ms / 1000 * (total * math.log2(total)) / (n * math.log2(n))
@@ -564,52 +624,99 @@ class Calibration:
 
 #: Rows a block holds, for a table never analyzed (reltuples unknown): only to choose the sample.
 _ROWS_PER_BLOCK_GUESS = 60
+#: The runs of consecutive blocks the sample of a large table is made of, spread evenly over it.
+_RUNS = 8
+_WORD = re.compile(r'"([^"]+)"|([A-Za-z_][A-Za-z0-9_$]*)')
 
 
-def _sample(rows: int, heap_bytes: int, table: str) -> tuple[str, float]:
-    """The sample of ``table`` to time, and the share of the table it is (percent)."""
-    rows = rows or heap_bytes // 8192 * _ROWS_PER_BLOCK_GUESS
+def _sample(
+    size: dict[str, Any], columns: Sequence[str] = (), values: Mapping[str, str] | None = None
+) -> tuple[str, float]:
+    """The sample of a table to time, as a FROM item holding ``columns`` and the columns ``values`` gives (a
+    column an earlier change adds: the value each row gets), and the share of the table it is (percent).
+
+    A large table's sample is runs of consecutive blocks spread evenly over it, read by ctid range, not
+    TABLESAMPLE: a sequential scan reads ahead and combines reads, and so does a run; scattered blocks are read
+    one by one, which costs more per row, the more so once the table outgrows shared_buffers."""
+    table = size["name"]
+    listed = ", ".join([*map(quote, columns), *(f"{value} AS {quote(name)}" for name, value in (values or {}).items())])
+    blocks = max((size["heap_bytes"] or 0) // 8192, 1)
+    rows = (size["rows"] if size["rows_counted"] else 0) or blocks * _ROWS_PER_BLOCK_GUESS
     if rows <= SAMPLE_ROWS:
-        return table, 100.0
-    percent = max(100.0 * SAMPLE_ROWS / rows, 0.01)
-    return f"{table} TABLESAMPLE SYSTEM ({percent:.4f}) REPEATABLE (7)", percent
+        # OFFSET 0: the subquery's columns stay columns; folded in as constants, an ORDER BY of them is dropped.
+        return f"(SELECT {listed} FROM {table} OFFSET 0) AS {quote(table)}", 100.0
+    length = max(round(SAMPLE_ROWS / _RUNS / (rows / blocks)), 1)
+    starts = [blocks * (2 * i + 1) // (2 * _RUNS) for i in range(_RUNS)]
+    runs = " UNION ALL ".join(
+        f"SELECT {listed} FROM {table} WHERE ctid >= '({start},0)' AND ctid < '({start + length},0)'"
+        for start in starts
+    )
+    return f"({runs}) AS {quote(table)}", min(100.0 * _RUNS * length / blocks, 100.0)
 
 
 def calibrate(
-    connection: psycopg.Connection[Any], size: dict[str, Any], keys: tuple[str, str | None] | None = None
+    connection: psycopg.Connection[Any],
+    size: dict[str, Any],
+    *,
+    keys: str | None = None,
+    predicate: str | None = None,
+    added: Mapping[str, str] | None = None,
 ) -> Calibration:
-    """Time a scan (and, given an index's keys, a sort of them) of a sample of a table on the server; read-only."""
+    """Time, on a sample of a table, reading its rows, testing ``predicate`` on them and sorting the rows kept
+    by ``keys`` (an index's); ``added``: columns an earlier change adds, with their values. Read-only."""
     table, rows = size["name"], size["rows"]
-    source, percent = _sample(rows if size["rows_counted"] else 0, size["heap_bytes"] or 0, table)
+    named = {a or b for text in (keys, predicate) if text for a, b in _WORD.findall(text)}
+    existing = _columns(connection, table)
+    columns = [name for name in existing if name in named]
+    values = {name: value for name, value in (added or {}).items() if name in named and name not in existing}
+    bare, percent = _sample(size)
+    source, _ = _sample(size, columns, values)
     with connection.transaction():
-        connection.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
-        scan_ms, sample_rows = _explain_ms(connection, f"SELECT 1 FROM {source}")
-        calibration = Calibration(table, rows, sample_rows, scan_ms)
-        if keys is not None:
-            cols, where = keys
-            try:
-                with connection.transaction():
-                    filtered = f"SELECT 1 FROM {source} WHERE {where}" if where else None
-                    sorted_rows = _explain_ms(connection, filtered)[1] if filtered else sample_rows
-                    query = f"SELECT {cols} FROM {source}{f' WHERE {where}' if where else ''} ORDER BY {cols}"
-                    sort_total, _ = _explain_ms(connection, query)
-                    calibration.sort_ms = max(sort_total - scan_ms, 0.0)
+        for setting, value in (
+            ("work_mem", "current_setting('maintenance_work_mem')"),  # the sort an index build makes, in memory
+            ("max_parallel_workers_per_gather", "'0'"),
+            ("enable_indexscan", "'off'"),  # the table's rows are read, as a build or a validation reads them
+            ("enable_indexonlyscan", "'off'"),
+            ("enable_bitmapscan", "'off'"),
+        ):
+            connection.execute(f"SELECT set_config('{setting}', {value}, true)")
+        scan_ms, sample_rows, _ = _timed(connection, f"SELECT count(*) FROM {bare}")
+        calibration = Calibration(table, rows, sample_rows, scan_ms, kept_rows=sample_rows)
+        try:
+            with connection.transaction():
+                # Each cost is what a query costs beyond the plain read, the columns it reads included.
+                read_ms = scan_ms
+                where = f" WHERE {predicate}" if predicate else ""
+                if predicate:
+                    read_ms, _, calibration.kept_rows = _timed(connection, f"SELECT count(*) FROM {source}{where}")
+                    calibration.filter_ms = max(read_ms - scan_ms, 0.0)
+                if keys is not None:
+                    sort_total, _, sorted_rows = _timed(
+                        connection, f"SELECT {keys} FROM {source}{where} ORDER BY {keys}"
+                    )
+                    calibration.sort_ms = max(sort_total - read_ms, 0.0)
                     calibration.sorted_rows = sorted_rows
-            except psycopg.Error:
-                pass  # keys the sample's query cannot order by (an operator class): the scan alone
+        except psycopg.Error:
+            pass  # keys or a predicate the sample's query cannot take (an operator class): the read alone
     if not size["rows_counted"]:  # never analyzed: the sample says how many rows it holds
         calibration.rows = round(sample_rows * 100 / percent)
     return calibration
 
 
-def _judged(connection: psycopg.Connection[Any], change: Change, limits: Limits, calibrations: dict[str, Any]) -> None:
+def _judged(
+    connection: psycopg.Connection[Any],
+    change: Change,
+    limits: Limits,
+    calibrations: dict[str, Any],
+    planned: Planned | None = None,
+) -> None:
     """:func:`judge`, its reads never queued without a bound behind another session's lock (they take ACCESS
     SHARE on the table: its size, its sample), and ended with their transaction: the plan holds no lock, and
     no snapshot a concurrent index build would wait for, from one change to the next."""
     from outbound_schema.catalog.reading import patiently
 
     tables = list(dict.fromkeys([*change.tables, *(t for s in change.statements for t in _named_tables(s))]))
-    patiently(connection, tables or ["(the catalog)"], lambda: judge(connection, change, limits, calibrations))
+    patiently(connection, tables or ["(the catalog)"], lambda: judge(connection, change, limits, calibrations, planned))
     connection.commit()
 
 
@@ -618,8 +725,93 @@ def _named_tables(statement: str) -> list[str]:
     return re.findall(r"(?:\bON|ALTER TABLE(?: IF EXISTS)?)\s+([A-Za-z_][A-Za-z0-9_]*)", statement)
 
 
-def judge(connection: psycopg.Connection[Any], change: Change, limits: Limits, calibrations: dict[str, Any]) -> None:
-    """Fill in the lock, the blocking, the size and the estimate of ``change`` from the live database."""
+_ADD_COLUMN = re.compile(
+    rf"^ALTER TABLE (?:IF EXISTS )?(?:ONLY )?{_NAME}\s+ADD COLUMN (?:IF NOT EXISTS )?{_NAME}\s+(?P<type>.+?)"
+    r"(?:\s+DEFAULT\s+(?P<default>.+?))?"
+    r"(?:\s+(?:NOT NULL|NULL|CONSTRAINT|REFERENCES|CHECK|PRIMARY KEY|UNIQUE|GENERATED|COLLATE)\b.*)?$",
+    re.I | re.S,
+)
+_ADD_CHECK = re.compile(rf"ADD CONSTRAINT {_NAME}\s+CHECK\s*\((?P<expr>.*)\)(?:\s+NOT VALID)?$", re.I | re.S)
+_VALIDATE = re.compile(r"\bVALIDATE CONSTRAINT\s+(\"[^\"]+\"|[\w$]+)", re.I)
+
+
+def _unguarded(statement: str) -> str:
+    """The statement a guard (``DO ... IF NOT EXISTS ... THEN``) runs, on one line."""
+    sql = " ".join(statement.split())
+    guarded = _GUARDED.match(sql)
+    return guarded.group("inner") if guarded else sql
+
+
+@dataclass
+class Planned:
+    """What the changes before the one judged leave that the live database does not hold yet."""
+
+    added: dict[str, dict[str, str]] = field(default_factory=dict)  #: table -> column -> the value rows get
+    checks: dict[str, str] = field(default_factory=dict)  #: "table.constraint" -> its CHECK's expression
+
+    def note(self, change: Change) -> None:
+        for statement in change.statements:
+            sql = _unguarded(statement)
+            column = _ADD_COLUMN.match(sql)
+            if column:
+                value = column.group("default") or "NULL"
+                name = _unquote(column.group(2))
+                self.added.setdefault(_unquote(column.group(1)), {})[name] = f"CAST({value} AS {column.group('type')})"
+            alter = _ALTER.match(sql)
+            check = _ADD_CHECK.match(alter.group("rest")) if alter else None
+            if alter and check:
+                self.checks[f"{_unquote(alter.group(1))}.{_unquote(check.group(1))}"] = check.group("expr")
+
+    def check_of(self, connection: psycopg.Connection[Any], table: str, statement: str) -> str | None:
+        """The expression a statement validates: an ADD CONSTRAINT ... CHECK's own, or the CHECK a VALIDATE
+        CONSTRAINT names (added earlier in the plan, or found in the database); None for a foreign key."""
+        sql = _unguarded(statement)
+        alter = _ALTER.match(sql)
+        check = _ADD_CHECK.match(alter.group("rest")) if alter else None
+        if check:
+            return check.group("expr")
+        validate = _VALIDATE.search(sql)
+        if not validate:
+            return None
+        name = _unquote(validate.group(1))
+        if f"{table}.{name}" in self.checks:
+            return self.checks[f"{table}.{name}"]
+        found = connection.execute(
+            "SELECT pg_get_expr(conbin, conrelid) FROM pg_constraint WHERE conrelid = to_regclass(%s) "
+            "AND conname = %s AND contype = 'c'",
+            (table, name),
+        ).fetchone()
+        return str(found[0]) if found else None
+
+
+def _calibrated(
+    connection: psycopg.Connection[Any],
+    calibrations: dict[str, Any],
+    size: dict[str, Any],
+    planned: Planned,
+    keys: str | None = None,
+    predicate: str | None = None,
+) -> Calibration:
+    added = planned.added.get(size["name"], {})
+    key = f"{size['name']}|{keys}|{predicate}|{sorted(added.items())}"
+    calibration = calibrations.get(key)
+    if calibration is None:
+        calibration = calibrations[key] = calibrate(connection, size, keys=keys, predicate=predicate, added=added)
+        if not size["rows_counted"]:
+            size["rows"] = calibration.rows
+    return calibration
+
+
+def judge(
+    connection: psycopg.Connection[Any],
+    change: Change,
+    limits: Limits,
+    calibrations: dict[str, Any],
+    planned: Planned | None = None,
+) -> None:
+    """Fill in the lock, the blocking, the size and the estimate of ``change`` from the live database;
+    ``planned``: what the changes before it add that the database does not hold yet."""
+    planned = planned or Planned()
     effects = [effect_of(s) for s in change.statements]
     strongest = max(effects, key=lambda e: _ORDER.index(e.blocks), default=None)
     if strongest is None:
@@ -648,27 +840,8 @@ def judge(connection: psycopg.Connection[Any], change: Change, limits: Limits, c
         change.table = size
         if size is not None:
             for statement, effect in zip(change.statements, effects, strict=True):
-                if not effect.scans:
-                    continue
-                keys = _index_keys(statement) if effect.work == "index build" else None
-                key = f"{table_name}|{keys}"
-                calibration = calibrations.get(key)
-                if calibration is None:
-                    calibration = calibrations[key] = calibrate(connection, size, keys)
-                    if not size["rows_counted"]:
-                        size["rows"] = calibration.rows
-                scan = calibration.scan_s()
-                if effect.work == "index build":
-                    selectivity = calibration.sorted_rows / calibration.sample_rows if calibration.sample_rows else 1.0
-                    scans = INDEX_CONCURRENTLY_SCANS if effect.lock == "SHARE UPDATE EXCLUSIVE" else INDEX_SCANS
-                    written = INDEX_WRITE_FACTOR * scan * selectivity
-                    estimate += scans * scan + calibration.sort_s(selectivity) + written
-                elif effect.work == "validation scan":
-                    estimate += VALIDATE_FACTOR * scan
-                elif effect.rewrites:
-                    estimate += REWRITE_FACTOR * scan
-                else:
-                    estimate += scan
+                if effect.scans:
+                    estimate += _estimate(connection, calibrations, size, planned, statement, effect)
     change.estimate_s = estimate
     if change.blocks == BLOCKS_NOTHING:
         if change.in_transaction and not change.waits_harmlessly:
@@ -689,6 +862,35 @@ def judge(connection: psycopg.Connection[Any], change: Change, limits: Limits, c
             f"{change.label}: blocks {change.blocks} on {', '.join(change.locked_tables)} for about "
             f"{_seconds(estimate)} while it {change.work}s"
         )
+
+
+def _estimate(
+    connection: psycopg.Connection[Any],
+    calibrations: dict[str, Any],
+    size: dict[str, Any],
+    planned: Planned,
+    statement: str,
+    effect: Effect,
+) -> float:
+    """How long one statement that reads the table should take, from work timed on a sample of it."""
+    if effect.work == "index build":
+        keys = _index_keys(statement)
+        cols, where = keys if keys is not None else (None, None)
+        calibration = _calibrated(connection, calibrations, size, planned, cols, where)
+        scans = INDEX_CONCURRENTLY_SCANS if effect.lock == "SHARE UPDATE EXCLUSIVE" else INDEX_SCANS
+        # Each read of the table tests a partial index's predicate on every row; only the rows kept are sorted,
+        # written to the index, and read back from it.
+        entries = INDEX_ENTRY_FACTOR * calibration.per_row_s() * calibration.rows * calibration.kept()
+        return scans * calibration.filter_s() + calibration.sort_s() + entries
+    if effect.work == "validation scan":
+        check = planned.check_of(connection, size["name"], statement)
+        if check is not None:
+            calibration = _calibrated(connection, calibrations, size, planned, predicate=f"NOT ({check})")
+            if calibration.filter_ms:
+                return CHECK_FACTOR * calibration.filter_s()
+        return VALIDATE_FACTOR * _calibrated(connection, calibrations, size, planned).scan_s()
+    scan = _calibrated(connection, calibrations, size, planned).scan_s()
+    return REWRITE_FACTOR * scan if effect.rewrites else scan
 
 
 _ORDER = [BLOCKS_NOTHING, BLOCKS_WRITES, BLOCKS_BOTH]
@@ -721,9 +923,10 @@ def _retries(limits: Limits) -> dict[str, Any]:
 # Putting it together.
 
 
-def record(start: str, target: str, chosen: dict[str, Any]) -> tuple[Recorder, str]:
-    """The offline script of ``start:target`` as ``upgrade --sql`` writes it, and its changes, recorded."""
-    from alembic import command
+def record(starts: Sequence[str], target: str, chosen: dict[str, Any]) -> tuple[Recorder, str]:
+    """The offline script from ``starts`` (the version table's rows; none: from base) to ``target``, as ``upgrade
+    --sql`` writes it, and its changes, recorded."""
+    from outbound_schema.safety.alembic_api import upgrade_script
 
     config = alembic_config(None)
     config.attributes[SETTINGS_ATTRIBUTE] = chosen
@@ -731,7 +934,7 @@ def record(start: str, target: str, chosen: dict[str, Any]) -> tuple[Recorder, s
     config.attributes[PLAN_ATTRIBUTE] = recorder
     buffer = io.StringIO()
     config.output_buffer = buffer
-    command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
+    upgrade_script(config, starts, target)
     return recorder, buffer.getvalue()
 
 
@@ -748,14 +951,17 @@ def make_plan(url: Target, target: str, chosen: dict[str, Any]) -> Plan:
         connection.commit()
         current = list(standing.current)
         if standing.state in ("ahead", "unknown"):
-            return Plan(url.shown, current, target, standing.state, standing.summary(), limits, [], {})
+            summary = standing.summary()
+            return Plan(
+                url.shown, current, target, standing.state, summary, limits, [], {}, not_planned=_past(standing)
+            )
         expected = HistorySchemas(history)
         reports = {
             r.revision: r.state for r in assess(connection, expected, expected.managed(), history.applied(set(current)))
         }
         connection.commit()
-        start = current[0] if len(current) == 1 else ""
-        recorder, _script = record(start, target, chosen)
+        # Every row: a version table at two heads of a branched history has both applied.
+        recorder, _script = record(current, target, chosen)
         history_exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()
         calibrations: dict[str, Calibration] = {}
         before = [c for c in recorder.changes if c.revision is None and not (history_exists and history_exists[0])]
@@ -771,13 +977,15 @@ def make_plan(url: Target, target: str, chosen: dict[str, Any]) -> Plan:
                 revisions.append(_revision(name, reports, recorder))
         order = list(recorder.rules) or [r.revision for r in revisions]
         revisions.sort(key=lambda r: order.index(r.revision) if r.revision in order else len(order))
+        planned = Planned()
         for revision in revisions:
             for change in revision.changes:
                 if revision.state == "present":
                     change.work = "found complete in the database: recorded without running"
                     continue
                 if not change.refused:
-                    _judged(connection, change, limits, calibrations)
+                    _judged(connection, change, limits, calibrations, planned)
+                    planned.note(change)
         for change in before:
             _judged(connection, change, limits, calibrations)
         connection.rollback()
@@ -789,6 +997,19 @@ def make_plan(url: Target, target: str, chosen: dict[str, Any]) -> Plan:
         if calibration.sorted_rows:
             tables[calibration.table] = calibration.to_json()
     return Plan(url.shown, current, target, standing.state, summary, limits, revisions, {"tables": tables}, before)
+
+
+def _past(standing: Standing) -> str:
+    """Why a database this release cannot plan for was not planned, in one paragraph."""
+    if standing.state == "unknown":
+        return standing.unknown_error_text(planning=True)
+    newer = ", ".join(entry.revision for entry in standing.newer)
+    releases = ", ".join(sorted({entry.release or "unnamed" for entry in standing.newer}))
+    return (
+        f"The database is {standing.summary()}. This release does not have revision(s) {newer}, so it cannot say "
+        "what they did or what an upgrade past them would do: its own upgrade would change nothing (a release "
+        f"rollback). Nothing was planned. Plan with the release that applied them ({releases}) or a later one."
+    )
 
 
 def _revision(revision: str, reports: Mapping[str, str], recorder: Recorder) -> RevisionPlan:

@@ -115,13 +115,17 @@ class Standing:
             )
         return f"at {current}, a revision on no line of this release's history (head {self.head})"
 
-    def unknown_error_text(self) -> str:
+    def unknown_error_text(self, *, planning: bool = False) -> str:
         current = ", ".join(self.current)
+        if planning:
+            done, verb = "Nothing was planned: upgrade refuses to run from there.", "Plan with"
+        else:
+            done, verb = "Nothing was changed.", "Run"
         return (
             f"The database is at revision {current}, which is on no line of this release's history (head "
             f"{self.head}), and no row of its schema history ({HISTORY_TABLE}) leads from it to this release's "
             "head: another tool, a branch of the migrations this release does not have, or a hand-made "
-            "version row put it there. Nothing was changed. Run the release whose migrations hold that "
+            f"version row put it there. {done} {verb} the release whose migrations hold that "
             "revision, or, if the row is wrong, correct it (`outbound-schema check` compares the tables "
             "with a revision once it is right)."
         )

@@ -119,3 +119,18 @@ def test_the_key_add_column_builds_inline() -> None:
         assert key(referencing, inline_primary_key=True) is None  # no primary key to put there
     if "inline_references" in accepted:
         assert key(referencing, inline_references=True) == "foreign key"
+
+
+def test_an_offline_upgrade_from_two_heads_at_once(location: Path) -> None:
+    """``upgrade_script``: ``command.upgrade``'s own body, started from every row of a version table at two heads
+    of a branched history (``b2`` beside ``d4``): only what neither includes runs, as the command ``upgrade``."""
+    from outbound_schema.safety import alembic_api
+
+    (location / "versions" / "d4.py").write_text(REVISION.format(revision="d4", down="a1"))
+    config = Config(output_buffer=io.StringIO())
+    config.set_main_option("script_location", str(location))
+    alembic_api.upgrade_script(config, ["b2", "d4"], "heads")
+    found = json.loads((location / "found.json").read_text())
+    assert found["command"] == "upgrade" and found["applied"] == ["c3"]
+    alembic_api.upgrade_script(config, [], "heads")  # no rows: from base, as ``upgrade heads --sql``
+    assert sorted(json.loads((location / "found.json").read_text())["applied"]) == ["a1", "b2", "c3", "d4"]

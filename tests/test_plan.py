@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import URL
 
+from outbound_schema.config import VERSION_TABLE
+from outbound_schema.standing import HISTORY_TABLE
 from tests.helpers import (
+    ALL_REVISIONS,
     HEAD,
     REPO,
     catalog,
@@ -192,3 +195,113 @@ def test_at_head_nothing_to_do_and_no_database_exit_2(head_db: URL, tmp_path: Pa
     assert done.returncode == 2 and json.loads(done.stdout)["state"] == "error"
     with connected(head_db) as connection:
         assert connection is not None
+
+
+@pytest.mark.parametrize("where", ["unknown", "ahead"])
+def test_a_database_past_this_release_or_at_a_revision_it_lacks_is_not_planned(head_db: URL, where: str) -> None:
+    """Like status and check for those states, one paragraph saying why, and exit 1: nothing can be planned."""
+    inject(head_db, f"UPDATE {VERSION_TABLE} SET version_num = '99z'")
+    if where == "ahead":  # a newer release applied 99z on top of this release's head, and recorded it
+        inject(
+            head_db,
+            f"INSERT INTO {HISTORY_TABLE} (revision, parents, action, release) VALUES ('99z', ARRAY['{HEAD}'], "
+            "'applied', '9.9.9')",
+        )
+    status = cli_here("status", "--format", "json", DATABASE_URL=plain(head_db))
+    assert json.loads(status.stdout)["state"] == where
+    before = catalog(head_db)
+
+    code, plan = _plan(plain(head_db))
+
+    assert code == 1, plan
+    assert plan["state"] == where and plan["version"] == ["99z"] and plan["revisions"] == []
+    message = plan["not_planned"]
+    assert plan["summary"]["decisions"] == [message] and plan["summary"]["exit_code"] == 1
+    assert "Nothing was planned" in message
+    if where == "unknown":
+        assert message.startswith("The database is at revision 99z, which is on no line of this release's history")
+    else:
+        assert message.startswith(f"The database is at 99z, ahead of this release's head {HEAD}: 99z applied by")
+        assert "Plan with the release that applied them (9.9.9) or a later one." in message
+    text = cli_here("plan", DATABASE_URL=plain(head_db))
+    assert text.returncode == 1 and "Traceback" not in text.stderr
+    assert text.stdout.splitlines()[-1] == f"not planned: {message}"
+    assert catalog(head_db) == before and version(head_db) == ["99z"]
+
+
+def test_a_database_at_two_heads_is_planned_from_both(head_db: URL, tmp_path: Path) -> None:
+    """A branched history: the version table holds a row per head, and the plan starts from all of them,
+    as status reads them (the revisions neither row has are pending), not from base."""
+    location = copy_migrations(tmp_path / "alembic")
+    body = (
+        "import sqlalchemy as sa\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n"
+        "branch_labels = None\ndepends_on = None\n\n\ndef upgrade() -> None:\n    {up}\n\n\n"
+        "def downgrade() -> None:\n    pass\n"
+    )
+    for rev, down, up in (
+        ("48a", HEAD, f'op.add_column("{JOBS}", sa.Column("on_a", sa.Integer()))'),
+        ("48b", HEAD, f'op.add_column("{JOBS}", sa.Column("on_b", sa.Integer()))'),
+        ("49b", "48b", f'op.create_index("idx_on_b", "{JOBS}", ["on_b"])'),
+    ):
+        (location / "versions" / f"{rev}_branch.py").write_text(body.format(rev=rev, down=down, up=up))
+    env = in_location(location)
+    for rev in ("48a", "48b"):
+        done = cli_here("upgrade", rev, DATABASE_URL=plain(head_db), **env)
+        assert done.returncode == 0, done.stderr
+    assert sorted(version(head_db) or []) == ["48a", "48b"]
+    status = json.loads(cli_here("status", "--format", "json", DATABASE_URL=plain(head_db), **env).stdout)
+    assert status["version"] == ["48a", "48b"] and status["head"] == ["48a", "49b"]
+    assert [r["revision"] for r in status["revisions"] if r["state"] != "applied"] == ["49b"]
+    _with_rows(head_db)
+    before = catalog(head_db)
+
+    code, plan = _plan(plain(head_db), "heads", **env)
+
+    assert code == 0, plan
+    assert plan["version"] == ["48a", "48b"] and plan["state"] == "behind"
+    (planned,) = plan["revisions"]
+    assert planned["revision"] == "49b"
+    (index,) = [s for s in planned["statements"] if s["label"] == "49b: create index idx_on_b"]
+    assert index["sql"][-1] == f"CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_on_b ON {JOBS} (on_b)"
+    assert index["scans_table"] and index["table"]["name"] == JOBS
+    script = cli_here("upgrade", "48a:heads", "--sql", **env).stdout  # what 49b's part of the script says
+    assert all(s["script"] in script for s in planned["statements"])
+    assert catalog(head_db) == before and sorted(version(head_db) or []) == ["48a", "48b"]
+
+
+def test_two_version_rows_one_before_the_other_are_refused_as_status_refuses_them(head_db: URL) -> None:
+    """Not branches: a row a later row already includes (a script run twice). Exit 2, the same paragraph."""
+    inject(head_db, f"INSERT INTO {VERSION_TABLE} VALUES ('{ALL_REVISIONS[0]}')")
+    status = cli_here("status", DATABASE_URL=plain(head_db))
+    done = cli_here("plan", "--format", "json", DATABASE_URL=plain(head_db))
+    assert status.returncode == done.returncode == 2
+    assert json.loads(done.stdout)["state"] == "error"
+    said = f"holds the rows {ALL_REVISIONS[0]}, {HEAD} where it should hold one"
+    assert said in status.stderr and said in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_column_an_earlier_revision_adds_is_sampled_as_it_will_be(db_46b: URL) -> None:
+    """46c adds dial_lock_token, then indexes it: when the plan samples the table the column is not there yet,
+    so its rows are sampled as 46c leaves them (NULL), and the sort and a predicate on it are timed."""
+    import psycopg
+
+    from outbound_schema.plan import Change, Planned, calibrate, table_size
+
+    code, plan = _plan(plain(db_46b), "46c")
+    assert code == 0, plan
+    (add,) = [s for s in _statements(plan) if s["label"] == "46c: add column outbound_call_jobs.dial_lock_token"]
+    planned = Planned()
+    planned.note(Change("46c", add["label"], add["sql"], add["script"], True))
+    assert planned.added == {JOBS: {"dial_lock_token": "CAST(NULL AS VARCHAR(64))"}}
+    with psycopg.connect(plain(db_46b.set(drivername="postgresql"))) as connection:
+        connection.read_only = True
+        size = table_size(connection, JOBS)
+        assert size is not None
+        added = planned.added[JOBS]
+        keys = calibrate(connection, size, keys="dial_lock_token", added=added)
+        assert keys.sample_rows == keys.sorted_rows == ROWS and keys.kept() == 1
+        kept = calibrate(connection, size, keys="status", predicate="dial_lock_token IS NOT NULL", added=added)
+        assert kept.kept_rows == kept.sorted_rows == 0  # every row NULL, as 46c leaves it
+        queued = calibrate(connection, size, keys="run_id", predicate="status = 'queued'")
+        assert queued.kept_rows == ROWS // 4 and queued.sorted_rows == ROWS // 4
+    assert version(db_46b) == ["46b"]

@@ -9,11 +9,12 @@ did instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from alembic import op as op_module
+from alembic.config import Config
 from alembic.ddl import base
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -79,3 +80,22 @@ def inline_key(construct: base.AddColumn) -> str | None:
     if getattr(construct, "inline_references", None) and construct.column.foreign_keys:
         return "foreign key"
     return None
+
+
+def upgrade_script(config: Config, starts: Sequence[str], target: str) -> None:
+    """``command.upgrade(config, "start:target", sql=True)`` from every revision of ``starts`` at once: a version
+    table at two heads of a branched history starts from both. The range ``command.upgrade`` parses takes one
+    starting revision; the offline migration context reads a list (``starting_rev``), and this is
+    ``command.upgrade``'s own body with that list handed to it."""
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(config)
+
+    def upgrade(rev: Any, context: Any) -> Any:  # named so: command_name() reads the command from it
+        return script._upgrade_revs(target, rev)
+
+    with EnvironmentContext(
+        config, script, fn=upgrade, as_sql=True, starting_rev=tuple(starts) or None, destination_rev=target
+    ):
+        script.run_env()
