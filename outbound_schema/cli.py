@@ -294,8 +294,8 @@ def _report_status(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    """``plan``: what ``upgrade`` would do, read-only; exit 0 nothing to decide, 1 decisions (a database ``unknown``
-    or ``ahead`` among them: not planned), 2 could not plan."""
+    """``plan``: what ``upgrade`` would do, read-only; exit 0 nothing to decide (a database ``ahead`` among them:
+    not planned), 1 decisions (``unknown`` among them: not planned), 2 could not plan."""
     from alembic.util import CommandError
 
     from outbound_schema.plan import FORMAT_VERSION, make_plan

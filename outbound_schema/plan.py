@@ -225,7 +225,9 @@ class Plan:
 
     @property
     def decisions(self) -> list[str]:
-        found = [self.not_planned] if self.not_planned else []
+        # Ahead, this release's upgrade changes nothing (a release rollback): nothing to decide, as status
+        # and check exit 0 there. Unknown, upgrade refuses: someone must decide which release runs.
+        found = [self.not_planned] if self.not_planned and self.state == "unknown" else []
         found += [d for c in self.changes for d in c.decisions]
         for revision in self.revisions:
             found += revision.refusals
