@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
+from outbound_schema.revisions import next_revision_id
 from outbound_schema.standing import HISTORY_TABLE
 from tests.helpers import (
     ALL_REVISIONS,
@@ -236,40 +237,45 @@ def test_a_database_at_two_heads_is_planned_from_both(head_db: URL, tmp_path: Pa
     """A branched history: the version table holds a row per head, and the plan starts from all of them,
     as status reads them (the revisions neither row has are pending), not from base."""
     location = copy_migrations(tmp_path / "alembic")
+    # Ids after head's, whatever head is: A and B side by side on it, C on B.
+    a = next_revision_id([HEAD])
+    assert a is not None
+    b = f"{a[:-1]}b"
+    c = f"{(next_revision_id([b]) or '')[:-1]}b"
     body = (
         "import sqlalchemy as sa\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n"
         "branch_labels = None\ndepends_on = None\n\n\ndef upgrade() -> None:\n    {up}\n\n\n"
         "def downgrade() -> None:\n    pass\n"
     )
     for rev, down, up in (
-        ("48a", HEAD, f'op.add_column("{JOBS}", sa.Column("on_a", sa.Integer()))'),
-        ("48b", HEAD, f'op.add_column("{JOBS}", sa.Column("on_b", sa.Integer()))'),
-        ("49b", "48b", f'op.create_index("idx_on_b", "{JOBS}", ["on_b"])'),
+        (a, HEAD, f'op.add_column("{JOBS}", sa.Column("on_a", sa.Integer()))'),
+        (b, HEAD, f'op.add_column("{JOBS}", sa.Column("on_b", sa.Integer()))'),
+        (c, b, f'op.create_index("idx_on_b", "{JOBS}", ["on_b"])'),
     ):
         (location / "versions" / f"{rev}_branch.py").write_text(body.format(rev=rev, down=down, up=up))
     env = in_location(location)
-    for rev in ("48a", "48b"):
+    for rev in (a, b):
         done = cli_here("upgrade", rev, DATABASE_URL=plain(head_db), **env)
         assert done.returncode == 0, done.stderr
-    assert sorted(version(head_db) or []) == ["48a", "48b"]
+    assert sorted(version(head_db) or []) == [a, b]
     status = json.loads(cli_here("status", "--format", "json", DATABASE_URL=plain(head_db), **env).stdout)
-    assert status["version"] == ["48a", "48b"] and status["head"] == ["48a", "49b"]
-    assert [r["revision"] for r in status["revisions"] if r["state"] != "applied"] == ["49b"]
+    assert status["version"] == [a, b] and status["head"] == sorted([a, c])
+    assert [r["revision"] for r in status["revisions"] if r["state"] != "applied"] == [c]
     _with_rows(head_db)
     before = catalog(head_db)
 
     code, plan = _plan(plain(head_db), "heads", **env)
 
     assert code == 0, plan
-    assert plan["version"] == ["48a", "48b"] and plan["state"] == "behind"
+    assert plan["version"] == [a, b] and plan["state"] == "behind"
     (planned,) = plan["revisions"]
-    assert planned["revision"] == "49b"
-    (index,) = [s for s in planned["statements"] if s["label"] == "49b: create index idx_on_b"]
+    assert planned["revision"] == c
+    (index,) = [s for s in planned["statements"] if s["label"] == f"{c}: create index idx_on_b"]
     assert index["sql"][-1] == f"CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_on_b ON {JOBS} (on_b)"
     assert index["scans_table"] and index["table"]["name"] == JOBS
-    script = cli_here("upgrade", "48a:heads", "--sql", **env).stdout  # what 49b's part of the script says
+    script = cli_here("upgrade", f"{a}:heads", "--sql", **env).stdout  # what C's part of the script says
     assert all(s["script"] in script for s in planned["statements"])
-    assert catalog(head_db) == before and sorted(version(head_db) or []) == ["48a", "48b"]
+    assert catalog(head_db) == before and sorted(version(head_db) or []) == [a, b]
 
 
 def test_two_version_rows_one_before_the_other_are_refused_as_status_refuses_them(head_db: URL) -> None:
