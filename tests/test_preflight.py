@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
@@ -19,9 +18,22 @@ from outbound_schema.errors import connection_lost
 from outbound_schema.standing import HISTORY_TABLE
 from tests import session_server
 from tests.conftest import TEMPLATE_HEAD, TEMPLATE_HOST, Databases
-from tests.helpers import HEAD, alembic_here, catalog, cli_forked, cli_here, connected, inject, plain, tables, version
+from tests.helpers import (
+    HEAD,
+    alembic_here,
+    catalog,
+    cli_forked,
+    cli_here,
+    connected,
+    inject,
+    plain,
+    tables,
+    version,
+    wait_for,
+)
 from tests.provision import Server
 from tests.standby import standby_of
+from tests.test_ddl import Holder, granted, hold_table_lock
 
 MIGRATOR = "outbound_migrator"  # may log in, owns nothing, may create nothing
 IDLER = "outbound_idler"  # a superuser whose sessions time out fast in the databases it is told to
@@ -163,35 +175,11 @@ def _timing_out(url: URL, role: str) -> None:
     inject(url, *(f"ALTER ROLE {role} IN DATABASE \"{database}\" SET {name} = '300ms'" for name in settings))
 
 
-class _Holder(threading.Thread):
-    """Holds a lock from another session until ``seconds`` pass or :meth:`release`."""
-
-    def __init__(self, target: Callable[[], None], done: threading.Event) -> None:
-        super().__init__(target=target)
-        self.done = done
-
-    def release(self) -> None:
-        self.done.set()
-        self.join()
-
-
-def _hold(url: URL, table: str, seconds: float) -> _Holder:
-    """Hold a lock on ``table`` for ``seconds`` at most, from another session: DDL on it waits, retries,
-    backs off."""
-    engine = engine_for(url)
-    conn = engine.connect()
-    conn.execute(text(f"LOCK TABLE {table} IN ACCESS SHARE MODE"))
-
-    done = threading.Event()
-
-    def release() -> None:
-        done.wait(seconds)
-        conn.rollback()
-        conn.close()
-        engine.dispose()
-
-    holder = _Holder(release, done)
-    holder.start()
+def _hold(url: URL, table: str) -> Holder:
+    """Another session holding ACCESS SHARE on ``table`` (granted before this returns) until released: DDL
+    on it waits, retries, backs off."""
+    holder = hold_table_lock(url, table)
+    wait_for(lambda: granted(url, holder.pid), seconds=10)
     return holder
 
 
@@ -209,11 +197,13 @@ def test_sessions_outlive_a_role_s_idle_timeouts(legacy_head_db: URL, idler: str
             time.sleep(0.6)
             assert watcher.execute("SHOW idle_session_timeout").fetchone() == ("0",)
     as_idler.dispose()
-    holder = _hold(legacy_head_db, "outbound_call_runs", 1.0)
+    holder = _hold(legacy_head_db, "outbound_call_runs")
+    release = threading.Timer(1.0, holder.release)
+    release.start()
     started = time.monotonic()
     done = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, idler))
     took = time.monotonic() - started
-    holder.join()
+    release.join()
     print(f"[{took:.2f} s] exit {done.returncode}\n{done.stderr}")
     assert done.returncode == 0, done.stderr
     assert "lock not granted" in done.stderr and took > 1.0  # it waited, idle, longer than the timeouts
@@ -222,7 +212,7 @@ def test_sessions_outlive_a_role_s_idle_timeouts(legacy_head_db: URL, idler: str
 
 @pytest.mark.waits
 def test_a_session_ended_by_an_administrator_says_so(legacy_head_db: URL) -> None:
-    holder = _hold(legacy_head_db, "outbound_call_runs", 30)  # released once the deploy has ended
+    holder = _hold(legacy_head_db, "outbound_call_runs")  # released once the deploy has ended
     deploy = cli_forked("upgrade", DATABASE_URL=plain(legacy_head_db))
     try:
         assert deploy.stderr is not None
