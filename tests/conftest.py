@@ -344,10 +344,10 @@ MAX_AUTO_WORKERS = 6
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: two workers more than there are cores, at most ``MAX_AUTO_WORKERS``. Tests spend part
+    """``-n auto``: three workers more than there are cores, at most ``MAX_AUTO_WORKERS``. Tests spend part
     of their time waiting (on the server, on locks held on purpose, on child processes); the extra workers
-    keep the cores busy meanwhile, even while two tests wait at once (measured: CONTRIBUTING, "Fast.")."""
-    return min((os.cpu_count() or 1) + 2, MAX_AUTO_WORKERS)
+    keep the cores busy meanwhile, even while three tests wait at once (measured: CONTRIBUTING, "Fast.")."""
+    return min((os.cpu_count() or 1) + 3, MAX_AUTO_WORKERS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,6 +1,6 @@
 """The documentation's code runs and its links lead somewhere.
 
-Every ```python block of docs/*.md and CONTRIBUTING.md runs in a fresh Python against a database at head, as
+Every ```python block of docs/*.md and CONTRIBUTING.md runs as its own program against a database at head, as
 the README's do (tests/test_readme.py); a block that cannot run on its own (an excerpt of an env.py or of a
 model) is fenced ```python fragment. Every relative link of the README, CONTRIBUTING.md and docs/*.md names
 an existing file, and every #anchor a heading of that file, as GitHub renders it.
@@ -9,8 +9,6 @@ an existing file, and every #anchor a heading of that file, as GitHub renders it
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -19,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from tests.helpers import REPO, connected, plain
+from tests.helpers import REPO, connected, plain, python_forked
 from tests.test_readme import PYTHON_BLOCKS as README_PYTHON_BLOCKS
 
 DOCS = sorted((REPO / "docs").glob("*.md"))
@@ -77,15 +75,13 @@ def test_python_blocks_run(head_db: URL, code: str) -> None:
     with connected(head_db) as conn:
         conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
         conn.commit()
-    # A fresh Python, as a reader would run the block: nothing imported or set up beforehand.
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={"DATABASE_URL": plain(head_db), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
+    # A process of its own, the block run as `python -c` runs it, in a namespace of its own: a block that
+    # forgets an import or a setting fails as in a fresh Python. The modules are loaded already (the fork
+    # server's), which spares each block a new Python importing SQLAlchemy; test_imports imports them in
+    # fresh Pythons.
+    child = python_forked(code, DATABASE_URL=plain(head_db), PATH="/usr/bin:/bin")
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, out + err
 
 
 def test_the_readme_blocks_are_those_test_readme_runs() -> None:

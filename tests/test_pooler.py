@@ -155,7 +155,7 @@ def test_readme_examples_through_transaction_pooling(head_db: URL, pooler: Poole
         "with ThreadPoolExecutor(4) as pool:\n"
         "    list(pool.map(ten, range(4)))\n"
     )
-    # A process of its own, forked (the README's own test runs each block in a fresh Python).
+    # A process of its own, forked, as the README's own test runs each block.
     done = python_forked(program, DATABASE_URL=plain(through(pooler, "transaction", head_db)), PATH="/usr/bin:/bin")
     _, stderr = done.communicate(timeout=300)
     assert done.returncode == 0, stderr[-3000:]

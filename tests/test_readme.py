@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from tests.helpers import BIN, HEAD, REPO, cli, connected, plain, run
+from tests.helpers import BIN, HEAD, REPO, cli, connected, plain, python_forked, run
 
 README = (REPO / "README.md").read_text()
 PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```$", README, flags=re.S | re.M)
@@ -24,15 +22,13 @@ def test_python_examples_run(head_db: URL, example: int) -> None:
     with connected(head_db) as conn:
         conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
         conn.commit()
-    # A fresh Python, as a reader would run the block: nothing imported or set up beforehand.
-    done = subprocess.run(
-        [sys.executable, "-c", PYTHON_BLOCKS[example]],
-        env={"DATABASE_URL": plain(head_db), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
+    # A process of its own, the block run as `python -c` runs it, in a namespace of its own: a block that
+    # forgets an import or a setting fails as in a fresh Python. The modules are loaded already (the fork
+    # server's), which spares each block a new Python importing SQLAlchemy; test_imports imports them in
+    # fresh Pythons.
+    child = python_forked(PYTHON_BLOCKS[example], DATABASE_URL=plain(head_db), PATH="/usr/bin:/bin")
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, out + err
 
 
 def test_there_are_examples() -> None:

@@ -10,13 +10,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from outbound_schema.config import VERSION_TABLE
-from tests.helpers import BIN, backends, connected, plain, python_forked, version, wait_for
+from tests.helpers import BIN, Forked, backends, connected, plain, python_forked, version, wait_for
 
 STOPS = {
     # Ctrl-C at a terminal: the process group gets SIGINT (a run started in the background, as CI starts
@@ -30,34 +31,48 @@ STOPS = {
 }
 
 
+def _upgrade(url: URL, as_pid_1: bool) -> Popen[str] | Forked:
+    """An upgrade of ``url`` in a process of its own. As PID 1 of a PID namespace it is the installed program,
+    exec'd by a shell there: the console script, as a container without an init starts it. Otherwise a child
+    of the fork server, its Ctrl-C handling as at a terminal; the same ``main`` without a new Python
+    importing SQLAlchemy and Alembic again."""
+    if not as_pid_1:
+        code = (
+            "import signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal\n"
+            "from outbound_schema.cli import main\n"
+            f"sys.exit(main(['upgrade', '--database-url', {plain(url)!r}]))\n"
+        )
+        return python_forked(code)
+    unshare = shutil.which("unshare")
+    assert unshare, "util-linux's unshare is needed to run the program as PID 1"
+    # The shell says its PID inside the namespace, then becomes the program (exec keeps the PID).
+    inside = ["sh", "-c", 'echo "pid $$" >&2; exec "$@"', "sh"]
+    command = [unshare, "--pid", "--fork", "--kill-child", *inside, str(BIN / "outbound-schema"), "upgrade"]
+    return subprocess.Popen(
+        [*command, "--database-url", plain(url)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("stop", STOPS)
 def test_a_stopped_upgrade_says_one_line_and_records_nothing(host_db: URL, stop: str) -> None:
-    """The installed program, as a process, stopped while it waits for the migration lock: one line, nothing
-    recorded, the exit code a shell reports for the signal (128 + its number)."""
+    """An upgrade, stopped while it waits for the migration lock: one line, nothing recorded, the exit code a
+    shell reports for the signal (128 + its number)."""
     from outbound_schema.config import LOCK_KEY
 
     signum, as_pid_1, said = STOPS[stop]
-    command = [str(BIN / "outbound-schema"), "upgrade", "--database-url", plain(host_db)]
-    if as_pid_1:
-        unshare = shutil.which("unshare")
-        assert unshare, "util-linux's unshare is needed to run the program as PID 1"
-        # The shell says its PID inside the namespace, then becomes the program (exec keeps the PID).
-        inside = ["sh", "-c", 'echo "pid $$" >&2; exec "$@"', "sh"]
-        command = [unshare, "--pid", "--fork", "--kill-child", *inside, *command]
     holder = create_engine(host_db)
     try:
         with holder.connect() as conn:  # another migration holds the lock: the upgrade waits
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
             conn.commit()
-            process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )
+            process = _upgrade(host_db, as_pid_1)
             deadline, before = time.monotonic() + 60, []
             while "another migration holds the lock" not in (
                 line := process.stderr.readline() if process.stderr else ""

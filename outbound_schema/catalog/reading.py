@@ -316,6 +316,10 @@ def snapshot(connection: Queryable, tables: Sequence[str]) -> Snapshot:
 
 
 def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
+    if not oids:
+        # None of the tables exists (a first install): every query below reads only what hangs off them.
+        # Skipped, a new session spares the server nine catalog queries planned with its caches cold.
+        return Snapshot()
     params = {"oids": [str(oid) for oid in oids.values()]}
     columns: dict[str, list[ColumnInfo]] = {name: [] for name in oids}
     for table, name, *raw in fetch(connection, _COLUMNS, params):
