@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import os
 import platform
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,10 +196,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and distributed and not config.getoption("collectonly"):
         background = session_server.start(_prepare_shared)
         config.add_cleanup(lambda: session_server.stop(background, _release_shared))
+        threading.Thread(target=_import_test_modules, args=(config.args,), daemon=True).start()
     # After its last test a worker holds a large heap (revisions loaded per command, engines, catalogs):
     # the interpreter's garbage collections on the way out walk it, the run waiting on them. Frozen, they
     # skip it; every exit handler and the modules' teardown still run. (The gain: CONTRIBUTING, "Fast.")
     atexit.register(gc.freeze)
+
+
+def _import_test_modules(args: list[str]) -> None:
+    """In the main process, while the workers start: the test modules imported once, so that pytest's
+    assertion rewriting writes each one's compiled form to __pycache__. On a fresh checkout (CI) every
+    worker would otherwise rewrite and compile all of them itself, at the same moment: about 1 s of CPU
+    each. Where the compiled forms are there already, this reads them (measured: CONTRIBUTING, "Fast.")."""
+    here = Path(__file__).resolve().parent
+    targets = [(here.parent / arg.split("::")[0]).resolve() for arg in args] or [here]
+    for path in sorted(here.glob("test_*.py")):
+        if any(path.is_relative_to(target) for target in targets):
+            try:
+                importlib.import_module(f"tests.{path.stem}")
+            except Exception:  # the worker that collects it reports what is wrong
+                continue
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

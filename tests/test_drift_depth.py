@@ -18,7 +18,18 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import Snapshot, snapshot
 from outbound_schema.config import VERSION_TABLE
 from outbound_schema.expected import parse, render
-from tests.helpers import HEAD, cli_here, connected, copy_migrations, drifted, in_location, inject, our_tables, plain
+from tests.helpers import (
+    HEAD,
+    check_both_ways,
+    cli_here,
+    connected,
+    copy_migrations,
+    drifted,
+    in_location,
+    inject,
+    our_tables,
+    plain,
+)
 from tests.helpers import check_report as check
 
 JOBS = "outbound_call_jobs"
@@ -261,14 +272,13 @@ def test_each_class_is_reported_by_name_in_words(db_at_47a: URL, case: str) -> N
     statements, kind, name, verdict, words = CLASSES[case]
     inject(db_at_47a, *statements)
 
-    code, report = check(db_at_47a)
+    code, report, text_lines = check_both_ways(db_at_47a)
 
     assert code == 1 and report["status"] == "drift"
     found = [o for o in drifted(report) if (o["kind"], o["name"]) == (kind, name)]
     assert found, drifted(report)
     assert found[0]["verdict"] == verdict
     assert words in found[0]["detail"], found[0]["detail"]
-    text_lines = cli_here("check", DATABASE_URL=plain(db_at_47a)).stdout.splitlines()
     assert f"❌ {kind} {name}: {found[0]['detail']}" in text_lines
 
 
