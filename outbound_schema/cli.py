@@ -331,11 +331,7 @@ def _check(args: argparse.Namespace) -> int:
     from outbound_schema import drift  # only here: `status` and the migrations do without it
 
     try:
-        target = _existing_url(args)
-        history = History.read(script_location())
-        with target.connect() as connection:
-            connection.read_only = True
-            report = drift.check(connection, history, target.shown, args.version_table)
+        report = drift.check_database(_existing_url(args), args.version_table)
     except (Exception, KeyboardInterrupt) as exc:  # whatever happens, exit 2 and, asked for JSON, print it
         message = _read_failure(exc, "nothing was checked and nothing was changed", "the check")
         if args.format == "json":

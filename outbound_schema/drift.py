@@ -75,7 +75,7 @@ from outbound_schema.catalog import (
     same,
     survey,
 )
-from outbound_schema.config import LOCK_KEY, VERSION_TABLE
+from outbound_schema.config import LOCK_KEY, VERSION_TABLE, script_location
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import SNAPSHOT_COMMAND, load_file
 from outbound_schema.history import History
@@ -85,6 +85,7 @@ from outbound_schema.standing import Standing, stand
 
 if TYPE_CHECKING:
     from outbound_schema.catalog import Queryable
+    from outbound_schema.dsn import Target
 
 FORMAT_VERSION = 1
 
@@ -446,6 +447,15 @@ def _migrating(verdict: Verdict, running: Running, in_progress: tuple[str, ...])
     else:  # what the file of the revision the database is at says of it is moot: the migration changes it
         detail = f"found {verdict.found or 'absent so far'}; {applying}, change it: not judged until it ends"
     return Verdict(verdict.kind, verdict.name, "migrating", verdict.expected, verdict.found, detail)
+
+
+def check_database(target: Target, version_table: str = VERSION_TABLE) -> Report:
+    """The check ``outbound-schema check`` runs: this release's history against the database ``target`` names,
+    in a read-only session."""
+    history = History.read(script_location())
+    with target.connect() as connection:
+        connection.read_only = True
+        return check(connection, history, target.shown, version_table)
 
 
 def check(connection: Queryable, history: History, database: str, version_table: str = VERSION_TABLE) -> Report:

@@ -575,20 +575,15 @@ def check_report(url: URL | str) -> tuple[int, dict[str, object]]:
 
 
 def check_both_ways(url: URL) -> tuple[int, dict[str, object], list[str]]:
-    """One drift check as ``outbound-schema check`` runs it (a read-only session, this release's history, the
-    default version table), reported both ways: its exit code, the JSON ``--format json`` prints and the
-    lines the command prints without it. One check where the two formats each took a command: a check's
-    new server session and its catalog reads cost the server far more than the reports cost here."""
+    """One drift check as ``outbound-schema check`` runs it (:func:`drift.check_database`), reported both ways:
+    its exit code, the JSON ``--format json`` prints and the lines the command prints without it. One check
+    where the two formats each took a command: a check's new server session and its catalog reads cost the
+    server far more than the reports cost here."""
     import json
 
     from outbound_schema import drift, dsn
-    from outbound_schema.config import script_location
-    from outbound_schema.history import History
 
-    target = dsn.parse(plain(url), source="the test")
-    with target.connect() as connection:
-        connection.read_only = True
-        report = drift.check(connection, History.read(script_location()), target.shown)
+    report = drift.check_database(dsn.parse(plain(url), source="the test"))
     found: dict[str, object] = json.loads(report.to_json())
     return (1 if report.drift else 0), found, report.to_text().splitlines()
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from subprocess import Popen
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -31,19 +30,25 @@ STOPS = {
 }
 
 
-def _upgrade(url: URL, as_pid_1: bool) -> Popen[str] | Forked:
+def _at_a_terminal(*args: str) -> Forked:
+    """Our command line in a child of the fork server, Ctrl-C taken as at a terminal: Python's own handler,
+    whatever the child inherited."""
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from outbound_schema.cli import main\n"
+        f"sys.exit(main({list(args)!r}))\n"
+    )
+    return python_forked(code)
+
+
+def _upgrade(url: URL, as_pid_1: bool) -> subprocess.Popen[str] | Forked:
     """An upgrade of ``url`` in a process of its own. As PID 1 of a PID namespace it is the installed program,
     exec'd by a shell there: the console script, as a container without an init starts it. Otherwise a child
     of the fork server, its Ctrl-C handling as at a terminal; the same ``main`` without a new Python
     importing SQLAlchemy and Alembic again."""
     if not as_pid_1:
-        code = (
-            "import signal, sys\n"
-            "signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal\n"
-            "from outbound_schema.cli import main\n"
-            f"sys.exit(main(['upgrade', '--database-url', {plain(url)!r}]))\n"
-        )
-        return python_forked(code)
+        return _at_a_terminal("upgrade", "--database-url", plain(url))
     unshare = shutil.which("unshare")
     assert unshare, "util-linux's unshare is needed to run the program as PID 1"
     # The shell says its PID inside the namespace, then becomes the program (exec keeps the PID).
@@ -96,15 +101,9 @@ def test_a_stopped_upgrade_says_one_line_and_records_nothing(host_db: URL, stop:
 
 
 def test_ctrl_c_during_status_still_prints_its_json(head_db: URL) -> None:
-    code = (
-        "import signal, sys\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal\n"
-        "from outbound_schema.cli import main\n"
-        f"sys.exit(main(['status', '--format', 'json', '--database-url', {plain(head_db)!r}]))\n"
-    )
     with connected(head_db) as conn:  # status waits to read the version table
         conn.execute(text(f"LOCK TABLE {VERSION_TABLE} IN ACCESS EXCLUSIVE MODE"))
-        status = python_forked(code)
+        status = _at_a_terminal("status", "--format", "json", "--database-url", plain(head_db))
         wait_for(lambda: backends(head_db, "wait_event_type = 'Lock'") == 1)
         status.send_signal(signal.SIGINT)
         out, err = status.communicate(timeout=30)
