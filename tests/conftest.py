@@ -39,7 +39,7 @@ from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
 from outbound_schema.embedded import create_host_standins
 from outbound_schema.snapshot import generate
-from tests import pgbouncer, session_server, typecheck
+from tests import pgbouncer, session_server, typecheck, zygote
 from tests.helpers import catalog, release_connections
 from tests.legacy import REVISIONS, apply_legacy
 from tests.provision import Server, provision
@@ -193,6 +193,11 @@ def pytest_configure(config: pytest.Config) -> None:
         process = typecheck.start()
         config.add_cleanup(lambda: typecheck.stop(process))
     distributed = config.getoption("dist", "no") != "no" and config.getoption("tx", None)
+    if not hasattr(config, "workerinput") and zygote.SOCKET_VAR not in os.environ:
+        config.add_cleanup(zygote.start(Path(__file__).resolve().parent.parent))
+        if distributed and all(spec == "popen" for spec in config.option.tx):  # -n N, not a --tx of one's own
+            # The workers are forked by the zygote too, rather than each a new Python importing it all.
+            config.option.tx = [f"popen//python={zygote.worker_python()}" for _ in config.option.tx]
     if not hasattr(config, "workerinput") and distributed and not config.getoption("collectonly"):
         background = session_server.start(_prepare_shared)
         config.add_cleanup(lambda: session_server.stop(background, _release_shared))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import multiprocessing
 import os
 import re
 import shutil
@@ -18,8 +17,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import cache
-from multiprocessing import reduction
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,6 +32,7 @@ from outbound_schema.config import SCRIPT_LOCATION_ENV_VAR, VERSION_TABLE, alemb
 from outbound_schema.database import engine_for
 from outbound_schema.expected import ExpectedSchemas, parse, render
 from outbound_schema.revisions import next_revision_id
+from tests import zygote
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -188,25 +186,25 @@ class Forked:
     :class:`subprocess.Popen` in text mode is: ``stdout``/``stderr`` to read, ``poll``, ``wait``,
     ``communicate``, ``kill``, ``returncode``."""
 
-    def __init__(self, process: BaseProcess, stdout: int | None, stderr: int | None) -> None:
-        self.process = process
-        self.pid = process.pid
+    def __init__(self, child: zygote.Child, stdout: int | None, stderr: int | None) -> None:
+        self.child = child
+        self.pid = child.pid
         self.args = ["outbound-schema (child)"]
         self.stdout = None if stdout is None else open(stdout, encoding="utf-8", errors="replace")  # noqa: SIM115
         self.stderr = None if stderr is None else open(stderr, encoding="utf-8", errors="replace")  # noqa: SIM115
 
     @property
     def returncode(self) -> int | None:
-        return self.process.exitcode  # -N for a signal, as Popen says it
+        return self.child.poll()  # -N for a signal, as Popen says it
 
     def poll(self) -> int | None:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        self.process.join(timeout)
-        if self.returncode is None:
-            raise subprocess.TimeoutExpired(self.args, timeout or 0)
-        return self.returncode
+        try:
+            return self.child.wait(timeout)
+        except TimeoutError:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -226,30 +224,6 @@ class Forked:
         return out, err
 
 
-#: Children are forked by a fork server, a process of their own started afresh (not forked) that has
-#: imported what they run: the test process itself runs threads (pytest-xdist's), and forking a
-#: threaded process can deadlock the child (Python 3.12+ warns of it each time). Each child is still a
-#: process of its own, without a new Python importing SQLAlchemy, Alembic, psycopg and our upgrade's
-#: modules again (CONTRIBUTING, "Fast.": what each heuristic gained).
-_CHILDREN = multiprocessing.get_context("forkserver")
-_CHILDREN.set_forkserver_preload(["tests.helpers", "psycopg", "outbound_schema.cli", "outbound_schema.environment"])
-
-
-class _Fd:
-    """A file descriptor handed to a child of the fork server (sent over its socket, as
-    multiprocessing sends its own connections' descriptors)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __reduce__(self) -> tuple[Any, tuple[Any]]:
-        return _Fd._received, (reduction.DupFd(self.fd),)
-
-    @staticmethod
-    def _received(dup: Any) -> _Fd:
-        return _Fd(dup.detach())
-
-
 def _start(
     program: tuple[str, Any],
     cwd: Path,
@@ -258,30 +232,28 @@ def _start(
     terminal: int | None = None,
     patches: dict[str, object] | None = None,
 ) -> Forked:
-    """``program`` in a child of the fork server: its output and error pipes to read, or the terminal."""
-    if terminal is None:
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        stdio = (None, _Fd(out_write), _Fd(err_write))
-    else:
-        stdio = (_Fd(os.open(os.devnull, os.O_RDONLY)), _Fd(terminal), _Fd(terminal))
-    process = _CHILDREN.Process(target=_child, args=(program, str(cwd), environ, stdio, patches or {}), daemon=True)
-    process.start()
-    if terminal is None:
+    """``program`` in a child of the run's zygote (tests/zygote.py: a process started afresh that has imported
+    what the children run; forked from a test process, which runs threads, a child could deadlock): its
+    output and error pipes to read, or the terminal. Its standard input is /dev/null."""
+    if terminal is not None:
+        child = zygote.spawn("tests.helpers:_child", (program, str(cwd), environ, patches or {}), (terminal, terminal))
+        return Forked(child, None, None)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        child = zygote.spawn(
+            "tests.helpers:_child", (program, str(cwd), environ, patches or {}), (out_write, err_write)
+        )
+    finally:
         os.close(out_write)
         os.close(err_write)
-        return Forked(process, out_read, err_read)
-    return Forked(process, None, None)
+    return Forked(child, out_read, err_read)
 
 
 def _child(
-    program: tuple[str, Any],
-    cwd: str,
-    environ: dict[str, str],
-    stdio: tuple[_Fd | None, ...],
-    patches: dict[str, object],
+    stdio: list[int], program: tuple[str, Any], cwd: str, environ: dict[str, str], patches: dict[str, object]
 ) -> NoReturn:
-    """In a child of the fork server: ``patches`` set (``"module.NAME": value``), then the program run."""
+    """In a child of the zygote: ``patches`` set (``"module.NAME": value``), then the program run."""
     for target, value in patches.items():
         module, name = target.rsplit(".", 1)
         setattr(importlib.import_module(module), name, value)
@@ -292,7 +264,7 @@ def _child(
         body: Callable[[], int | None] = lambda: main(list(payload))  # noqa: E731
     else:
         body = lambda: exec(compile(payload, "<string>", "exec"), {"__name__": "__main__"})  # noqa: E731
-    _run_child(body, Path(cwd), environ, tuple(None if fd is None else fd.fd for fd in stdio))
+    _run_child(body, Path(cwd), environ, stdio)
 
 
 def cli_forked(*args: str, cwd: Path = REPO, patches: dict[str, object] | None = None, **env: str) -> Forked:
@@ -318,17 +290,14 @@ def cli_forked_on_terminal(terminal: int, *args: str, **env: str) -> Forked:
     return _start(("cli", args), REPO, _environment(**env), terminal=terminal)
 
 
-def _run_child(
-    body: Callable[[], int | None], cwd: Path, environ: dict[str, str], stdio: tuple[int | None, ...]
-) -> NoReturn:
-    """In a child: ``stdio`` becomes its standard input, output and error (an input of None is kept),
-    then ``body`` runs as a program's main; never returns."""
+def _run_child(body: Callable[[], int | None], cwd: Path, environ: dict[str, str], stdio: list[int]) -> NoReturn:
+    """In a child: ``stdio`` becomes its standard output and error, then ``body`` runs as a program's main;
+    never returns."""
     code = 1
     try:
-        for target, fd in enumerate(stdio):
-            if fd is not None:
-                os.dup2(fd, target)
-        for fd in {fd for fd in stdio if fd is not None} - {0, 1, 2}:
+        for target, fd in enumerate(stdio, start=1):
+            os.dup2(fd, target)
+        for fd in set(stdio) - {1, 2}:
             os.close(fd)
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115

@@ -31,8 +31,8 @@ STOPS = {
 
 
 def _at_a_terminal(*args: str) -> Forked:
-    """Our command line in a child of the fork server, Ctrl-C taken as at a terminal: Python's own handler,
-    whatever the child inherited."""
+    """Our command line in a child of the run's zygote (tests/zygote.py), Ctrl-C taken as at a terminal:
+    Python's own handler, whatever the child inherited."""
     code = (
         "import signal, sys\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
@@ -45,7 +45,7 @@ def _at_a_terminal(*args: str) -> Forked:
 def _upgrade(url: URL, as_pid_1: bool) -> subprocess.Popen[str] | Forked:
     """An upgrade of ``url`` in a process of its own. As PID 1 of a PID namespace it is the installed program,
     exec'd by a shell there: the console script, as a container without an init starts it. Otherwise a child
-    of the fork server, its Ctrl-C handling as at a terminal; the same ``main`` without a new Python
+    of the run's zygote, its Ctrl-C handling as at a terminal; the same ``main`` without a new Python
     importing SQLAlchemy and Alembic again."""
     if not as_pid_1:
         return _at_a_terminal("upgrade", "--database-url", plain(url))
