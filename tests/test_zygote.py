@@ -8,6 +8,9 @@ import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests import zygote
 from tests.helpers import python_forked
@@ -63,3 +66,13 @@ def test_a_child_reports_its_exit_as_popen_does() -> None:
 def test_the_zygote_is_named_to_the_run() -> None:
     assert os.path.exists(os.environ[zygote.SOCKET_VAR])
     assert sys.executable in zygote.worker_python()
+
+
+def test_a_zygote_that_could_not_start_is_reported_at_once(tmp_path: Path) -> None:
+    """A zygote whose imports failed leaves its error in its log: whoever asks for a process gets it at once,
+    rather than after waiting for a socket that never comes."""
+    path = tmp_path / "zygote.sock"
+    Path(f"{path}.log").write_text("Traceback (most recent call last):\nImportError: no module named 'nothing'\n")
+    Path(f"{path}.failed").touch()
+    with pytest.raises(RuntimeError, match=r"(?s)did not start listening.*no module named 'nothing'"):
+        zygote.spawn("tests.zygote:_worker", (), (), path=str(path))

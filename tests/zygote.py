@@ -44,11 +44,6 @@ SOCKET_VAR = "OUTBOUND_SCHEMA_TEST_ZYGOTE"
 #: it loads the plugin, and warns of any it finds imported already.
 PRELOAD = (
     "pytest",
-    "_pytest.python",
-    "_pytest.fixtures",
-    "_pytest.runner",
-    "_pytest.terminal",
-    "_pytest.pytester",
     "execnet",
     "sqlalchemy.orm",
     "sqlalchemy.dialects.postgresql.psycopg",
@@ -79,14 +74,20 @@ START_TIMEOUT_S = 120
 def main(path: str, alive_fd: int) -> int:
     """The zygote's life (see :func:`_serve`); a process it forks returns from here too, with its work's exit
     code, and ends as any Python does (threads joined, exit handlers run)."""
-    served = _serve(path, alive_fd)
+    try:
+        served = _serve(path, alive_fd)
+    except BaseException:
+        Path(f"{path}.failed").touch()  # whoever waits for the socket stops waiting; the log says why
+        raise
     return served if isinstance(served, int) else served()  # the zygote's frames left behind
 
 
 def _serve(path: str, alive_fd: int) -> int | Callable[[], int]:
     """Import, listen on ``path``, fork one process per request and report each one's exit to whoever asked,
     until ``alive_fd`` (the main process's end of a pipe) closes. In a forked process: its work."""
-    for name in PRELOAD:
+    from _pytest.config import default_plugins  # the plugins every pytest process loads
+
+    for name in (*PRELOAD, *(f"_pytest.{plugin}" for plugin in default_plugins)):
         importlib.import_module(name)
     _import_package("outbound_schema")  # its lazily imported modules too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the run's processes; this one ends with it
@@ -96,6 +97,7 @@ def _serve(path: str, alive_fd: int) -> int | Callable[[], int]:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wake-up descriptor hears of exits
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     part = f"{path}.part"
+    Path(part).unlink(missing_ok=True)  # left by a run killed with this pid
     listener.bind(part)
     listener.listen(64)
     os.rename(part, path)  # a process that finds the socket finds it listening
@@ -242,7 +244,7 @@ class Child:
 
 def spawn(target: str, args: tuple[Any, ...], fds: Sequence[int], path: str | None = None) -> Child:
     """A process forked by the zygote that runs ``target`` (``"module:function"``, called with the received
-    copies of ``fds``, then ``args``; it must never return)."""
+    copies of ``fds``, then ``args``; what it returns is the process's exit code)."""
     path = path or os.environ[SOCKET_VAR]
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -251,10 +253,8 @@ def spawn(target: str, args: tuple[Any, ...], fds: Sequence[int], path: str | No
             connection.connect(path)
             break
         except (FileNotFoundError, ConnectionRefusedError):
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"The test zygote did not answer on {path} within {START_TIMEOUT_S} s.{_log(path)}"
-                ) from None
+            if time.monotonic() > deadline or os.path.exists(f"{path}.failed"):
+                raise RuntimeError(f"The test zygote did not start listening on {path}.{_log(path)}") from None
             time.sleep(0.01)
     payload = pickle.dumps((target, args))
     socket.send_fds(connection, [_HEADER.pack(len(payload))], list(fds))
@@ -304,7 +304,7 @@ def start(repo: Path) -> Callable[[], None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        for leftover in (path, f"{path}.log"):
+        for leftover in (path, f"{path}.log", f"{path}.failed"):
             Path(leftover).unlink(missing_ok=True)
         os.environ.pop(SOCKET_VAR, None)
 
