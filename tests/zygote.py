@@ -213,21 +213,18 @@ class Child:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self._connection.setblocking(False)
-            try:
-                self._read()
-            except BlockingIOError:
-                self._connection.setblocking(True)
-        return self.returncode
+        try:
+            return self.wait(0)
+        except TimeoutError:
+            return None
 
     def wait(self, timeout: float | None = None) -> int:
-        """The exit code; raises TimeoutError after ``timeout`` seconds."""
+        """The exit code; raises TimeoutError after ``timeout`` seconds (0: at once)."""
         if self.returncode is None:
             self._connection.settimeout(timeout)
             try:
                 self._read()
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):  # a timeout of 0 makes the socket non-blocking
                 self._connection.settimeout(None)
                 raise TimeoutError(f"process {self.pid} still runs after {timeout} s") from None
         assert self.returncode is not None
