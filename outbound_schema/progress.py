@@ -212,6 +212,10 @@ class Progress:
 
 def read(connection: Queryable, pid: int) -> Progress | None:
     """What server process ``pid`` is doing now, or None when it runs nothing."""
+    # PostgreSQL reads every session's activity and progress once per transaction and keeps them: an
+    # earlier query of this transaction (who holds the lock) would leave this one reading a build as it
+    # was then, beside whom it waits on now (pg_blocking_pids is read live).
+    fetch(connection, "SELECT pg_stat_clear_snapshot()", {})
     rows = fetch(connection, _ACTIVITY, {"pid": pid, "mark": LOCK_WAIT_MARK})
     if not rows:
         return None

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
@@ -324,6 +325,26 @@ def test_the_end_of_a_statement_never_waits_for_its_watcher() -> None:
     with progress.Watch(slow_to_connect, 1, "47a: x", 0.05, Reporter(io.StringIO())):
         time.sleep(0.1)
     assert time.monotonic() - started < 2
+
+
+def test_a_reading_late_in_a_transaction_is_of_now(head_db: URL) -> None:
+    """PostgreSQL keeps what it read of every session's activity until the transaction ends: a reading after
+    another in the same transaction (status finds the migration, then reads it) still shows what runs now."""
+    with connected(head_db) as busy, psycopg.connect(plain(head_db.set(drivername="postgresql"))) as watcher:
+        pid = int(busy.scalar(text("SELECT pg_backend_pid()")) or 0)
+        assert progress.read(watcher, pid) is None  # idle; the watcher's transaction stays open
+        sleeper = threading.Thread(target=lambda: busy.execute(text("SELECT pg_sleep(1)")))
+        sleeper.start()
+        try:
+            with connected(head_db) as look:  # a transaction each time: sees the sleep start
+                while look.scalar(text(f"SELECT state FROM pg_stat_activity WHERE pid = {pid}")) != "active":
+                    look.rollback()
+                    time.sleep(0.01)
+            reading = progress.read(watcher, pid)
+            assert watcher.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            assert reading is not None and reading.phase == "running", reading
+        finally:
+            sleeper.join()
 
 
 def test_a_hosts_connection_gets_its_name_back(at_46c: URL, writer: Writer) -> None:
