@@ -553,6 +553,30 @@ def test_an_index_named_with_using_in_it_reads_right(head_db: URL) -> None:
     assert indexes["json"].using == "btree (status)"
 
 
+def test_types_rules_policies_and_triggers_are_read_wherever_the_tables_have_some(head_db: URL) -> None:
+    """The snapshot reads enums and domains, rules, policies and triggers only when the tables show some (a
+    column of a type past PostgreSQL's bootstrap catalog; a table's rules, policies, triggers of its own): a
+    domain PostgreSQL itself makes at initdb, past the bootstrap catalog yet short of the first user OID, is
+    read all the same."""
+    with connected(head_db) as conn:
+        at_head = snapshot(conn, our_tables())
+    assert (at_head.types, at_head.rules, at_head.policies, at_head.triggers) == ({}, {}, {}, {})
+    inject(
+        head_db,
+        f"ALTER TABLE {JOBS} ADD COLUMN tries information_schema.cardinal_number",
+        f"CREATE RULE keep_jobs AS ON DELETE TO {JOBS} DO INSTEAD NOTHING",
+        f"CREATE POLICY own_runs ON {RUNS} USING (business_id > 0)",
+        "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
+        f"CREATE TRIGGER stamp BEFORE INSERT ON {RUNS} FOR EACH ROW EXECUTE FUNCTION stamp()",
+    )
+    with connected(head_db) as conn:
+        snap = snapshot(conn, our_tables())
+    assert list(snap.types) == ["information_schema.cardinal_number"]
+    assert list(snap.rules) == [f"{JOBS}.keep_jobs"]
+    assert list(snap.policies) == [f"{RUNS}.own_runs"]
+    assert (list(snap.triggers), list(snap.functions)) == ([f"{RUNS}.stamp"], ["stamp"])
+
+
 def test_an_unreadable_expected_file_cannot_be_checked(head_db: URL, tmp_path: Path) -> None:
     location = copy_migrations(tmp_path / "alembic")
     with (location / "schema" / f"{HEAD}.sql").open("a") as file:

@@ -38,7 +38,11 @@ _TABLES = f"""
                    JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisreplident), '?')
                ELSE 'DEFAULT' END,
            ARRAY(SELECT inhparent::regclass::text COLLATE "C" FROM pg_inherits WHERE inhrelid = c.oid ORDER BY 1),
-           ARRAY(SELECT inhrelid::regclass::text COLLATE "C" FROM pg_inherits WHERE inhparent = c.oid ORDER BY 1)
+           ARRAY(SELECT inhrelid::regclass::text COLLATE "C" FROM pg_inherits WHERE inhparent = c.oid ORDER BY 1),
+           -- Not settings: whether the rules', policies' and triggers' queries have anything to read.
+           c.relhasrules,
+           EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid),
+           EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
     FROM pg_class c WHERE c.oid = ANY({_OIDS})
 """
 
@@ -60,7 +64,8 @@ _COLUMNS = f"""
                CASE WHEN a.attoptions IS NOT NULL THEN '(' || array_to_string(a.attoptions, ', ') || ')' END
            ], NULL),
            -- Then, not compared: the storage ALTER COLUMN ... SET STORAGE puts back (its type's).
-           CASE t.typstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END
+           CASE t.typstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END,
+           a.atttypid  -- not compared: whether the types query has anything to read
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_type t ON t.oid = a.atttypid
@@ -148,6 +153,10 @@ _RULES = f"""
     WHERE r.ev_class = ANY({_OIDS}) AND r.rulename <> '_RETURN'
 """
 
+
+#: Types below this OID are PostgreSQL's bootstrap catalog's (FirstUnpinnedObjectId, 15 to 18): no enum or
+#: domain among them, nor an array of one. Columns of those alone leave the types query nothing to read.
+_FIRST_UNPINNED_OID = 12000
 
 # Enums and domains our columns are of, directly or as an array's elements (wherever on the search path).
 _TYPES = f"""
@@ -322,11 +331,18 @@ def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
         return Snapshot()
     params = {"oids": [str(oid) for oid in oids.values()]}
     columns: dict[str, list[ColumnInfo]] = {name: [] for name in oids}
-    for table, name, *raw in fetch(connection, _COLUMNS, params):
+    # Each query a new session plans and runs costs the server a millisecond or two, and most schemas have
+    # no rules, policies, triggers of their own or types past PostgreSQL's built-in ones: those queries run
+    # only where the rows of the first two show some (a fifth of the server's work for a snapshot).
+    user_types = False
+    for table, name, *raw, type_oid in fetch(connection, _COLUMNS, params):
         columns[table].append(ColumnInfo.from_row(name, raw))
+        user_types = user_types or int(type_oid) >= _FIRST_UNPINNED_OID
     snap = Snapshot()
-    for name, *raw in fetch(connection, _TABLES, params):
+    rules = policies = triggers = False
+    for name, *raw, has_rules, has_policies, has_triggers in fetch(connection, _TABLES, params):
         snap.add(TableInfo.from_row(name, columns[name], raw))
+        rules, policies, triggers = rules or has_rules, policies or has_policies, triggers or has_triggers
     for name, table, unique, definition, valid, owner, quoted, qualified, bare in fetch(connection, _INDEXES, params):
         keys = _index_using(definition, quoted, (qualified, bare))
         snap.add(IndexInfo(name, table, unique, neutral(keys), valid, owner))
@@ -340,18 +356,23 @@ def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
                 name, type_, int(start), int(increment), owner, int(minimum), int(maximum), int(cache), cycle, unlogged
             )
         )
-    for name, table, permissive, command, roles, using, check in fetch(connection, _POLICIES, params):
+    for name, table, permissive, command, roles, using, check in (
+        fetch(connection, _POLICIES, params) if policies else ()
+    ):
         using, check = (None if e is None else neutral(e) for e in (using, check))
         snap.add(PolicyInfo(name, table, permissive, command, tuple(roles), using, check))
-    for name, table, definition, enabled, qualified, function, visible_schema in fetch(connection, _TRIGGERS, params):
+    for name, table, definition, enabled, qualified, function, visible_schema in (
+        fetch(connection, _TRIGGERS, params) if triggers else ()
+    ):
         snap.add(TriggerInfo(name, table, _unqualified(definition, qualified, table), enabled))
         if function is not None:
             if visible_schema:  # named as the search path finds it; one it does not find keeps its schema
                 function = function.replace(f"FUNCTION {visible_schema}", "FUNCTION ", 1)
             snap.add(FunctionInfo.of(function.rstrip("\n")))
-    for name, table, definition, enabled, qualified in fetch(connection, _RULES, params):
+    for name, table, definition, enabled, qualified in fetch(connection, _RULES, params) if rules else ():
         snap.add(RuleInfo(name, table, _unqualified(definition, qualified, table), enabled))
-    for name, kind, labels, base, collation, default, not_null, checks in fetch(connection, _TYPES, params):
+    types = fetch(connection, _TYPES, params) if user_types else []
+    for name, kind, labels, base, collation, default, not_null, checks in types:
         definition = type_definition(name, kind, labels, base, collation, default, not_null, checks)
         snap.add(TypeInfo(name, definition, tuple(labels) if kind == "e" else None))
     return snap
