@@ -35,6 +35,7 @@ from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.expected import ExpectedSchemas, is_managed
 from outbound_schema.keywords import literal, quote
 from outbound_schema.locking import BACKEND_KEY, same_session_guard
+from outbound_schema.query import _literal_percent
 from outbound_schema.revisions import applied_revisions, check_rows, superseded_rows, version_rows_error
 from outbound_schema.safety import alembic_api
 from outbound_schema.safety.guards import data_guard, raise_format, sql_text
@@ -168,6 +169,11 @@ class SafeImpl(PostgresqlImpl):
             self._lint_note = None
         if isinstance(statement, Call):
             return statement.run()
+        if isinstance(statement, str) and not self.as_sql:
+            # Written whole by this layer (BEGIN, the session check and settings, COMMIT), it binds nothing: to
+            # the driver as it is, rather than compiled as text() first, which cost more than running it.
+            assert self.connection is not None
+            return self.connection.exec_driver_sql(_literal_percent(statement))
         return super()._exec(sql_text(statement) if isinstance(statement, str) else statement)
 
     def _exec(
