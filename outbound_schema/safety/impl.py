@@ -383,20 +383,22 @@ class SafeImpl(PostgresqlImpl):
     # Catalog look-ups, online.
 
     def _scalar(self, sql: str, **params: Any) -> Any:
-        return self._raw_exec(text(sql).bindparams(**params)).scalar()
+        """Online: one value ``sql`` reads, its parameters in the driver's ``%(name)s`` form."""
+        assert self.connection is not None and not self.as_sql
+        return self.connection.exec_driver_sql(sql, params).scalar()
 
     def _relation(self, name: str, schema: str | None) -> str | None:
         """The relkind of the relation ``name`` on the search path (or in ``schema``), if any."""
         kind = self._scalar(
-            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass(:name)", name=qualified(name, schema)
+            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass(%(name)s)", name=qualified(name, schema)
         )
         return str(kind) if kind is not None else None
 
     def _column_exists(self, table: str, column: str, schema: str | None) -> bool:
         return bool(
             self._scalar(
-                "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(:table) "
-                "AND attname = :column AND attnum > 0 AND NOT attisdropped)",
+                "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) "
+                "AND attname = %(column)s AND attnum > 0 AND NOT attisdropped)",
                 table=qualified(table, schema),
                 column=column,
             )
@@ -509,7 +511,7 @@ class SafeImpl(PostgresqlImpl):
             )
         else:
             valid = self._scalar(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)", name=index_name
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%(name)s)", name=index_name
             )
             if valid:
                 log.info("%s: index %s already present, kept", rules.revision, name)
@@ -539,7 +541,7 @@ class SafeImpl(PostgresqlImpl):
         validated = None
         if not self.as_sql:
             validated = self._scalar(
-                "SELECT convalidated FROM pg_constraint WHERE conrelid = to_regclass(:table) AND conname = :name",
+                "SELECT convalidated FROM pg_constraint WHERE conrelid = to_regclass(%(table)s) AND conname = %(name)s",
                 table=qualified_table,
                 name=name,
             )
