@@ -327,13 +327,14 @@ def test_the_end_of_a_statement_never_waits_for_its_watcher() -> None:
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.waits
 def test_a_reading_late_in_a_transaction_is_of_now(head_db: URL) -> None:
     """PostgreSQL keeps what it read of every session's activity until the transaction ends: a reading after
     another in the same transaction (status finds the migration, then reads it) still shows what runs now."""
     with connected(head_db) as busy, psycopg.connect(plain(head_db.set(drivername="postgresql"))) as watcher:
         pid = int(busy.scalar(text("SELECT pg_backend_pid()")) or 0)
         assert progress.read(watcher, pid) is None  # idle; the watcher's transaction stays open
-        sleeper = threading.Thread(target=lambda: busy.execute(text("SELECT pg_sleep(1)")))
+        sleeper = threading.Thread(target=lambda: busy.execute(text("SELECT pg_sleep(0.5)")))
         sleeper.start()
         try:
             with connected(head_db) as look:  # a transaction each time: sees the sleep start
