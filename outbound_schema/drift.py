@@ -71,7 +71,6 @@ from outbound_schema.catalog import (
     SequencePosition,
     Snapshot,
     objects,
-    resolve,
     same,
     survey,
 )
@@ -479,9 +478,16 @@ def check(connection: Queryable, history: History, database: str, version_table:
     for revision in history.managed():
         snap = load_file(history.schema_file(revision))
         tables.update(dict.fromkeys(snap.tables if snap else ()))
-    path, resolutions = resolve(connection, [*tables, version_table])
-    away = {name: where for name, where in moved(resolutions, version_table).items() if name in want.tables}
-    live = survey(connection, list(tables), want, version_table, excluding=away)
+    away: dict[str, tuple[str, str]] = {}
+
+    def moved_away(resolutions: dict[str, Resolution]) -> dict[str, tuple[str, str]]:
+        """Ours found in another schema than their fellows: read, in the survey's pass, only where they are."""
+        away.clear()  # a read given up (a lock timeout) is read again whole
+        away.update((name, where) for name, where in moved(resolutions, version_table).items() if name in want.tables)
+        return away
+
+    live = survey(connection, list(tables), want, version_table, excluding=moved_away)
+    path = live.search_path
     verdicts = [
         *(
             moved_verdict(v, *away[v.name], path) if v.kind == "table" and v.name in away else v

@@ -404,13 +404,14 @@ def survey(
     expected: Snapshot,
     version_table: str,
     *,
-    excluding: Iterable[str] = (),
+    excluding: Callable[[dict[str, Resolution]], Iterable[str]] = lambda _found: (),
 ) -> Survey:
-    """What the check compares; of ``excluding`` (tables found where they do not belong) only where they are."""
+    """What the check compares; of the tables ``excluding`` names, given where the search path finds each
+    (tables found where they do not belong), only where they are."""
 
     def read() -> Survey:
         path, resolutions = resolve(connection, [*tables, version_table])
-        left_out = set(excluding)
+        left_out = set(excluding(resolutions))
         oids = table_oids(connection, [table for table in tables if table not in left_out])
         found = align_defaults(connection, [expected], _snapshot(connection, oids))
         return Survey(found, _positions(connection, oids), path, resolutions)
