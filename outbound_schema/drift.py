@@ -478,16 +478,13 @@ def check(connection: Queryable, history: History, database: str, version_table:
     for revision in history.managed():
         snap = load_file(history.schema_file(revision))
         tables.update(dict.fromkeys(snap.tables if snap else ()))
-    away: dict[str, tuple[str, str]] = {}
 
     def moved_away(resolutions: dict[str, Resolution]) -> dict[str, tuple[str, str]]:
-        """Ours found in another schema than their fellows: read, in the survey's pass, only where they are."""
-        away.clear()  # a read given up (a lock timeout) is read again whole
-        away.update((name, where) for name, where in moved(resolutions, version_table).items() if name in want.tables)
-        return away
+        """Ours found in another schema than their fellows: the survey reads them only where they are."""
+        return {name: where for name, where in moved(resolutions, version_table).items() if name in want.tables}
 
     live = survey(connection, list(tables), want, version_table, excluding=moved_away)
-    path = live.search_path
+    path, away = live.search_path, moved_away(live.resolutions)
     verdicts = [
         *(
             moved_verdict(v, *away[v.name], path) if v.kind == "table" and v.name in away else v

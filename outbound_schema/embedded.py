@@ -101,11 +101,10 @@ def default_database_url() -> dsn.Target:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone():
             admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
     target = server_target(server, DATABASE_NAME)
+    from outbound_schema.catalog import existing_relations
+
     with target.connect() as session:
-        missing = session.execute(
-            "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(quote_ident(name)) IS NULL",
-            (list(HOST_TABLES),),
-        ).fetchall()
+        missing = set(HOST_TABLES) - existing_relations(session, HOST_TABLES)
     if missing:  # a new database (or one whose stand-ins went): SQLAlchemy loaded only then, to create them
         from outbound_schema.database import engine_for
 

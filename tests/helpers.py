@@ -268,9 +268,9 @@ def _child(
 
 
 def cli_forked(*args: str, cwd: Path = REPO, patches: dict[str, object] | None = None, **env: str) -> Forked:
-    """Our command line in a process of its own (see :data:`_CHILDREN`): its own pid, server sessions,
-    exit code and signals, running concurrently with others, but without a new Python importing
-    SQLAlchemy and Alembic again. ``patches`` (``{"module.NAME": value}``) are set in the child before it
+    """Our command line in a process of its own, forked by the run's zygote (tests/zygote.py): its own pid,
+    server sessions, exit code and signals, running concurrently with others, but without a new Python
+    importing SQLAlchemy and Alembic again. ``patches`` (``{"module.NAME": value}``) are set in the child before it
     runs. For concurrent deploys; tests of the console script itself, of SIGTERM to PID 1 and of kill -9
     start the real program with :func:`cli`/``Popen``."""
     return _start(("cli", args), cwd, _environment(**env), patches=patches)

@@ -24,8 +24,8 @@ def test_python_examples_run(head_db: URL, example: int) -> None:
         conn.execute(text("INSERT INTO business (id) VALUES (42); INSERT INTO leads (id) VALUES (7)"))
         conn.commit()
     # A process of its own, the block run as `python -c` runs it, in a namespace of its own: a block that
-    # forgets an import or a setting fails as in a fresh Python. The modules are loaded already (the fork
-    # server's), which spares each block a new Python importing SQLAlchemy; test_imports imports them in
+    # forgets an import or a setting fails as in a fresh Python. The modules are loaded already (the
+    # zygote's), which spares each block a new Python importing SQLAlchemy; test_imports imports them in
     # fresh Pythons.
     child = python_forked(PYTHON_BLOCKS[example], DATABASE_URL=plain(head_db), PATH="/usr/bin:/bin")
     out, err = child.communicate(timeout=120)
