@@ -9,8 +9,10 @@ changed, with a detail an operator can act on.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -575,6 +577,56 @@ def test_types_rules_policies_and_triggers_are_read_wherever_the_tables_have_som
     assert list(snap.rules) == [f"{JOBS}.keep_jobs"]
     assert list(snap.policies) == [f"{RUNS}.own_runs"]
     assert (list(snap.triggers), list(snap.functions)) == ([f"{RUNS}.stamp"], ["stamp"])
+
+
+class DropsAfter:
+    """A psycopg connection that, right after the statement reading ``catalog`` has run, drops ``relation``
+    from another session: a concurrent change landing between two of the snapshot's statements."""
+
+    def __init__(self, connection: psycopg.Connection[tuple[object, ...]], url: URL, catalog: str, relation: str):
+        self.connection, self.url, self.catalog, self.relation, self.dropped = connection, url, catalog, relation, False
+
+    def cursor(self) -> object:
+        outer, cursor = self, self.connection.cursor()
+
+        class Dropping:
+            def __enter__(self) -> Dropping:
+                return self
+
+            def __exit__(self, *_exc: object) -> None:
+                cursor.close()
+
+            def execute(self, sql: str, params: object) -> None:
+                cursor.execute(sql, params)
+                if re.search(rf"\bFROM {outer.catalog}\b", sql) and not outer.dropped:
+                    outer.dropped = True
+                    with psycopg.connect(plain(outer.url.set(drivername="postgresql")), autocommit=True) as other:
+                        other.execute(f"DROP {outer.relation}")
+
+            def fetchall(self) -> list[tuple[object, ...]]:
+                return cursor.fetchall()
+
+        return Dropping()
+
+
+@pytest.mark.parametrize(
+    ("catalog", "relation", "gone"),
+    [
+        ("pg_index", "INDEX idx_outbound_call_jobs_status", "idx_outbound_call_jobs_status"),
+        ("pg_depend", "TABLE outbound_call_jobs", "outbound_call_jobs_id_seq"),
+    ],
+)
+def test_what_a_concurrent_change_drops_while_the_snapshot_is_read_is_left_out(
+    head_db: URL, catalog: str, relation: str, gone: str
+) -> None:
+    """The snapshot reads one catalog at a time: an index, or a whole table with its sequence, dropped by
+    another session between two of its statements is left out, as a moment later it would be."""
+    with psycopg.connect(plain(head_db.set(drivername="postgresql")), autocommit=True) as conn:
+        reader = DropsAfter(conn, head_db, catalog, relation)
+        snap = snapshot(reader, our_tables())  # type: ignore[arg-type]
+    assert reader.dropped
+    found = {*snap.indexes, *snap.sequences}
+    assert gone not in found and "outbound_call_runs_pkey" in found
 
 
 def test_an_unreadable_expected_file_cannot_be_checked(head_db: URL, tmp_path: Path) -> None:
