@@ -33,14 +33,15 @@ _OIDS = "CAST(CAST(%(oids)s AS text[]) AS oid[])"
 # 11 ms of server time as five statements, 6 as these; CONTRIBUTING, "Fast.").
 _CLASSES = f"""
     SELECT oid, relname, relpersistence = 'u', coalesce(reloptions, '{{}}'), reltoastrelid, relrowsecurity,
-           relforcerowsecurity, relreplident, relhasrules, quote_ident(relname), relnamespace::regnamespace::text
+           relforcerowsecurity, relreplident, relhasrules, quote_ident(relname), relnamespace::regnamespace::text,
+           relowner
     FROM pg_class WHERE oid = ANY({_OIDS})
 """
 
 _ATTRIBUTES = f"""
     SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attcollation, t.typcollation,
            a.attnotnull, a.attgenerated, a.attidentity, a.attstattarget, a.attstorage, t.typstorage,
-           a.attcompression, a.attoptions, a.atttypid
+           a.attcompression, a.attoptions, a.atttypid, quote_ident(a.attname)
     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
     WHERE a.attrelid = ANY({_OIDS}) AND a.attnum > 0 AND NOT a.attisdropped
 """
@@ -48,7 +49,8 @@ _ATTRIBUTES = f"""
 _DEFAULTS = f"SELECT oid, adrelid, adnum, pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = ANY({_OIDS})"
 
 _INDEXES = f"""
-    SELECT indexrelid, indrelid, indisunique, pg_get_indexdef(indexrelid), indisvalid, indisreplident
+    SELECT indexrelid, indrelid, indisunique, pg_get_indexdef(indexrelid), indisvalid, indisreplident,
+           indnkeyatts = 1 AND indpred IS NULL, indkey[0]  -- then whether it is a plain key of one column
     FROM pg_index WHERE indrelid = ANY({_OIDS})
 """
 
@@ -61,7 +63,7 @@ _CONSTRAINTS = f"""
 # What hangs off the tables in pg_class: the sequences a column owns ('a') or an identity uses ('i'), the
 # indexes, the TOAST table.
 _DEPENDENTS = f"""
-    SELECT objid, refobjid, refobjsubid FROM pg_depend
+    SELECT objid, refobjid, refobjsubid, deptype::text FROM pg_depend
     WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_class'::regclass AND deptype IN ('a', 'i')
       AND refobjid = ANY({_OIDS})
 """
@@ -78,12 +80,13 @@ _WITH_TRIGGERS = f"SELECT tgrelid FROM pg_trigger WHERE tgrelid = ANY({_OIDS}) A
 # Then what those rows name: the relations (indexes, sequences, TOAST tables), the sequences the defaults
 # draw from, the triggers enforcing a constraint that do not fire as ENABLE leaves them ('O'), collations.
 _RELATIONS = f"""
-    SELECT oid, relname, quote_ident(relname), relkind::text, relpersistence = 'u', reloptions
+    SELECT oid, relname, quote_ident(relname), relkind::text, relpersistence = 'u', reloptions,
+           relnamespace::regnamespace::text
     FROM pg_class WHERE oid = ANY({_OIDS})
 """
 
 _DRAWN_FROM = f"""
-    SELECT refobjid FROM pg_depend
+    SELECT objid, refobjid FROM pg_depend
     WHERE classid = 'pg_attrdef'::regclass AND objid = ANY({_OIDS}) AND refclassid = 'pg_class'::regclass
 """
 
@@ -339,6 +342,26 @@ class _Relations:
     rules: bool
     policies: bool
     triggers: bool
+    fed: list[_Fed]  # the sequences feeding a column that is by itself a unique key
+
+
+@dataclass(frozen=True)
+class _Fed:
+    """A sequence that feeds (by default or as identity) a column that is by itself the key of a unique index:
+    behind that column, it makes the next insert fail."""
+
+    sequence: int
+    table: int
+    column: int  # its attnum
+    name: str
+    column_name: str  # "table.column"
+    increment: int
+    sequence_sql: str  # schema-qualified and quoted, as a statement names each
+    table_sql: str
+    column_sql: str
+    row_security: bool
+    forced_row_security: bool
+    owner: int
 
 
 def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
@@ -350,7 +373,7 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
     defaults = fetch(connection, _DEFAULTS, params)
     indexes = fetch(connection, _INDEXES, params)
     constraints = fetch(connection, _CONSTRAINTS, params)
-    dependents = {objid: (table, column) for objid, table, column in fetch(connection, _DEPENDENTS, params)}
+    dependents = {objid: (table, column, kind) for objid, table, column, kind in fetch(connection, _DEPENDENTS, params)}
     inheritance = fetch(connection, _INHERITANCE, params)
     policies = bool(fetch(connection, _WITH_POLICIES, params))
     triggers = bool(fetch(connection, _WITH_TRIGGERS, params))
@@ -358,7 +381,9 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
     toast = [row[3] for row in classes.values() if row[3]]
     named = [*(row[0] for row in indexes), *dependents, *toast]
     relations = {oid: rest for oid, *rest in fetch(connection, _RELATIONS, _ids(named))} if named else {}
-    drawn_from = [row[0] for row in fetch(connection, _DRAWN_FROM, _ids(d[0] for d in defaults))] if defaults else []
+    # Each default's own table is among what it depends on: not a sequence it draws from.
+    drawn_from = fetch(connection, _DRAWN_FROM, _ids(d[0] for d in defaults)) if defaults else []
+    drawn_from = [(default, relation) for default, relation in drawn_from if relation not in classes]
     enforced = [row[0] for row in constraints if row[3] in ("f", "p", "u", "x")]  # those that may have triggers
     not_firing: dict[int, set[str]] = {}
     for constraint, state in fetch(connection, _NOT_FIRING, _ids(enforced)) if enforced else ():
@@ -368,7 +393,7 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
 
     # The sequences: those owned by a column of ours, then those our defaults draw from.
     sequences = [oid for oid in dependents if relations.get(oid, ("", "", ""))[2] == "S"]
-    sequences += [oid for oid in drawn_from if oid not in sequences]
+    sequences += [oid for _, oid in drawn_from if oid not in sequences]
     unnamed = [oid for oid in sequences if oid not in relations]
     if unnamed:
         relations.update({oid: rest for oid, *rest in fetch(connection, _RELATIONS, _ids(unnamed))})
@@ -376,7 +401,7 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
     column_names = {(row[0], row[1]): row[2] for row in attributes}
     owners = {
         sequence: f"{classes[table][0]}.{column_names[(table, column)]}"
-        for sequence, (table, column) in dependents.items()
+        for sequence, (table, column, _) in dependents.items()
         if (table, column) in column_names and table in classes
     }
     others = [row[0] for row in sequence_rows if row[0] not in dependents]
@@ -390,7 +415,7 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
     for table, number, name, type_, collation, type_collation, not_null, generated, identity, *rest in attributes:
         if table not in classes:
             continue
-        statistics, storage, type_storage, compression, options, type_oid = rest
+        statistics, storage, type_storage, compression, options, type_oid, _ = rest
         options_set = [
             f"STATISTICS {statistics}" if statistics is not None and statistics >= 0 else None,
             f"STORAGE {_STORAGE.get(storage, 'EXTENDED')}" if storage != type_storage else None,
@@ -436,10 +461,10 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
     for _, name, table, _kind, _, index, *_ in sorted(constraints, key=lambda row: row[3] not in ("p", "u", "x")):
         owner.setdefault((index, table), name)
     index_infos = []
-    for index, table, unique, definition, valid, _ in indexes:
+    for index, table, unique, definition, valid, *_ in indexes:
         if table not in classes or index not in relations:
             continue
-        table_name, *_, quoted_table, schema = classes[table]
+        table_name, quoted_table, schema = classes[table][0], classes[table][8], classes[table][9]
         quoted = relations[index][1]
         keys = _index_using(definition, quoted, (f"{schema}.{quoted_table}", quoted_table))
         index_infos.append(
@@ -457,7 +482,7 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
     for oid, type_, start, increment, minimum, maximum, cache, cycle in sequence_rows:
         if oid not in relations:
             continue
-        name, _, _, unlogged, _ = relations[oid]
+        name, _, _, unlogged, *_ = relations[oid]
         sequence_infos.append(
             SequenceInfo(
                 name,
@@ -472,16 +497,54 @@ def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
                 unlogged,
             )
         )
+    # The sequences feeding, by default or as identity, a column that is the key of a valid unique index of
+    # that one column, with no predicate.
+    unique_keys = {(row[1], row[7]) for row in indexes if row[2] and row[4] and row[6]}
+    defaults_of = {default: (table, column) for default, table, column, _ in defaults}
+    feeding = {(sequence, *defaults_of[default]) for default, sequence in drawn_from if default in defaults_of}
+    feeding |= {(sequence, table, column) for sequence, (table, column, kind) in dependents.items() if kind == "i"}
+    increments = {row[0]: row[3] for row in sequence_rows}
+    quoted_columns = {(row[0], row[1]): row[-1] for row in attributes}
+    fed = []
+    for sequence, table, column in feeding:
+        if (table, column) not in unique_keys or sequence not in increments or sequence not in relations:
+            continue
+        if table not in classes or (table, column) not in column_names:
+            continue
+        name, quoted_name, *_, schema = relations[sequence]
+        table_class = classes[table]
+        fed.append(
+            _Fed(
+                sequence,
+                table,
+                column,
+                name,
+                f"{table_class[0]}.{column_names[(table, column)]}",
+                int(increments[sequence]),
+                f"{schema}.{quoted_name}",
+                f"{table_class[9]}.{table_class[8]}",
+                quoted_columns[(table, column)],
+                table_class[4],
+                table_class[5],
+                table_class[10],
+            )
+        )
+    fed.sort(key=lambda f: (f.name.encode(), f.column_name.encode()))
     return _Relations(
-        columns, tables, index_infos, constraint_infos, sequence_infos, user_types, rules, policies, triggers
+        columns, tables, index_infos, constraint_infos, sequence_infos, user_types, rules, policies, triggers, fed
     )
 
 
 def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
+    return _read(connection, oids)[0]
+
+
+def _read(connection: Queryable, oids: dict[str, int]) -> tuple[Snapshot, list[_Fed]]:
+    """The snapshot of the tables of ``oids``, and the sequences feeding their unique columns."""
     if not oids:
         # None of the tables exists (a first install): every query below reads only what hangs off them.
         # Skipped, a new session spares the server its catalog queries planned with its caches cold.
-        return Snapshot()
+        return Snapshot(), []
     params = {"oids": [str(oid) for oid in oids.values()]}
     found = _relations(connection, oids)
     snap = Snapshot()
@@ -510,7 +573,7 @@ def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
     for name, kind, labels, base, collation, default, not_null, checks in types:
         definition = type_definition(name, kind, labels, base, collation, default, not_null, checks)
         snap.add(TypeInfo(name, definition, tuple(labels) if kind == "e" else None))
-    return snap
+    return snap, found.fed
 
 
 def read(connection: Queryable, tables: Sequence[str], expected: Iterable[Snapshot]) -> Snapshot:
@@ -548,8 +611,8 @@ def survey(
         path, resolutions = resolve(connection, [*tables, version_table])
         left_out = set(excluding(resolutions))
         oids = table_oids(connection, [table for table in tables if table not in left_out])
-        found = align_defaults(connection, [expected], _snapshot(connection, oids))
-        return Survey(found, _positions(connection, oids), path, resolutions)
+        found, fed = _read(connection, oids)
+        return Survey(align_defaults(connection, [expected], found), _positions(connection, fed), path, resolutions)
 
     return patiently(connection, tables, read)
 
@@ -576,65 +639,54 @@ class SequencePosition:
         return self.next_value <= self.largest if self.increment > 0 else self.next_value >= self.largest
 
 
-# Sequences that feed (by default or as identity) a column that is by itself the key of a unique index.
-# A sequence behind such a column makes the next insert fail; elsewhere a repeated value is allowed.
-_FED_UNIQUE_COLUMNS = f"""
-    WITH fed AS (
-        SELECT dep.refobjid AS seq, d.adrelid AS rel, d.adnum AS col FROM pg_attrdef d
-        JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
-             AND dep.refclassid = 'pg_class'::regclass
-        WHERE d.adrelid = ANY({_OIDS})
-        UNION
-        SELECT dep.objid, dep.refobjid, dep.refobjsubid FROM pg_depend dep
-        WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-          AND dep.deptype = 'i' AND dep.refobjid = ANY({_OIDS})
-    )
-    SELECT s.relname, c.relname || '.' || a.attname,
-           (SELECT q.seqincrement FROM pg_sequence q WHERE q.seqrelid = s.oid),
-           (SELECT quote_ident(nspname) FROM pg_namespace WHERE oid = s.relnamespace) || '.' || quote_ident(s.relname),
-           (SELECT quote_ident(nspname) FROM pg_namespace WHERE oid = c.relnamespace) || '.' || quote_ident(c.relname),
-           quote_ident(a.attname),
-           c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
-               AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user),
-           -- What this role may read: the sequence's position, the column's values (else: the GRANT it needs).
-           has_sequence_privilege(s.oid, 'SELECT'), has_column_privilege(c.oid, a.attnum, 'SELECT'),
-           quote_ident(current_user)
-    -- The one-row lookups (increment, schemas) as subqueries, not joins: joined, the planner weighed
-    -- the orders of eight relations, 8 ms of server time on every check; so, 2.5-5 ms.
-    FROM fed
-    JOIN pg_class s ON s.oid = fed.seq AND s.relkind = 'S'
-    JOIN pg_class c ON c.oid = fed.rel
-    JOIN pg_attribute a ON a.attrelid = fed.rel AND a.attnum = fed.col
-    WHERE EXISTS (SELECT FROM pg_index x WHERE x.indrelid = fed.rel AND x.indisunique AND x.indisvalid
-                  AND x.indnkeyatts = 1 AND x.indkey[0] = fed.col AND x.indpred IS NULL)
-    ORDER BY 1, 2
+# What this role may read of each sequence and column (else: the GRANT it needs), and whether it owns each
+# table (row-level security does not apply to a table's owner, unless forced).
+_ACCESS = """
+    SELECT f.sequence, f.rel, f.col, has_sequence_privilege(f.sequence, 'SELECT'),
+           has_column_privilege(f.rel, f.col, 'SELECT'), pg_has_role(f.owner, 'USAGE'), quote_ident(current_user)
+    FROM unnest(CAST(CAST(%(sequences)s AS text[]) AS oid[]), CAST(CAST(%(tables)s AS text[]) AS oid[]),
+                CAST(CAST(%(columns)s AS text[]) AS int2[]), CAST(CAST(%(owners)s AS text[]) AS oid[]))
+         AS f(sequence, rel, col, owner)
 """
 
+_BYPASSES_ROW_SECURITY = "SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user"
 
-def _positions(connection: Queryable, oids: dict[str, int]) -> list[SequencePosition]:
-    """For each sequence feeding a unique column of the tables of ``oids``: its next value and the column's largest.
+
+def _positions(connection: Queryable, fed: list[_Fed]) -> list[SequencePosition]:
+    """For each sequence feeding a unique column: its next value and the column's largest.
 
     Needs only SELECT on the sequences and tables (``pg_read_all_data`` will do); the largest value
     comes from the unique index, so this reads one index entry per column, not the table.
     """
-    fed = fetch(connection, _FED_UNIQUE_COLUMNS, {"oids": [str(oid) for oid in oids.values()]})
+    if not fed:
+        return []
+    params = {
+        "sequences": [str(f.sequence) for f in fed],
+        "tables": [str(f.table) for f in fed],
+        "columns": [str(f.column) for f in fed],
+        "owners": [str(f.owner) for f in fed],
+    }
+    access = {(int(s), int(t), int(c)): rest for s, t, c, *rest in fetch(connection, _ACCESS, params)}
+    secured = any(f.row_security for f in fed)
+    bypasses = secured and bool(fetch(connection, _BYPASSES_ROW_SECURITY, {})[0][0])
     positions = []
-    for sequence, column, increment, seq_sql, table_sql, column_sql, hidden, *may in fed:
-        sequence_readable, column_readable, role = may
+    for f in fed:
+        sequence_readable, column_readable, owns, role = access[(f.sequence, f.table, f.column)]
+        hidden = f.row_security and (f.forced_row_security or not owns) and not bypasses
         if not (sequence_readable and column_readable):
             grant = "; ".join(
-                ([] if sequence_readable else [f"GRANT SELECT ON SEQUENCE {seq_sql} TO {role}"])
-                + ([] if column_readable else [f"GRANT SELECT ({column_sql}) ON {table_sql} TO {role}"])
+                ([] if sequence_readable else [f"GRANT SELECT ON SEQUENCE {f.sequence_sql} TO {role}"])
+                + ([] if column_readable else [f"GRANT SELECT ({f.column_sql}) ON {f.table_sql} TO {role}"])
             )
-            positions.append(SequencePosition(sequence, column, int(increment), None, None, hidden, grant))
+            positions.append(SequencePosition(f.name, f.column_name, f.increment, None, None, hidden, grant))
             continue
-        extreme = "max" if increment > 0 else "min"
-        largest_sql = "NULL" if hidden else f"(SELECT {extreme}({column_sql}) FROM {table_sql})"
-        sql = _literal_percent(f"SELECT last_value, is_called, {largest_sql} FROM {seq_sql}")
+        extreme = "max" if f.increment > 0 else "min"
+        largest_sql = "NULL" if hidden else f"(SELECT {extreme}({f.column_sql}) FROM {f.table_sql})"
+        sql = _literal_percent(f"SELECT last_value, is_called, {largest_sql} FROM {f.sequence_sql}")
         last, called, largest = fetch(connection, sql, {})[0]
-        next_value = int(last) + int(increment) if called else int(last)
+        next_value = int(last) + f.increment if called else int(last)
         largest = None if largest is None else int(largest)
-        positions.append(SequencePosition(sequence, column, int(increment), next_value, largest, hidden))
+        positions.append(SequencePosition(f.name, f.column_name, f.increment, next_value, largest, hidden))
     return positions
 
 
