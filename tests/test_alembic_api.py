@@ -15,6 +15,12 @@ from alembic.config import Config
 from alembic.ddl import base
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import URL
+
+from outbound_schema.config import VERSION_TABLE
+from outbound_schema.safety import alembic_api
+from outbound_schema.safety.impl import SafeImpl
+from tests.helpers import HEAD, connected, inject
 
 ENV = """
 import json, os
@@ -134,3 +140,38 @@ def test_an_offline_upgrade_from_two_heads_at_once(location: Path) -> None:
     assert found["command"] == "upgrade" and found["applied"] == ["c3"]
     alembic_api.upgrade_script(config, [], "heads")  # no rows: from base, as ``upgrade heads --sql``
     assert sorted(json.loads((location / "found.json").read_text())["applied"]) == ["a1", "b2", "c3", "d4"]
+
+
+def test_the_version_table_is_looked_up_as_we_say(head_db: URL) -> None:
+    """``MigrationContext._has_version_table``: what ``get_current_heads`` asks before it reads the table."""
+    with connected(head_db) as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert context.get_current_heads() == (HEAD,)
+        asked: list[bool] = []
+        alembic_api.look_up_version_table_with(context, lambda: asked.append(False) or False)
+        assert context.get_current_heads() == () and asked == [False]
+
+
+@pytest.mark.parametrize(
+    ("made", "schema"),
+    [
+        ("", None),  # the table at head
+        (f"DROP TABLE {VERSION_TABLE}", None),
+        (f"ALTER TABLE {VERSION_TABLE} RENAME TO elsewhere; CREATE VIEW {VERSION_TABLE} AS SELECT 1 AS v", None),
+        (f"DROP TABLE {VERSION_TABLE}; CREATE SEQUENCE {VERSION_TABLE}", None),
+        (f"CREATE SCHEMA hidden; ALTER TABLE {VERSION_TABLE} SET SCHEMA hidden", None),
+        (f"CREATE SCHEMA hidden; ALTER TABLE {VERSION_TABLE} SET SCHEMA hidden", "hidden"),
+        (f'CREATE SCHEMA "Odd"; CREATE TABLE "Odd".{VERSION_TABLE} (v int)', "Odd"),
+    ],
+)
+def test_the_version_table_look_up_agrees_with_sqlalchemy(head_db: URL, made: str, schema: str | None) -> None:
+    """The safety layer's one-statement look-up answers as the inspector's ``has_table`` does."""
+    if made:
+        inject(head_db, *made.split("; "))
+    with connected(head_db) as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+        )
+        impl = SafeImpl(context.dialect, connection, False, True, None, {})
+        impl.migration_context = context
+        assert impl.version_table_exists() is sa.inspect(connection).has_table(VERSION_TABLE, schema)

@@ -69,6 +69,13 @@ def add_version_apply_callback(context: MigrationContext, callback: Callable[...
     context.on_version_apply_callbacks = (*context.on_version_apply_callbacks, callback)
 
 
+def look_up_version_table_with(context: MigrationContext, has_table: Callable[[], bool]) -> None:
+    """Have Alembic ask ``has_table()`` whether the version table exists, where it reflects it through
+    SQLAlchemy's inspector: ``MigrationContext._has_version_table``, which ``get_current_heads`` calls (twice
+    a run)."""
+    context._has_version_table = has_table  # type: ignore[method-assign]
+
+
 def inline_key(construct: base.AddColumn) -> str | None:
     """The key ``op.add_column`` builds within the ADD COLUMN itself: ``"primary key"`` for
     ``inline_primary_key=True`` on a primary-key column (Alembic 1.18.4+), ``"foreign key"`` for
