@@ -30,15 +30,15 @@ if TYPE_CHECKING:
 _VERSION_TABLE_NEEDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 _HISTORY_NEEDS = ("SELECT", "INSERT")
 
-_RELATIONS = text(
+# Which of the names exist, then what this role may do with those that do: two statements without a join (one
+# joining the names to pg_class cost a new session's server a millisecond more).
+_FOUND = text("SELECT name, CAST(to_regclass(name) AS oid) FROM unnest(CAST(:names AS text[])) AS name")
+_RIGHTS = text(
     """
-    SELECT name, c.oid IS NOT NULL, coalesce(pg_has_role(c.relowner, 'USAGE'), false),
-           pg_get_userbyid(c.relowner), coalesce(has_table_privilege(c.oid, 'REFERENCES'), false),
-           ARRAY[coalesce(has_table_privilege(c.oid, 'SELECT'), false),
-                 coalesce(has_table_privilege(c.oid, 'INSERT'), false),
-                 coalesce(has_table_privilege(c.oid, 'UPDATE'), false),
-                 coalesce(has_table_privilege(c.oid, 'DELETE'), false)]
-    FROM unnest(CAST(:names AS text[])) AS name LEFT JOIN pg_class c ON c.oid = to_regclass(name)
+    SELECT oid, pg_has_role(relowner, 'USAGE'), pg_get_userbyid(relowner), has_table_privilege(oid, 'REFERENCES'),
+           ARRAY[has_table_privilege(oid, 'SELECT'), has_table_privilege(oid, 'INSERT'),
+                 has_table_privilege(oid, 'UPDATE'), has_table_privilege(oid, 'DELETE')]
+    FROM pg_class WHERE oid = ANY(CAST(CAST(:oids AS text[]) AS oid[]))
     """
 )
 _UNREADABLE = text(
@@ -65,10 +65,23 @@ def refuse_missing_privileges(
     version = f"{quote(version_table_schema)}.{quote(version_table)}" if version_table_schema else quote(version_table)
     ours = sorted((changes | references) - {version_table, HISTORY_TABLE})
     names = [*map(quote, ours), version, quote(HISTORY_TABLE)]
+    oids = {str(name): oid for name, oid in connection.execute(_FOUND, {"names": names})}
+    present = [str(oid) for oid in oids.values() if oid is not None]
+    rights_of = {row[0]: row[1:] for row in connection.execute(_RIGHTS, {"oids": present})} if present else {}
+    none = dict.fromkeys(_PRIVILEGE_ORDER, False)
     found: dict[str, tuple[bool, bool, str, bool, dict[str, bool]]] = {}
-    for name, exists, owner, owned_by, may_reference, rights in connection.execute(_RELATIONS, {"names": names}):
-        rights_by_name = dict(zip(_PRIVILEGE_ORDER, rights, strict=True))
-        found[str(name)] = (bool(exists), bool(owner), str(owned_by or ""), bool(may_reference), rights_by_name)
+    for name, oid in oids.items():
+        if oid not in rights_of:
+            found[name] = (False, False, "", False, none)
+            continue
+        owner, owned_by, may_reference, rights = rights_of[oid]
+        found[name] = (
+            True,
+            bool(owner),
+            str(owned_by),
+            bool(may_reference),
+            dict(zip(_PRIVILEGE_ORDER, rights, strict=True)),
+        )
     missing: list[str] = []
 
     # CREATE on the schemas where the run creates tables.
