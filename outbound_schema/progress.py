@@ -21,6 +21,7 @@ hold personal data.
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
 import logging
@@ -395,12 +396,64 @@ class Reporter:
             log.info("%s: done in %s", label, duration(seconds))
 
 
+class _Alarm:
+    """One thread per process that calls each callback given to :meth:`at` at its time, unless cancelled: a
+    statement's watcher starts a thread of its own only once the statement outlasts the interval, not
+    for each of an upgrade's hundred short statements (a thread started and joined for each cost a tenth
+    of an upgrade's Python time). Started at the first use; a forked child starts its own."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Callable[[], None]]] = []
+        self._count = 0
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def at(self, when: float, callback: Callable[[], None]) -> int:
+        """Call ``callback`` at ``when`` (``time.monotonic()``); the handle cancels it."""
+        with self._changed:
+            self._count += 1
+            heapq.heappush(self._due, (when, self._count, callback))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="outbound-schema progress", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+            return self._count
+
+    def cancel(self, handle: int) -> None:
+        with self._changed:
+            kept = [entry for entry in self._due if entry[1] != handle]
+            if len(kept) < len(self._due):
+                self._due = kept
+                heapq.heapify(self._due)
+                self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, callback = heapq.heappop(self._due)
+            with suppress(Exception):  # a watcher that fails to start leaves the migration unwatched
+                callback()
+
+
+_alarm = _Alarm()
+
+
+def _new_alarm_after_fork() -> None:
+    global _alarm
+    _alarm = _Alarm()  # the parent's thread does not exist in the child
+
+
+os.register_at_fork(after_in_child=_new_alarm_after_fork)
+
+
 class Watch:
     """Reports on server process ``pid`` running ``label`` every ``interval`` seconds while the block runs.
 
-    The readings come from a connection of its own (``connect``), opened at the first reading, so a
-    statement that ends within the interval costs nothing. A reading that fails stops the watching,
-    never the migration.
+    The readings come from a thread and a connection of their own (``connect``), both started at the first
+    reading, so a statement that ends within the interval costs nothing. A reading that fails stops the
+    watching, never the migration.
     """
 
     def __init__(
@@ -415,28 +468,39 @@ class Watch:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # a reading is reported whole, or not at all once the statement ended
         self._connection: Any = None
-        self._thread = threading.Thread(target=self._watch, name=f"outbound-schema progress {label}", daemon=True)
+        self._thread: threading.Thread | None = None
         self.reported = False
 
     def __enter__(self) -> Watch:
         self.started = time.monotonic()
-        self._thread.start()
+        self._alarm = _alarm.at(self.started + self.interval, self._start)
         return self
 
+    def _start(self) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._thread = threading.Thread(
+                target=self._watch, name=f"outbound-schema progress {self.label}", daemon=True
+            )
+            self._thread.start()
+
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        _alarm.cancel(self._alarm)
         # The migration never waits on its watcher: a reading still running is cancelled, and a watcher
         # still connecting is left to give up on its own (it reports nothing once stopped).
-        self._thread.join(JOIN_TIMEOUT_S)
-        if self._thread.is_alive() and (connection := self._connection) is not None:
-            with suppress(Exception):
-                connection.cancel_safe(timeout=JOIN_TIMEOUT_S)
+        if thread is not None:
+            thread.join(JOIN_TIMEOUT_S)
+            if thread.is_alive() and (connection := self._connection) is not None:
+                with suppress(Exception):
+                    connection.cancel_safe(timeout=JOIN_TIMEOUT_S)
         with self._lock:
             self.reporter.finish(self.label, time.monotonic() - self.started, done=self.reported and exc[0] is None)
 
     def _watch(self) -> None:
-        if self._stop.wait(self.interval):
-            return
         try:
             with self.connect() as connection:
                 self._connection = connection

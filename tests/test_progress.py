@@ -27,7 +27,17 @@ from sqlalchemy.engine import URL
 from outbound_schema import progress
 from outbound_schema.progress import Progress, Reporter, Session
 from outbound_schema.settings import PROGRESS_INTERVAL
-from tests.helpers import HEAD, cli_forked, cli_forked_on_terminal, cli_here, connected, plain, revisions_after, version
+from tests.helpers import (
+    HEAD,
+    cli_forked,
+    cli_forked_on_terminal,
+    cli_here,
+    connected,
+    plain,
+    python_forked,
+    revisions_after,
+    version,
+)
 
 INTERVAL = {PROGRESS_INTERVAL.env: "0.2"}
 SECRET = "personal-data-4711"  # in the writer's SQL: must never be shown
@@ -325,6 +335,44 @@ def test_the_end_of_a_statement_never_waits_for_its_watcher() -> None:
     with progress.Watch(slow_to_connect, 1, "47a: x", 0.05, Reporter(io.StringIO())):
         time.sleep(0.1)
     assert time.monotonic() - started < 2
+
+
+def test_a_statement_shorter_than_the_interval_starts_no_thread_and_no_connection() -> None:
+    """An upgrade runs hundreds of short statements: the watcher's thread and connection start only once a
+    statement outlasts the interval, one process-wide alarm timing them all."""
+    connected: list[bool] = []
+
+    @contextmanager
+    def connect() -> Iterator[None]:
+        connected.append(True)
+        yield
+
+    for label in ("47a: short", "47a: shorter"):
+        with progress.Watch(connect, 1, label, 0.5, Reporter(io.StringIO())):
+            assert not any(t.name == f"outbound-schema progress {label}" for t in threading.enumerate())
+    assert connected == []
+
+
+def test_a_forked_child_times_its_statements_with_an_alarm_of_its_own() -> None:
+    """The alarm's thread does not survive a fork: a child of a process that has run a migration (a server
+    preloading its application, say) starts its own."""
+    code = """
+import os, threading, time
+from outbound_schema import progress
+
+fired = threading.Event()
+progress._alarm.at(time.monotonic(), fired.set)
+assert fired.wait(2), "the parent's alarm"
+pid = os.fork()
+if pid == 0:
+    again = threading.Event()
+    progress._alarm.at(time.monotonic(), again.set)
+    os._exit(0 if again.wait(2) else 3)
+print("child exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+    child = python_forked(code)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0 and out.strip() == "child exit 0", out + err
 
 
 @pytest.mark.waits
