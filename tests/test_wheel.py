@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import json
 import os
 import shutil
 import subprocess
@@ -118,27 +119,41 @@ def run_installed(bin_dir: Path, cwd: Path, *args: str, url: URL | None = None) 
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+# The package's commands as the console script runs them (main(argv)), each one's exit code and output: in one
+# Python of the venv, where a process each cost a fresh interpreter importing SQLAlchemy and Alembic again.
+IN_THE_VENV = """
+import contextlib, io, json, sys
+import outbound_schema, psycopg
+from outbound_schema.cli import main
+
+done = {"where": [outbound_schema.__file__, psycopg.pq.__impl__]}
+for args in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args)
+    done[" ".join(args)] = [code, out.getvalue(), err.getvalue()]
+print(json.dumps(done))
+"""
+
+
 @pytest.mark.heavy
 def test_the_installed_wheel_migrates_and_checks(installed: Path, host_db: URL, tmp_path: Path) -> None:
-    where = run_installed(
-        installed,
-        tmp_path,
-        "python",
-        "-c",
-        "import outbound_schema, psycopg; print(outbound_schema.__file__, psycopg.pq.__impl__)",
-    )
-    assert str(installed.parent) in where.stdout and str(REPO) not in where.stdout
-    # psycopg[binary]: its own libpq, so that a machine with only Python and pip needs nothing else.
-    assert where.stdout.split()[-1] == "binary", where.stdout + where.stderr
-
-    sql = run_installed(installed, tmp_path, "outbound-schema", "upgrade", "--sql")
-    assert sql.returncode == 0, sql.stderr
-    assert f"version_num='{HEAD}'" in sql.stdout
-
+    """The console script migrates; then, in one Python of the venv, the installed package writes the offline
+    script, and status and check find the database at head."""
     upgrade = run_installed(installed, tmp_path, "outbound-schema", "upgrade", url=host_db)
     assert upgrade.returncode == 0, upgrade.stderr
-    status = run_installed(installed, tmp_path, "outbound-schema", "status", "--check", url=host_db)
-    assert status.returncode == 0 and "at head" in status.stdout
-    check = run_installed(installed, tmp_path, "outbound-schema", "check", url=host_db)
-    assert check.returncode == 0, check.stdout
-    assert check.stdout.splitlines()[-1].startswith("OK: all ")
+
+    commands = [["upgrade", "--sql"], ["status", "--check"], ["check"]]
+    ran = run_installed(installed, tmp_path, "python", "-c", IN_THE_VENV, json.dumps(commands), url=host_db)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    done = json.loads(ran.stdout.splitlines()[-1])
+    where, impl = done["where"]
+    assert where.startswith(str(installed.parent)) and str(REPO) not in where
+    # psycopg[binary]: its own libpq, so that a machine with only Python and pip needs nothing else.
+    assert impl == "binary"
+    for args in commands:
+        code, out, err = done[" ".join(args)]
+        assert code == 0, (args, out, err)
+    assert f"version_num='{HEAD}'" in done["upgrade --sql"][1]
+    assert "at head" in done["status --check"][1]
+    assert done["check"][1].splitlines()[-1].startswith("OK: all ")
