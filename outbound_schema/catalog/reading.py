@@ -7,7 +7,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from outbound_schema.catalog.behaviour import PolicyInfo, RuleInfo, TriggerInfo
 from outbound_schema.catalog.defaults import align_defaults
@@ -334,22 +335,6 @@ def _ids(values: Iterable[int]) -> dict[str, list[str]]:
     return {"oids": [str(value) for value in dict.fromkeys(values)]}
 
 
-@dataclass
-class _Relations:
-    """The rows a snapshot is made of, each as :class:`ColumnInfo`, :class:`TableInfo` and the others load them."""
-
-    columns: dict[str, list[ColumnInfo]]
-    tables: list[TableInfo]
-    indexes: list[IndexInfo]
-    constraints: list[ConstraintInfo]
-    sequences: list[SequenceInfo]
-    user_types: bool  # a column of a type past PostgreSQL's built-in ones: the types query has something to read
-    rules: bool
-    policies: bool
-    triggers: bool
-    fed: list[_Fed]  # the sequences feeding a column that is by itself a unique key
-
-
 @dataclass(frozen=True)
 class _Fed:
     """A sequence that feeds (by default or as identity) a column that is by itself the key of a unique index:
@@ -369,175 +354,302 @@ class _Fed:
     owner: int
 
 
-def _relations(connection: Queryable, oids: dict[str, int]) -> _Relations:
-    """The relations of the tables of ``oids``. Each statement reads the catalog as it is when it runs: what a
-    concurrent change drops between two of them is left out, as a moment later it would be."""
-    params = _ids(oids.values())
-    classes = {oid: rest for oid, *rest in fetch(connection, _CLASSES, params)}
-    attributes = sorted(fetch(connection, _ATTRIBUTES, params), key=lambda row: (row[0], row[1]))
-    defaults = fetch(connection, _DEFAULTS, params)
-    indexes = fetch(connection, _INDEXES, params)
-    constraints = fetch(connection, _CONSTRAINTS, params)
-    dependents = {objid: (table, column, kind) for objid, table, column, kind in fetch(connection, _DEPENDENTS, params)}
-    inheritance = fetch(connection, _INHERITANCE, params)
-    policies = bool(fetch(connection, _WITH_POLICIES, params))
-    triggers = bool(fetch(connection, _WITH_TRIGGERS, params))
+# The rows of the statements above, by name.
 
-    toast = [row[3] for row in classes.values() if row[3]]
-    named = [*(row[0] for row in indexes), *dependents, *toast]
-    relations = {oid: rest for oid, *rest in fetch(connection, _RELATIONS, _ids(named))} if named else {}
-    # Each default's own table is among what it depends on: not a sequence it draws from.
-    drawn_from = fetch(connection, _DRAWN_FROM, _ids(d[0] for d in defaults)) if defaults else []
-    drawn_from = [(default, relation) for default, relation in drawn_from if relation not in classes]
-    enforced = [row[0] for row in constraints if row[3] in ("f", "p", "u", "x")]  # those that may have triggers
+
+class _Class(NamedTuple):  # _CLASSES
+    oid: int
+    name: str
+    unlogged: bool
+    options: list[str]
+    toast: int
+    row_security: bool
+    forced_row_security: bool
+    replica_identity: str
+    has_rules: bool
+    quoted: str
+    schema: str  # quoted
+    owner: int
+
+
+class _Attribute(NamedTuple):  # _ATTRIBUTES
+    table: int
+    number: int
+    name: str
+    type: str
+    collation: int
+    type_collation: int
+    not_null: bool
+    generated: str
+    identity: str
+    statistics: int | None
+    storage: str
+    type_storage: str
+    compression: str
+    options: list[str] | None
+    type_oid: int
+    quoted: str
+
+
+class _Default(NamedTuple):  # _DEFAULTS
+    oid: int
+    table: int
+    column: int
+    expression: str
+
+
+class _Index(NamedTuple):  # _INDEXES
+    oid: int
+    table: int
+    unique: bool
+    definition: str
+    valid: bool
+    replica_identity: bool
+    single_key: bool  # one key column, no predicate
+    key: int
+
+
+class _Constraint(NamedTuple):  # _CONSTRAINTS
+    oid: int
+    name: str
+    table: int
+    kind: str
+    definition: str
+    enforced_index: int  # conindid
+    validated: bool
+    keys: list[int] | None
+
+
+class _Relation(NamedTuple):  # _RELATIONS
+    name: str
+    quoted: str
+    kind: str
+    unlogged: bool
+    options: list[str] | None
+    schema: str  # quoted
+
+
+@dataclass
+class _Rows:
+    """What the statements read, by OID where rows name each other."""
+
+    classes: dict[int, _Class]
+    attributes: list[_Attribute]  # by table and number
+    defaults: list[_Default]
+    indexes: list[_Index]
+    constraints: list[_Constraint]
+    dependents: dict[int, tuple[int, int, str]]  # relation -> (table, column, 'a' owned or 'i' identity)
+    inheritance: list[tuple[int, int, str, str]]  # (child, parent, the parent's name, the child's)
+    relations: dict[int, _Relation]
+    drawn_from: list[tuple[int, int]]  # (default, relation)
+    not_firing: dict[int, set[str]]  # constraint -> {"table:state"}
+    collations: dict[int, str]
+    sequences: list[tuple[Any, ...]]  # _SEQUENCES
+    owners: dict[int, str]  # sequence -> "table.column"
+
+    @cached_property
+    def column_names(self) -> dict[tuple[int, int], str]:
+        return {(a.table, a.number): a.name for a in self.attributes}
+
+    def column_name(self, table: int, column: int) -> str | None:
+        return self.column_names.get((table, column))
+
+
+def _rows(connection: Queryable, oids: dict[str, int]) -> _Rows:
+    """The statements, each reading the catalog as it is when it runs: what a concurrent change drops between
+    two of them is left out, as a moment later it would be."""
+    params = _ids(oids.values())
+    classes = {row[0]: _Class(*row) for row in fetch(connection, _CLASSES, params)}
+    attributes = sorted((_Attribute(*row) for row in fetch(connection, _ATTRIBUTES, params)), key=lambda a: a[:2])
+    defaults = [_Default(*row) for row in fetch(connection, _DEFAULTS, params)]
+    indexes = [_Index(*row) for row in fetch(connection, _INDEXES, params)]
+    constraints = [_Constraint(*row) for row in fetch(connection, _CONSTRAINTS, params)]
+    dependents = {objid: (table, column, kind) for objid, table, column, kind in fetch(connection, _DEPENDENTS, params)}
+    inheritance = [(child, parent, p, c) for child, parent, p, c in fetch(connection, _INHERITANCE, params)]
+
+    named = [*(index.oid for index in indexes), *dependents, *(c.toast for c in classes.values() if c.toast)]
+    relations = {row[0]: _Relation(*row[1:]) for row in fetch(connection, _RELATIONS, _ids(named))} if named else {}
+    # Each default's own table is among what it depends on: not a relation it draws from.
+    drawn = fetch(connection, _DRAWN_FROM, _ids(d.oid for d in defaults)) if defaults else []
+    drawn_from = [(default, relation) for default, relation in drawn if relation not in classes]
+    enforced = [c.oid for c in constraints if c.kind in ("f", "p", "u", "x")]  # the kinds that may have triggers
     not_firing: dict[int, set[str]] = {}
     for constraint, state in fetch(connection, _NOT_FIRING, _ids(enforced)) if enforced else ():
         not_firing.setdefault(constraint, set()).add(state)
-    collations = {row[4] for row in attributes if row[4] != row[5]}
-    collation_names = dict(fetch(connection, _COLLATIONS, _ids(collations))) if collations else {}
+    collated = {a.collation for a in attributes if a.collation != a.type_collation}
+    collations = dict(fetch(connection, _COLLATIONS, _ids(collated))) if collated else {}
 
-    # The sequences: those owned by a column of ours, then those our defaults draw from.
-    sequences = [oid for oid in dependents if relations.get(oid, ("", "", ""))[2] == "S"]
+    # The sequences: those a column of ours owns, then those our defaults draw from.
+    sequences = [oid for oid in dependents if oid in relations and relations[oid].kind == "S"]
     sequences += [oid for _, oid in drawn_from if oid not in sequences]
     unnamed = [oid for oid in sequences if oid not in relations]
     if unnamed:
-        relations.update({oid: rest for oid, *rest in fetch(connection, _RELATIONS, _ids(unnamed))})
-    sequence_rows = fetch(connection, _SEQUENCES, _ids(sequences)) if sequences else []
-    column_names = {(row[0], row[1]): row[2] for row in attributes}
-    owners = {
-        sequence: f"{classes[table][0]}.{column_names[(table, column)]}"
-        for sequence, (table, column, _) in dependents.items()
-        if (table, column) in column_names and table in classes
-    }
-    others = [row[0] for row in sequence_rows if row[0] not in dependents]
+        relations.update({row[0]: _Relation(*row[1:]) for row in fetch(connection, _RELATIONS, _ids(unnamed))})
+    settings = fetch(connection, _SEQUENCES, _ids(sequences)) if sequences else []
+    found = _Rows(
+        classes,
+        attributes,
+        defaults,
+        indexes,
+        constraints,
+        dependents,
+        inheritance,
+        relations,
+        drawn_from,
+        not_firing,
+        collations,
+        settings,
+        {},
+    )
+    for sequence, (table, column, _) in dependents.items():
+        if table in classes and (column_name := found.column_name(table, column)) is not None:
+            found.owners[sequence] = f"{classes[table].name}.{column_name}"
+    others = [row[0] for row in settings if row[0] not in dependents]
     if others:
-        owners.update(dict(fetch(connection, _SEQUENCE_OWNERS, _ids(others))))
+        found.owners.update(dict(fetch(connection, _SEQUENCE_OWNERS, _ids(others))))
+    return found
 
-    invalid_not_null = {(row[2], tuple(row[7] or ())) for row in constraints if row[3] == "n" and not row[6]}
-    expressions = {(table, column): expression for _, table, column, expression in defaults}
-    columns: dict[str, list[ColumnInfo]] = {name: [] for name, *_ in classes.values()}
-    user_types = False
-    for table, number, name, type_, collation, type_collation, not_null, generated, identity, *rest in attributes:
-        if table not in classes:
+
+def _columns(found: _Rows) -> dict[int, list[ColumnInfo]]:
+    invalid_not_null = {(c.table, tuple(c.keys or ())) for c in found.constraints if c.kind == "n" and not c.validated}
+    expressions = {(d.table, d.column): d.expression for d in found.defaults}
+    columns: dict[int, list[ColumnInfo]] = {oid: [] for oid in found.classes}
+    for a in found.attributes:
+        if a.table not in found.classes:
             continue
-        statistics, storage, type_storage, compression, options, type_oid, _ = rest
-        options_set = [
-            f"STATISTICS {statistics}" if statistics is not None and statistics >= 0 else None,
-            f"STORAGE {_STORAGE.get(storage, 'EXTENDED')}" if storage != type_storage else None,
-            _COMPRESSION.get(compression),
-            f"({', '.join(options)})" if options is not None else None,
+        options = [
+            f"STATISTICS {a.statistics}" if a.statistics is not None and a.statistics >= 0 else None,
+            f"STORAGE {_STORAGE.get(a.storage, 'EXTENDED')}" if a.storage != a.type_storage else None,
+            _COMPRESSION.get(a.compression),
+            f"({', '.join(a.options)})" if a.options is not None else None,
         ]
-        raw = (
-            type_,
-            collation_names.get(collation) if collation != type_collation else None,
-            not not_null or (table, (number,)) in invalid_not_null,
-            expressions.get((table, number)),
-            _GENERATED.get(generated),
-            _IDENTITY.get(identity),
-            [words for words in options_set if words is not None],
-            _STORAGE.get(type_storage, "EXTENDED"),
+        settings = (  # as ColumnInfo.SETTINGS, then the type's storage
+            a.type,
+            found.collations.get(a.collation) if a.collation != a.type_collation else None,
+            not a.not_null or (a.table, (a.number,)) in invalid_not_null,
+            expressions.get((a.table, a.number)),
+            _GENERATED.get(a.generated),
+            _IDENTITY.get(a.identity),
+            [words for words in options if words is not None],
+            _STORAGE.get(a.type_storage, "EXTENDED"),
         )
-        columns[classes[table][0]].append(ColumnInfo.from_row(name, raw))
-        user_types = user_types or int(type_oid) >= _FIRST_UNPINNED_OID
+        columns[a.table].append(ColumnInfo.from_row(a.name, settings))
+    return columns
 
-    replica_index = {row[1]: relations[row[0]][1] for row in indexes if row[5] and row[0] in relations}
-    tables: list[TableInfo] = []
-    rules = False
-    for oid, (name, unlogged, options, toast_oid, security, forced, identity, has_rules, *_) in classes.items():
-        toast_options = relations[toast_oid][4] if toast_oid in relations else None
-        if identity == "i":
+
+def _tables(found: _Rows) -> list[TableInfo]:
+    columns = _columns(found)
+    replica_index = {
+        i.table: found.relations[i.oid].quoted for i in found.indexes if i.replica_identity and i.oid in found.relations
+    }
+    tables = []
+    for oid, table in found.classes.items():
+        toast = found.relations.get(table.toast)
+        if table.replica_identity == "i":
             replica = f"USING INDEX {replica_index.get(oid, '?')}"
         else:
-            replica = _REPLICA_IDENTITY.get(identity, "DEFAULT")
-        table_settings = (
-            unlogged,
-            [*options, *(f"toast.{option}" for option in toast_options or ())],
-            security,
-            forced,
+            replica = _REPLICA_IDENTITY.get(table.replica_identity, "DEFAULT")
+        settings = (  # as TableInfo.SETTINGS
+            table.unlogged,
+            [*table.options, *(f"toast.{option}" for option in (toast.options if toast else None) or ())],
+            table.row_security,
+            table.forced_row_security,
             replica,
-            _in_c_order(parent for child, _, parent, _ in inheritance if child == oid),
-            _in_c_order(child for _, parent, _, child in inheritance if parent == oid),
+            _in_c_order(parent for child, _, parent, _ in found.inheritance if child == oid),
+            _in_c_order(child for _, parent, _, child in found.inheritance if parent == oid),
         )
-        tables.append(TableInfo.from_row(name, columns[name], table_settings))
-        rules = rules or has_rules
+        tables.append(TableInfo.from_row(table.name, columns[oid], settings))
+    return tables
 
-    # The constraint an index enforces (its own: a primary key, unique or exclusion constraint first).
-    owner: dict[tuple[int, int], str] = {}
-    for _, name, table, _kind, _, index, *_ in sorted(constraints, key=lambda row: row[3] not in ("p", "u", "x")):
-        owner.setdefault((index, table), name)
-    index_infos = []
-    for index, table, unique, definition, valid, *_ in indexes:
-        if table not in classes or index not in relations:
-            continue
-        table_name, quoted_table, schema = classes[table][0], classes[table][8], classes[table][9]
-        quoted = relations[index][1]
-        keys = _index_using(definition, quoted, (f"{schema}.{quoted_table}", quoted_table))
-        index_infos.append(
-            IndexInfo(relations[index][0], table_name, unique, neutral(keys), valid, owner.get((index, table)))
-        )
 
-    constraint_infos = []
-    for oid, name, table, kind, definition, *_ in constraints:
-        if kind in ("n", "t") or table not in classes:
+def _indexes(found: _Rows) -> list[IndexInfo]:
+    # The constraint an index enforces: its own (a primary key, unique or exclusion constraint) first.
+    enforcing: dict[tuple[int, int], str] = {}
+    for c in sorted(found.constraints, key=lambda c: c.kind not in ("p", "u", "x")):
+        enforcing.setdefault((c.enforced_index, c.table), c.name)
+    indexes = []
+    for index in found.indexes:
+        table, relation = found.classes.get(index.table), found.relations.get(index.oid)
+        if table is None or relation is None:
             continue
-        states = tuple((entry[:-2], entry[-1]) for entry in _in_c_order(not_firing.get(oid, ())))  # "table:D"
-        constraint_infos.append(ConstraintInfo(name, classes[table][0], kind, neutral(definition), states))
+        keys = _index_using(index.definition, relation.quoted, (f"{table.schema}.{table.quoted}", table.quoted))
+        constraint = enforcing.get((index.oid, index.table))
+        indexes.append(IndexInfo(relation.name, table.name, index.unique, neutral(keys), index.valid, constraint))
+    return indexes
 
-    sequence_infos = []
-    for oid, type_, start, increment, minimum, maximum, cache, cycle in sequence_rows:
-        if oid not in relations:
+
+def _constraints(found: _Rows) -> list[ConstraintInfo]:
+    constraints = []
+    for c in found.constraints:
+        if c.kind in ("n", "t") or c.table not in found.classes:
             continue
-        name, _, _, unlogged, *_ = relations[oid]
-        sequence_infos.append(
+        firing = tuple((entry[:-2], entry[-1]) for entry in _in_c_order(found.not_firing.get(c.oid, ())))  # "table:D"
+        constraints.append(ConstraintInfo(c.name, found.classes[c.table].name, c.kind, neutral(c.definition), firing))
+    return constraints
+
+
+def _sequences(found: _Rows) -> list[SequenceInfo]:
+    sequences = []
+    for oid, type_, start, increment, minimum, maximum, cache, cycle in found.sequences:
+        if (relation := found.relations.get(oid)) is None:
+            continue
+        owner = found.owners.get(oid)
+        sequences.append(
             SequenceInfo(
-                name,
+                relation.name,
                 type_,
                 int(start),
                 int(increment),
-                owners.get(oid),
+                owner,
                 int(minimum),
                 int(maximum),
                 int(cache),
                 cycle,
-                unlogged,
+                relation.unlogged,
             )
         )
-    # The sequences feeding, by default or as identity, a column that is the key of a valid unique index of
-    # that one column, with no predicate.
-    unique_keys = {(row[1], row[7]) for row in indexes if row[2] and row[4] and row[6]}
-    defaults_of = {default: (table, column) for default, table, column, _ in defaults}
-    feeding = {(sequence, *defaults_of[default]) for default, sequence in drawn_from if default in defaults_of}
-    feeding |= {(sequence, table, column) for sequence, (table, column, kind) in dependents.items() if kind == "i"}
-    increments = {row[0]: row[3] for row in sequence_rows}
-    quoted_columns = {(row[0], row[1]): row[-1] for row in attributes}
+    return sequences
+
+
+def _feeding(found: _Rows) -> list[_Fed]:
+    """The sequences feeding, by default or as identity, a column that is the key of a valid unique index of
+    that one column, with no predicate."""
+    unique_keys = {(i.table, i.key) for i in found.indexes if i.unique and i.valid and i.single_key}
+    default_of = {d.oid: (d.table, d.column) for d in found.defaults}
+    feeding = {(sequence, *default_of[default]) for default, sequence in found.drawn_from if default in default_of}
+    feeding |= {
+        (sequence, table, column) for sequence, (table, column, kind) in found.dependents.items() if kind == "i"
+    }
+    increments = {row[0]: int(row[3]) for row in found.sequences}
+    quoted_columns = {(a.table, a.number): a.quoted for a in found.attributes}
     fed = []
-    for sequence, table, column in feeding:
-        if (table, column) not in unique_keys or sequence not in increments or sequence not in relations:
+    for sequence, table_oid, column in feeding:
+        table, relation = found.classes.get(table_oid), found.relations.get(sequence)
+        column_name = found.column_name(table_oid, column)
+        if (
+            (table_oid, column) not in unique_keys
+            or sequence not in increments
+            or None in (table, relation, column_name)
+        ):
             continue
-        if table not in classes or (table, column) not in column_names:
-            continue
-        name, quoted_name, *_, schema = relations[sequence]
-        table_class = classes[table]
+        assert table is not None and relation is not None
         fed.append(
             _Fed(
                 sequence,
-                table,
+                table_oid,
                 column,
-                name,
-                f"{table_class[0]}.{column_names[(table, column)]}",
-                int(increments[sequence]),
-                f"{schema}.{quoted_name}",
-                f"{table_class[9]}.{table_class[8]}",
-                quoted_columns[(table, column)],
-                table_class[4],
-                table_class[5],
-                table_class[10],
+                relation.name,
+                f"{table.name}.{column_name}",
+                increments[sequence],
+                f"{relation.schema}.{relation.quoted}",
+                f"{table.schema}.{table.quoted}",
+                quoted_columns[(table_oid, column)],
+                table.row_security,
+                table.forced_row_security,
+                table.owner,
             )
         )
-    fed.sort(key=lambda f: (f.name.encode(), f.column_name.encode()))
-    return _Relations(
-        columns, tables, index_infos, constraint_infos, sequence_infos, user_types, rules, policies, triggers, fed
-    )
+    return sorted(fed, key=lambda f: (f.name.encode(), f.column_name.encode()))
 
 
 def _snapshot(connection: Queryable, oids: dict[str, int]) -> Snapshot:
@@ -550,15 +662,18 @@ def _read(connection: Queryable, oids: dict[str, int]) -> tuple[Snapshot, list[_
         # None of the tables exists (a first install): every query below reads only what hangs off them.
         # Skipped, a new session spares the server its catalog queries planned with its caches cold.
         return Snapshot(), []
-    params = {"oids": [str(oid) for oid in oids.values()]}
-    found = _relations(connection, oids)
+    params = _ids(oids.values())
+    found = _rows(connection, oids)
     snap = Snapshot()
-    for relation in [*found.tables, *found.indexes, *found.constraints, *found.sequences]:
+    for relation in [*_tables(found), *_indexes(found), *_constraints(found), *_sequences(found)]:
         snap.add(relation)
     # Each query a new session plans and runs costs the server a millisecond or two, and most schemas have
     # no rules, policies, triggers of their own or types past PostgreSQL's built-in ones: those queries run
-    # only where the rows read so far show some.
-    rules, policies, triggers, user_types = found.rules, found.policies, found.triggers, found.user_types
+    # only where the tables show some.
+    rules = any(table.has_rules for table in found.classes.values())
+    policies = bool(fetch(connection, _WITH_POLICIES, params))
+    triggers = bool(fetch(connection, _WITH_TRIGGERS, params))
+    user_types = any(a.type_oid >= _FIRST_UNPINNED_OID for a in found.attributes if a.table in found.classes)
     for name, table, permissive, command, roles, using, check in (
         fetch(connection, _POLICIES, params) if policies else ()
     ):
@@ -578,7 +693,7 @@ def _read(connection: Queryable, oids: dict[str, int]) -> tuple[Snapshot, list[_
     for name, kind, labels, base, collation, default, not_null, checks in types:
         definition = type_definition(name, kind, labels, base, collation, default, not_null, checks)
         snap.add(TypeInfo(name, definition, tuple(labels) if kind == "e" else None))
-    return snap, found.fed
+    return snap, _feeding(found)
 
 
 def read(connection: Queryable, tables: Sequence[str], expected: Iterable[Snapshot]) -> Snapshot:
