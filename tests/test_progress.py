@@ -357,8 +357,11 @@ def test_a_forked_child_times_its_statements_with_an_alarm_of_its_own() -> None:
     """The alarm's thread does not survive a fork: a child of a process that has run a migration (a server
     preloading its application, say) starts its own."""
     code = """
-import os, threading, time
+import os, threading, time, warnings
 from outbound_schema import progress
+
+# Forking a process that runs a thread is the case in point (Python 3.12+ warns of it): said once, here.
+warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
 
 fired = threading.Event()
 progress._alarm.at(time.monotonic(), fired.set)

@@ -511,6 +511,7 @@ def _rows(connection: Queryable, oids: dict[str, int]) -> _Rows:
 
 
 def _columns(found: _Rows) -> dict[int, list[ColumnInfo]]:
+    # PostgreSQL 18's NOT NULL ... NOT VALID leaves attnotnull set, yet older rows may hold NULL.
     invalid_not_null = {(c.table, tuple(c.keys or ())) for c in found.constraints if c.kind == "n" and not c.validated}
     expressions = {(d.table, d.column): d.expression for d in found.defaults}
     columns: dict[int, list[ColumnInfo]] = {oid: [] for oid in found.classes}
@@ -572,6 +573,7 @@ def _indexes(found: _Rows) -> list[IndexInfo]:
         table, relation = found.classes.get(index.table), found.relations.get(index.oid)
         if table is None or relation is None:
             continue
+        # The names as this server quotes them in the definition (its keywords, not ours).
         keys = _index_using(index.definition, relation.quoted, (f"{table.schema}.{table.quoted}", table.quoted))
         constraint = enforcing.get((index.oid, index.table))
         indexes.append(IndexInfo(relation.name, table.name, index.unique, neutral(keys), index.valid, constraint))
