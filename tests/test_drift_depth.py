@@ -617,13 +617,14 @@ class DropsAfter:
     ],
 )
 def test_what_a_concurrent_change_drops_while_the_snapshot_is_read_is_left_out(
-    head_db: URL, catalog: str, relation: str, gone: str
+    db_at_47a: URL, catalog: str, relation: str, gone: str
 ) -> None:
     """The snapshot reads one catalog at a time: an index, or a whole table with its sequence, dropped by
-    another session between two of its statements is left out, as a moment later it would be."""
-    with psycopg.connect(plain(head_db.set(drivername="postgresql")), autocommit=True) as conn:
-        reader = DropsAfter(conn, head_db, catalog, relation)
-        snap = snapshot(reader, our_tables())  # type: ignore[arg-type]
+    another session between two of its statements is left out, as a moment later it would be. (At 47a: the
+    objects named are that revision's.)"""
+    with psycopg.connect(plain(db_at_47a.set(drivername="postgresql")), autocommit=True) as conn:
+        reader = DropsAfter(conn, db_at_47a, catalog, relation)
+        snap = snapshot(reader, [RUNS, JOBS])  # type: ignore[arg-type]
     assert reader.dropped
     found = {*snap.indexes, *snap.sequences}
     assert gone not in found and "outbound_call_runs_pkey" in found
