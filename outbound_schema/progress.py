@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("outbound_schema.progress")
 
 JOIN_TIMEOUT_S = 1.0  # the longest a statement's end waits for its watcher
+ALARM_IDLE_S = 1.0  # how long the thread timing the statements outlives the last of them
 READING_TIMEOUT_MS = 2000  # a reading that takes longer is given up
 #: What the migration's connection is called while it runs a statement: ``outbound-schema <label>``.
 APPLICATION_PREFIX = "outbound-schema "
@@ -400,7 +401,8 @@ class _Alarm:
     """One thread per process that calls each callback given to :meth:`at` at its time, unless cancelled: a
     statement's watcher starts a thread of its own only once the statement outlasts the interval, not
     for each of an upgrade's hundred short statements (a thread started and joined for each cost a tenth
-    of an upgrade's Python time). Started at the first use; a forked child starts its own."""
+    of an upgrade's Python time). Started by the first statement, ended :data:`ALARM_IDLE_S` after the
+    last; a forked child starts its own."""
 
     def __init__(self) -> None:
         self._due: list[tuple[float, int, Callable[[], None]]] = []
@@ -431,7 +433,13 @@ class _Alarm:
         while True:
             with self._changed:
                 while not self._due or self._due[0][0] > time.monotonic():
-                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                    if self._due:
+                        self._changed.wait(self._due[0][0] - time.monotonic())
+                    elif not self._changed.wait(ALARM_IDLE_S) and not self._due:
+                        # Nothing to time since: gone, so that a process forked after its migrations (a server
+                        # preloading its application) forks no thread of ours. The next statement starts one.
+                        self._thread = None
+                        return
                 _, _, callback = heapq.heappop(self._due)
             with suppress(Exception):  # a watcher that fails to start leaves the migration unwatched
                 callback()

@@ -353,6 +353,23 @@ def test_a_statement_shorter_than_the_interval_starts_no_thread_and_no_connectio
     assert connected == []
 
 
+@pytest.mark.waits
+def test_no_thread_of_ours_outlives_the_statements_for_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alarm's thread ends a moment after the last statement: a process forked after its migrations (a
+    server preloading its application) forks no thread of ours (Python 3.12+ warns of that)."""
+    monkeypatch.setattr(progress, "ALARM_IDLE_S", 0.1)
+
+    def ours() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "outbound-schema progress"]
+
+    with progress.Watch(contextmanager(lambda: iter([None])), 1, "47a: short", 5.0, Reporter(io.StringIO())):
+        assert ours()
+    deadline = time.monotonic() + 5
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ours()
+
+
 def test_a_forked_child_times_its_statements_with_an_alarm_of_its_own() -> None:
     """The alarm's thread does not survive a fork: a child of a process that has run a migration (a server
     preloading its application, say) starts its own."""
