@@ -439,13 +439,13 @@ class _Rows:
     indexes: list[_Index]
     constraints: list[_Constraint]
     dependents: dict[int, tuple[int, int, str]]  # relation -> (table, column, 'a' owned or 'i' identity)
-    inheritance: list[tuple[int, int, str, str]]  # (child, parent, the parent's name, the child's)
+    inheritance: list[tuple[Any, ...]]  # (child, parent, the parent's name, the child's)
     relations: dict[int, _Relation]
     drawn_from: list[tuple[int, int]]  # (default, relation)
     not_firing: dict[int, set[str]]  # constraint -> {"table:state"}
     collations: dict[int, str]
     sequences: list[tuple[Any, ...]]  # _SEQUENCES
-    owners: dict[int, str]  # sequence -> "table.column"
+    owned_elsewhere: dict[int, str]  # a sequence no column of ours owns -> "table.column" that does
 
     @cached_property
     def column_names(self) -> dict[tuple[int, int], str]:
@@ -453,6 +453,14 @@ class _Rows:
 
     def column_name(self, table: int, column: int) -> str | None:
         return self.column_names.get((table, column))
+
+    def owner(self, sequence: int) -> str | None:
+        """The column owning ``sequence``, as "table.column"."""
+        if sequence not in self.dependents:
+            return self.owned_elsewhere.get(sequence)
+        table, column, _ = self.dependents[sequence]
+        column_name = self.column_name(table, column)
+        return f"{self.classes[table].name}.{column_name}" if table in self.classes and column_name else None
 
 
 def _rows(connection: Queryable, oids: dict[str, int]) -> _Rows:
@@ -465,7 +473,7 @@ def _rows(connection: Queryable, oids: dict[str, int]) -> _Rows:
     indexes = [_Index(*row) for row in fetch(connection, _INDEXES, params)]
     constraints = [_Constraint(*row) for row in fetch(connection, _CONSTRAINTS, params)]
     dependents = {objid: (table, column, kind) for objid, table, column, kind in fetch(connection, _DEPENDENTS, params)}
-    inheritance = [(child, parent, p, c) for child, parent, p, c in fetch(connection, _INHERITANCE, params)]
+    inheritance = fetch(connection, _INHERITANCE, params)
 
     named = [*(index.oid for index in indexes), *dependents, *(c.toast for c in classes.values() if c.toast)]
     relations = {row[0]: _Relation(*row[1:]) for row in fetch(connection, _RELATIONS, _ids(named))} if named else {}
@@ -486,7 +494,9 @@ def _rows(connection: Queryable, oids: dict[str, int]) -> _Rows:
     if unnamed:
         relations.update({row[0]: _Relation(*row[1:]) for row in fetch(connection, _RELATIONS, _ids(unnamed))})
     settings = fetch(connection, _SEQUENCES, _ids(sequences)) if sequences else []
-    found = _Rows(
+    others = [row[0] for row in settings if row[0] not in dependents]
+    owned_elsewhere = dict(fetch(connection, _SEQUENCE_OWNERS, _ids(others))) if others else {}
+    return _Rows(
         classes,
         attributes,
         defaults,
@@ -499,15 +509,8 @@ def _rows(connection: Queryable, oids: dict[str, int]) -> _Rows:
         not_firing,
         collations,
         settings,
-        {},
+        owned_elsewhere,
     )
-    for sequence, (table, column, _) in dependents.items():
-        if table in classes and (column_name := found.column_name(table, column)) is not None:
-            found.owners[sequence] = f"{classes[table].name}.{column_name}"
-    others = [row[0] for row in settings if row[0] not in dependents]
-    if others:
-        found.owners.update(dict(fetch(connection, _SEQUENCE_OWNERS, _ids(others))))
-    return found
 
 
 def _columns(found: _Rows) -> dict[int, list[ColumnInfo]]:
@@ -595,7 +598,7 @@ def _sequences(found: _Rows) -> list[SequenceInfo]:
     for oid, type_, start, increment, minimum, maximum, cache, cycle in found.sequences:
         if (relation := found.relations.get(oid)) is None:
             continue
-        owner = found.owners.get(oid)
+        owner = found.owner(oid)
         sequences.append(
             SequenceInfo(
                 relation.name,
