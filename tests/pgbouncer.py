@@ -22,6 +22,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from outbound_schema import database
+
 #: Set by .ci/run: there a missing PgBouncer is a failure, not a skip.
 REQUIRED_VAR = "OUTBOUND_SCHEMA_REQUIRE_PGBOUNCER"
 HOW_TO_GET_IT = "install Debian's pgbouncer package (apt-get install -y pgbouncer), as .ci/run does"
@@ -40,13 +42,14 @@ def _free_port() -> int:
 
 
 def _server_address(server: URL) -> str:
-    """libpq keywords for PgBouncer to reach ``server`` (host or socket folder, port, user, password)."""
-    host = server.host or server.query.get("host") or "/tmp"
-    if isinstance(host, tuple):
-        host = host[0]
-    parts = [f"host={host}", f"port={server.port or 5432}", f"user={server.username or 'postgres'}"]
-    if server.password:
-        parts.append(f"password={server.password}")
+    """libpq keywords for PgBouncer to reach ``server`` (host or socket folder, port, user, password), as
+    libpq itself reached it: a port or host given in the URL's query (``?host=/run/pg&port=5433``), a
+    service file or ``PG*`` variables count as they count for every connection of the suite."""
+    with database.target(server).connect() as conn:
+        info = conn.info
+        parts = [f"host={info.host}", f"port={info.port}", f"user={info.user}"]
+        if info.password:
+            parts.append(f"password={info.password}")
     return " ".join(parts)
 
 

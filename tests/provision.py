@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
@@ -119,3 +120,34 @@ def provision(stack: ExitStack, environ: Mapping[str, str] = os.environ) -> Serv
     server = start_server(folder / "pgdata", postgres_version=version, delete_on_exit=True)
     stack.callback(server.cleanup)
     return Server(server_url(server), provider, answered)
+
+
+def own_server(stack: ExitStack, *, at_head: str | None = None, untracked: str | None = None) -> Server:
+    """A server of a test's own: the embedded PostgreSQL (the wheel's newest), its data in memory, for what the
+    run's server cannot give (a server given by ``TEST_DATABASE_URL`` is never reconfigured; one in a container
+    is not on this machine). ``at_head``: a database of that name holding the host's tables, migrated to head;
+    ``untracked``: one holding the host's tables alone. ``stack`` stops and removes it."""
+    from sqlalchemy import create_engine, text
+
+    from outbound_schema.cli import main
+    from outbound_schema.embedded import create_host_standins
+
+    folder = Path(tempfile.mkdtemp(prefix="outbound-schema-own-", dir=memory_dir()))
+    stack.callback(shutil.rmtree, folder, True)
+    server = start_server(folder / "pgdata", delete_on_exit=True)
+    stack.callback(server.cleanup)
+    url = server_url(server)
+    names = [name for name in (at_head, untracked) if name]
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    for name in names:
+        engine = create_engine(url.set(database=name))
+        with engine.begin() as conn:
+            create_host_standins(conn)
+        engine.dispose()
+    if at_head:
+        assert main(["-q", "upgrade", "--database-url", url.set(database=at_head).render_as_string(False)]) == 0
+    return Server(url, "embedded")

@@ -23,8 +23,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from outbound_schema.embedded import create_host_standins, server_url, start_server
-from tests.provision import Server, memory_dir
+from tests.provision import Server, memory_dir, own_server
 
 
 @dataclass(frozen=True)
@@ -117,23 +116,10 @@ def standby_of(pg_server: Server, at_head: str, untracked: str) -> Iterator[Stan
 
 def _own_primary(stack: ExitStack) -> tuple[URL, Path, int]:
     """A primary of the test's own (the wheel's newest PostgreSQL), with a database at head and one untracked."""
-    from outbound_schema.cli import main
-
-    folder = Path(tempfile.mkdtemp(prefix="outbound-schema-primary-", dir=memory_dir()))
-    stack.callback(shutil.rmtree, folder, True)
-    server = start_server(folder / "pgdata", delete_on_exit=True)
-    stack.callback(server.cleanup)
-    url = server_url(server)
+    url = own_server(stack, at_head="outbound_head", untracked="outbound_host").url
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
+        data = Path(str(conn.scalar(text("SHOW data_directory"))))
         version = int(conn.scalar(text("SHOW server_version_num")) or 0)
-        for name in ("outbound_head", "outbound_host"):
-            conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    for name in ("outbound_head", "outbound_host"):
-        engine = create_engine(url.set(database=name))
-        with engine.begin() as conn:
-            create_host_standins(conn)
-        engine.dispose()
-    assert main(["-q", "upgrade", "--database-url", url.set(database="outbound_head").render_as_string(False)]) == 0
-    return url, Path(server.pgdata), version
+    return url, data, version

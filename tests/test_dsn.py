@@ -18,6 +18,7 @@ import stat
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from outbound_schema.errors import OutboundSchemaError
 from tests import session_server
 from tests.conftest import TEMPLATE_HOST, Databases
 from tests.helpers import HEAD, alembic_here, cli_forked, cli_here, plain, version
-from tests.provision import Server
+from tests.provision import Server, own_server
 
 SOURCE = "the test's URL"
 
@@ -625,8 +626,35 @@ def password_role(pg_server: Server) -> str:
     return session_server.once("password_role", lambda: _require_passwords(pg_server))
 
 
-def test_pgpass(head_db: URL, address: Address, password_role: str, tmp_path: Path) -> None:
-    raw = address.url(str(head_db.database), user=password_role)
+def _asks_password(address: Address, dbname: str, role: str, nowhere: Path) -> bool:
+    """Whether the server asks ``role`` for its password (none given, no password file to find it in)."""
+    try:
+        _connected_with(address.url(dbname, user=role), PGPASSFILE=str(nowhere)).close()
+    except OutboundSchemaError:
+        return True
+    return False
+
+
+@pytest.fixture
+def asking(head_db: URL, address: Address, password_role: str, tmp_path: Path) -> Iterator[tuple[Address, str]]:
+    """Where the password role must give its password, and a database at head there: the run's server; or,
+    where it lets the role in without one (a server given by TEST_DATABASE_URL with trust authentication,
+    which the suite never reconfigures), a server of the test's own that asks."""
+    if _asks_password(address, str(head_db.database), password_role, tmp_path / "none"):
+        yield address, str(head_db.database)
+        return
+    with ExitStack() as stack:
+        own = own_server(stack, at_head="outbound_head")
+        _require_passwords(own)
+        with database.target(own.url).connect() as conn:
+            info = conn.info
+            own_address = Address(info.host, str(info.port), info.user, info.password or "")
+        yield own_address, "outbound_head"
+
+
+def test_pgpass(asking: tuple[Address, str], password_role: str, tmp_path: Path) -> None:
+    address, dbname = asking
+    raw = address.url(dbname, user=password_role)
     assert ROLE_PASSWORD not in raw
     nowhere = str(tmp_path / "none")
     asked = cli_here("check", DATABASE_URL=raw, PGPASSFILE=nowhere)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -61,6 +63,18 @@ def idler(pg_server: Server) -> str:
     return _role(pg_server, IDLER, "SUPERUSER")
 
 
+@pytest.fixture
+def reader(pg_server: Server, legacy_head_db: URL) -> Iterator[str]:
+    """A role of the test's own that may log in and owns nothing. The test makes it a member of
+    pg_read_all_data, a grant of the whole server: the run's other tests, and the next run on a server given
+    by URL, must not find it on a role they share. What it came to own in the test's database goes with it."""
+    name = f"outbound_reader_{uuid.uuid4().hex[:8]}"
+    inject(pg_server.url, f"CREATE ROLE {name} LOGIN NOSUPERUSER PASSWORD '{PASSWORD}'")
+    yield name
+    inject(legacy_head_db, f"DROP OWNED BY {name}")
+    inject(pg_server.url, f"DROP ROLE {name}")
+
+
 def _as(url: URL, role: str) -> str:
     return plain(url.set(username=role, password=PASSWORD))
 
@@ -107,29 +121,29 @@ def test_a_role_that_may_create_nothing_is_refused_before_anything_changes(host_
     assert version(host_db) == [HEAD]
 
 
-def test_a_role_owning_no_table_is_refused_before_anything_is_recorded(legacy_head_db: URL, migrator: str) -> None:
+def test_a_role_owning_no_table_is_refused_before_anything_is_recorded(legacy_head_db: URL, reader: str) -> None:
     _no_public_create(legacy_head_db)
     before, recorded, history = catalog(legacy_head_db), version(legacy_head_db), _history_rows(legacy_head_db)
     # Not even where the database stands can be read: said before anything is locked.
-    unread = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, migrator))
+    unread = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, reader))
     print(f"exit {unread.returncode}\n{unread.stderr}")
     assert unread.returncode == 2, unread.stderr
     assert f"may not read outbound_schema_version and {HISTORY_TABLE}" in unread.stderr
     # A role that reads everything (as check and status may), owning nothing.
-    inject(legacy_head_db, f"GRANT pg_read_all_data TO {migrator}")
+    inject(legacy_head_db, f"GRANT pg_read_all_data TO {reader}")
     started = time.monotonic()
-    done = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, migrator))
+    done = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, reader))
     print(f"[{time.monotonic() - started:.2f} s] exit {done.returncode}\n{done.stderr}")
     assert done.returncode == 2, done.stderr
     message = done.stderr
     assert "ownership of table outbound_call_runs (owned by " in message
-    assert f"ALTER TABLE outbound_call_runs OWNER TO {migrator}" in message
-    assert f"GRANT SELECT, INSERT, UPDATE, DELETE ON outbound_schema_version TO {migrator}" in message
-    assert f"GRANT SELECT, INSERT ON {HISTORY_TABLE} TO {migrator}" in message
+    assert f"ALTER TABLE outbound_call_runs OWNER TO {reader}" in message
+    assert f"GRANT SELECT, INSERT, UPDATE, DELETE ON outbound_schema_version TO {reader}" in message
+    assert f"GRANT SELECT, INSERT ON {HISTORY_TABLE} TO {reader}" in message
     assert catalog(legacy_head_db) == before
     assert version(legacy_head_db) == recorded and _history_rows(legacy_head_db) == history
     inject(legacy_head_db, *_fixes(message))
-    again = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, migrator))
+    again = cli_here("upgrade", DATABASE_URL=_as(legacy_head_db, reader))
     assert again.returncode == 0, again.stderr
     assert version(legacy_head_db) == [HEAD]
 
