@@ -116,7 +116,8 @@ def pgbouncer(server: URL, pool_mode: str, *, run_as: str | None = None) -> Iter
 
 
 def socket_owner(server: URL) -> str | None:
-    """The user owning the server's socket folder, which PgBouncer must run as to reach it."""
+    """The user owning the server's socket folder, which PgBouncer must run as to reach it (None: root's, or a
+    TCP server; PgBouncer refuses to run as root, and runs as nobody)."""
     host = server.host or server.query.get("host")
     if isinstance(host, tuple):
         host = host[0]
@@ -124,4 +125,5 @@ def socket_owner(server: URL) -> str | None:
         return None
     import pwd
 
-    return pwd.getpwuid(Path(str(host)).stat().st_uid).pw_name
+    owner = Path(str(host)).stat().st_uid
+    return None if owner == 0 else pwd.getpwuid(owner).pw_name
