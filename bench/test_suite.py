@@ -6,9 +6,10 @@ another commit.
 
 Runs ``python -m pytest`` (the README's test command, installs excluded) in this checkout ``--runs``
 times and prints each run's wall time and the CPU the machine used meanwhile (all processes: the
-suite, its server, its children), their min/median/max, and the per-test database provisioning median
-the suite prints. The baseline is the same suite with ``-n 0``: one process, one server, the design
-before the tests ran in parallel and shared a server. ``--cold`` removes mypy's cache before each run,
+suite, its server, its children), their min/median/max, the per-test database provisioning median
+the suite prints, and how long a fixed loop (``REFERENCE_LOOP``) took just before: the machine's
+speed. The baseline is the same suite with ``-n 0``: one process, one server, the design before the
+tests ran in parallel and shared a server. ``--cold`` removes mypy's cache before each run,
 as in a clean checkout (CI); without it, a run after the first finds the cache, as a developer's
 repeat run does.
 
@@ -47,6 +48,29 @@ class Run:
     cpu: float  # core-seconds the whole machine used during the run
     provisioning: str
     summary: str
+    loop: float  # the machine's speed just before: seconds of the reference loop
+
+
+#: A fixed piece of CPU work. These machines' speed drifts within the hour (the loop took from 0.55 s to
+#: 1.15 s over one afternoon): each run is printed with the time the loop took just before it, so a figure
+#: says at what speed it was measured.
+REFERENCE_LOOP = "sum(i * i for i in range(10**7))"
+
+
+def reference_loop() -> float:
+    """Seconds a new Python takes over ``REFERENCE_LOOP``, by the clock (a machine whose cores are shared
+    with others' is slow by the clock, whatever the CPU time says)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import time\nstart = time.perf_counter()\n{REFERENCE_LOOP}\nprint(time.perf_counter() - start)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout)
 
 
 def busy_seconds() -> float:
@@ -64,6 +88,7 @@ def run(extra: list[str], cold: bool, checkout: Path = REPO) -> Run:
     env = {key: value for key, value in os.environ.items() if key not in ("PYTEST_ADDOPTS", "PYTHONDONTWRITEBYTECODE")}
     if checkout != REPO:  # the other commit's package and tests, before this checkout's (installed editable)
         env["PYTHONPATH"] = str(checkout)
+    loop = reference_loop()
     cpu, start = busy_seconds(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *extra],
@@ -82,6 +107,7 @@ def run(extra: list[str], cold: bool, checkout: Path = REPO) -> Run:
         cpu,
         f"{provisioning.group(1)} ms over {provisioning.group(2)}" if provisioning else "?",
         summary.group(1) if summary else "?",
+        loop,
     )
 
 
@@ -105,7 +131,11 @@ def against(ref: str, runs: int) -> None:
             for name, checkout in sides.items():
                 done = run([], False, checkout)
                 series[name].append(done)
-                print(f"run {number}, {name}: {done.wall:6.1f} s, {done.cpu:5.1f} core-s  ({done.summary})", flush=True)
+                print(
+                    f"run {number}, {name}: {done.wall:6.1f} s, {done.cpu:5.1f} core-s, reference loop "
+                    f"{done.loop:.2f} s  ({done.summary})",
+                    flush=True,
+                )
         medians = {}
         for name, done_runs in series.items():
             walls, cpus = [r.wall for r in done_runs], [r.cpu for r in done_runs]
@@ -134,8 +164,8 @@ def main() -> None:
         done = run([], args.cold)
         done_runs.append(done)
         print(
-            f"run {number}: {done.wall:6.1f} s, {done.cpu:5.1f} core-s  ({done.summary}; per-test database: "
-            f"median {done.provisioning})",
+            f"run {number}: {done.wall:6.1f} s, {done.cpu:5.1f} core-s, reference loop {done.loop:.2f} s  "
+            f"({done.summary}; per-test database: median {done.provisioning})",
             flush=True,
         )
     walls, cpus = [r.wall for r in done_runs], [r.cpu for r in done_runs]
@@ -144,8 +174,8 @@ def main() -> None:
     if not args.no_baseline:
         serial = run(["-n", "0"], args.cold)
         print(
-            f"baseline, serial (-n 0): {serial.wall:6.1f} s, {serial.cpu:5.1f} core-s  ({serial.summary}; per-test "
-            f"database: median {serial.provisioning})"
+            f"baseline, serial (-n 0): {serial.wall:6.1f} s, {serial.cpu:5.1f} core-s, reference loop "
+            f"{serial.loop:.2f} s  ({serial.summary}; per-test database: median {serial.provisioning})"
         )
         print(f"ratio median / serial: {median / serial.wall:.2f}x (under 1 is faster)")
 
