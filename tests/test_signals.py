@@ -53,7 +53,10 @@ def _upgrade(url: URL, as_pid_1: bool) -> subprocess.Popen[str] | Forked:
     assert unshare, "util-linux's unshare is needed to run the program as PID 1"
     # The shell says its PID inside the namespace, then becomes the program (exec keeps the PID).
     inside = ["sh", "-c", 'echo "pid $$" >&2; exec "$@"', "sh"]
-    command = [unshare, "--pid", "--fork", "--kill-child", *inside, str(BIN / "outbound-schema"), "upgrade"]
+    # A PID namespace is root's to make; another user makes one inside a user namespace of its own, as itself.
+    as_user = [] if os.geteuid() == 0 else ["--user", "--map-current-user"]
+    program = [str(BIN / "outbound-schema"), "upgrade"]
+    command = [unshare, *as_user, "--pid", "--fork", "--kill-child", *inside, *program]
     return subprocess.Popen(
         [*command, "--database-url", plain(url)],
         stdout=subprocess.PIPE,
@@ -82,6 +85,7 @@ def test_a_stopped_upgrade_says_one_line_and_records_nothing(host_db: URL, stop:
             while "another migration holds the lock" not in (
                 line := process.stderr.readline() if process.stderr else ""
             ):
+                assert not line.startswith("unshare:"), f"{line.strip()} (a PID namespace: root, or user namespaces)"
                 assert time.monotonic() < deadline and line != "", "the upgrade never waited for the lock"
                 before.append(line.strip())
             target = process.pid
