@@ -28,9 +28,7 @@ copy="$tmp/repo"
 
 # 1. The copy: the checkout's files as git knows them (committed or not, untracked ones not ignored),
 #    no .venv, no caches but mypy's (its entries are checked against the files' hashes).
-mkdir -p "$copy"
-(cd "$root" && git ls-files -z --cached --others --exclude-standard \
-  | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$copy"
+"$root/.ci/copy-checkout.sh" "$copy"
 [ -d "$root/.mypy_cache" ] && cp -r "$root/.mypy_cache" "$copy/.mypy_cache"
 
 # 2. A virtualenv that imports the copy and nothing of the checkout: a .pth naming the copy, then the

@@ -290,8 +290,7 @@ def pooler(pg_server: Server) -> Iterator[Callable[[str], URL]]:
 
         def through(mode: str) -> URL:
             if mode not in started:
-                owner = pgbouncer.socket_owner(pg_server.url)
-                started[mode] = stack.enter_context(pgbouncer.pgbouncer(pg_server.url, mode, run_as=owner))
+                started[mode] = stack.enter_context(pgbouncer.pgbouncer(pg_server.url, mode))
             return started[mode]
 
         yield through

@@ -2,14 +2,16 @@
 
 Debian's ``pgbouncer`` package (``apt-get install -y pgbouncer``; ``.ci/run`` installs it). It
 refuses to run as root, so as root it runs as the user owning the server's socket folder (the
-embedded server's), or ``nobody`` for a TCP server. Its configuration is PgBouncer's defaults but
-for where to listen and what to reach: in particular ``ignore_startup_parameters`` is left empty,
-so a client sending startup ``options`` is refused, as a default PgBouncer refuses it.
+embedded server's), or ``nobody`` for a TCP server or a folder root owns. Its configuration is
+PgBouncer's defaults but for where to listen and what to reach: in particular
+``ignore_startup_parameters`` is left empty, so a client sending startup ``options`` is refused, as a
+default PgBouncer refuses it.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -18,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -41,37 +44,50 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_address(server: URL) -> str:
-    """libpq keywords for PgBouncer to reach ``server`` (host or socket folder, port, user, password), as
-    libpq itself reached it: a port or host given in the URL's query (``?host=/run/pg&port=5433``), a
-    service file or ``PG*`` variables count as they count for every connection of the suite."""
+@dataclass(frozen=True)
+class _Reached:
+    """Where libpq reached the server: a port or host given in the URL's query (``?host=/run/pg&port=5433``),
+    a service file or ``PG*`` variables count as they count for every connection of the suite."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def address(self) -> str:
+        """libpq keywords for PgBouncer to reach the server."""
+        secret = f" password={self.password}" if self.password else ""
+        return f"host={self.host} port={self.port} user={self.user}{secret}"
+
+    def run_as(self) -> list[str]:
+        """The prefix PgBouncer runs under: as root, the owner of the server's socket folder (to reach it), or
+        nobody for TCP or a folder root owns (PgBouncer refuses to run as root); as another user, nothing."""
+        if os.geteuid() != 0:
+            return []
+        owner = Path(self.host).stat().st_uid if self.host.startswith("/") else 0
+        return ["runuser", "-u", pwd.getpwuid(owner).pw_name if owner else "nobody", "--"]
+
+
+def _reached(server: URL) -> _Reached:
     with database.target(server).connect() as conn:
         info = conn.info
-        parts = [f"host={info.host}", f"port={info.port}", f"user={info.user}"]
-        if info.password:
-            parts.append(f"password={info.password}")
-    return " ".join(parts)
-
-
-def _run_as() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    return ["runuser", "-u", "nobody", "--"]
+        return _Reached(info.host, info.port, info.user, info.password or "")
 
 
 @contextmanager
-def pgbouncer(server: URL, pool_mode: str, *, run_as: str | None = None) -> Iterator[URL]:
+def pgbouncer(server: URL, pool_mode: str) -> Iterator[URL]:
     """A PgBouncer in ``pool_mode`` in front of ``server``; yields the URL of its maintenance database."""
     program = binary()
     assert program is not None, HOW_TO_GET_IT
     port = _free_port()
     work = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
     work.chmod(0o777)
-    user = server.username or "postgres"
+    reached = _reached(server)
+    user = reached.user
     (work / "userlist.txt").write_text(f'"{user}" ""\n')
     (work / "pgbouncer.ini").write_text(
         "[databases]\n"
-        f"* = {_server_address(server)}\n"
+        f"* = {reached.address()}\n"
         "[pgbouncer]\n"
         "listen_addr = 127.0.0.1\n"
         f"listen_port = {port}\n"
@@ -86,8 +102,9 @@ def pgbouncer(server: URL, pool_mode: str, *, run_as: str | None = None) -> Iter
     )
     for path in work.iterdir():
         path.chmod(0o666)
-    prefix = ["runuser", "-u", run_as, "--"] if run_as and os.geteuid() == 0 else _run_as()
-    process = subprocess.Popen([*prefix, program, str(work / "pgbouncer.ini")], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*reached.run_as(), program, str(work / "pgbouncer.ini")], stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -113,17 +130,3 @@ def pgbouncer(server: URL, pool_mode: str, *, run_as: str | None = None) -> Iter
         except subprocess.TimeoutExpired:
             process.kill()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def socket_owner(server: URL) -> str | None:
-    """The user owning the server's socket folder, which PgBouncer must run as to reach it (None: root's, or a
-    TCP server; PgBouncer refuses to run as root, and runs as nobody)."""
-    host = server.host or server.query.get("host")
-    if isinstance(host, tuple):
-        host = host[0]
-    if not host or not str(host).startswith("/"):
-        return None
-    import pwd
-
-    owner = Path(str(host)).stat().st_uid
-    return None if owner == 0 else pwd.getpwuid(owner).pw_name

@@ -396,11 +396,15 @@ class Address:
         return {**env, "PGPASSWORD": self.password} if self.password else env
 
 
-@pytest.fixture(scope="session")
-def address(pg_server: Server) -> Address:
-    with database.target(pg_server.url).connect() as conn:
+def _address_of(url: URL) -> Address:
+    with database.target(url).connect() as conn:
         info = conn.info
         return Address(info.host, str(info.port), info.user, info.password or "")
+
+
+@pytest.fixture(scope="session")
+def address(pg_server: Server) -> Address:
+    return _address_of(pg_server.url)
 
 
 def free_port() -> int:
@@ -646,10 +650,7 @@ def asking(head_db: URL, address: Address, password_role: str, tmp_path: Path) -
     with ExitStack() as stack:
         own = own_server(stack, at_head="outbound_head")
         _require_passwords(own)
-        with database.target(own.url).connect() as conn:
-            info = conn.info
-            own_address = Address(info.host, str(info.port), info.user, info.password or "")
-        yield own_address, "outbound_head"
+        yield _address_of(own.url), "outbound_head"
 
 
 def test_pgpass(asking: tuple[Address, str], password_role: str, tmp_path: Path) -> None:
