@@ -3,6 +3,7 @@ another commit.
 
     python bench/test_suite.py [--runs 3] [--cold] [--no-baseline]
     python bench/test_suite.py --against REF [--runs 3]
+    python bench/test_suite.py --speed
 
 Runs ``python -m pytest`` (the README's test command, installs excluded) in this checkout ``--runs``
 times and prints each run's wall time and the CPU the machine used meanwhile (all processes: the
@@ -18,6 +19,9 @@ repeat run does.
 the machine at the same moments. The speed of these machines drifts by a fifth within an hour; a
 change's effect is the ratio of the two medians, not a figure measured at another time. Each side
 first runs once untimed, so that neither pays for compiling its bytecode.
+
+``--speed`` prints only the seconds the reference loop took, now (``.ci/run`` prints it around the
+README's test command, so that CI's figure says at what speed it was measured).
 
 Nothing is measured inside the tests: the figures are the command's own wall time, start-up and
 shutdown included.
@@ -154,7 +158,11 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="no mypy cache in any run (a clean checkout)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the serial run")
     parser.add_argument("--against", metavar="REF", help="compare with this commit, runs alternated")
+    parser.add_argument("--speed", action="store_true", help="print the reference loop's seconds, nothing else")
     args = parser.parse_args()
+    if args.speed:
+        print(f"{reference_loop():.2f}")
+        return
     print(f"the README's test command in {REPO} ({os.cpu_count()} cores); {args.runs} runs")
     if args.against:
         against(args.against, args.runs)
