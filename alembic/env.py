@@ -28,7 +28,7 @@ from outbound_schema.embedded import default_database_url
 from outbound_schema.environment import alembic_errors, run_migrations
 from outbound_schema.expected import ExpectedSchemas
 from outbound_schema.revisions import next_revision_id
-from outbound_schema.settings import DATABASE_URL
+from outbound_schema.settings import DATABASE_URL, check_x_arguments
 
 config = context.config
 
@@ -131,6 +131,7 @@ def run_migrations_online() -> None:
 
 
 with alembic_errors():
+    check_x_arguments(context.get_x_argument(as_dictionary=False), all_ours=True)  # every -x key here is ours
     if writing_a_revision_by_hand():
         configure(dialect_name="postgresql", as_sql=True)
         context.run_migrations()

@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     read_options.add_argument(
         "--version-table",
         default=VERSION_TABLE,
+        type=_table_name,
         help=f"where our revision is recorded (default {VERSION_TABLE}; alembic_version inside a host's history)",
     )
     status = sub.add_parser("status", parents=[read_options], help="show each step's state; changes nothing")
@@ -140,6 +141,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     snapshot.add_argument("--check", action="store_true", help="change nothing; exit 1 if any file is stale or missing")
     return parser
+
+
+def _table_name(raw: str) -> str:
+    """A table's name as PostgreSQL keeps it: not empty, and at most 63 bytes (it cuts a longer one short, to a
+    name that is another table's)."""
+    if not raw.strip() or len(raw.encode()) > 63:
+        raise argparse.ArgumentTypeError(
+            f"'{raw}' is not a table name: give one of 1 to 63 bytes, such as {VERSION_TABLE} (the default) "
+            "or alembic_version (our revisions inside a host's history)"
+        )
+    return raw
 
 
 def _url(args: argparse.Namespace, *, offline: bool = False) -> dsn.Target | None:

@@ -19,7 +19,8 @@ address unless the URL or ``PGCONNECT_TIMEOUT`` says otherwise, send no startup 
 prepare no statements, so that they work through a default PgBouncer in transaction pooling.
 
 What is shown is masked (:func:`mask`): no password, from a URL, a ``password=`` parameter or ``PGPASSWORD``,
-is ever printed; a service file's contents never are.
+is ever printed, nor the value of any parameter but libpq's own that hold no secret (a misspelled
+``passwrd=`` too); a service file's contents never are.
 
 Importing this module imports neither SQLAlchemy nor Alembic, nor psycopg, which reading a URL imports.
 """
@@ -46,15 +47,29 @@ DEFAULT_CONNECT_TIMEOUT = 10
 _ACCEPTED_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
 #: libpq's variables that are not a connection parameter's: the service file's name.
 _MORE_VARIABLES = ("PGSERVICEFILE",)
-_SECRET_KEYS = frozenset({"password", "sslpassword"})
+_SECRET_KEYS = frozenset({"password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"})
+#: libpq's connection keywords whose values are shown (its list, less the secrets above). Any other key, a
+#: misspelled one (``passwrd=``) among them, has its value hidden: what it holds may be a password.
+_SHOWN_KEYS = frozenset(
+    {
+        "service", "user", "passfile", "channel_binding", "connect_timeout", "dbname", "host", "hostaddr", "port",
+        "client_encoding", "options", "application_name", "fallback_application_name", "keepalives",
+        "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", "sslmode",
+        "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslcertmode", "sslrootcert", "sslcrl",
+        "sslcrldir", "sslsni", "requirepeer", "require_auth", "min_protocol_version", "max_protocol_version",
+        "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode", "krbsrvname", "gsslib",
+        "gssdelegation", "replication", "target_session_attrs", "load_balance_hosts", "oauth_issuer",
+        "oauth_client_id", "oauth_scope", "sslkeylogfile", "requiressl",
+    }
+)  # fmt: skip
 _SECRET_VARIABLES = frozenset({"PGPASSWORD"})
 
 _FORM = "postgresql://USER:PASSWORD@HOST:PORT/DBNAME (postgresql+psycopg:// works too)"
 _SCHEME = re.compile(r"[\w+.\-]+://")
-#: A password given as a parameter: ``?password=...`` in a URL (up to the next ``&``), ``password=...`` in a
-#: key/value string (a quoted value, or up to the next blank).
+#: A parameter: ``?key=...`` in a URL (up to the next ``&``), ``key=...`` in a key/value string (a quoted
+#: value, or up to the next blank).
 _QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&]*)")  # a key percent-encoded ("%70assword") is one too
-_KEYWORD_PASSWORD = re.compile(r"""(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)""")
+_KEYWORD_PARAMETER = re.compile(r"""((?:^|\s)([^\s=:/?@&#]+)\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)""")
 _PORT = re.compile(r"[0-9]*")
 #: ``host=NAME:PORT``, as SQLAlchemy's multi-host URLs spell a host in the query; a host name to libpq.
 _HOST_WITH_PORT = re.compile(r"[A-Za-z0-9\-.]+:[0-9]+")
@@ -185,7 +200,13 @@ def parse(raw: str, *, source: str) -> Target:
         detail = re.sub(r'"([^"]*)"', lambda m: m[0] if m[1] in shown else '"***"', str(exc))
         detail = _scrubbed(detail, _raw_secrets(text))
         if "invalid URI query parameter" in detail or "invalid connection option" in detail:
-            raise could_not_connect(shown, detail) from None  # libpq's words for an option it does not know
+            raise OutboundSchemaError(  # libpq's words for an option it does not know
+                f"The database URL from {source} ({shown}) names a connection option libpq does not know "
+                f"({detail}). Check its spelling against libpq's parameter key words (sslmode, "
+                'connect_timeout, application_name, ...: PostgreSQL\'s documentation, "Connection Strings"); '
+                "its value is not shown, in case it is a password.",
+                exit_code=2,
+            ) from None
         raise _bad(
             f"The database URL from {source} ({shown}) could not be parsed ({detail}). Give a URL of the form "
             f"{_FORM}, its user, password and database name percent-encoded."
@@ -265,7 +286,8 @@ def mask(raw: str) -> str:
 
     The password runs from the first ``:`` after the scheme (or from the start,
     without one) to the last ``@``, so unescaped ``@``, ``:`` or ``/`` in it are
-    hidden too; ``password=`` parameters are hidden as well. When in doubt, more
+    hidden too; so is the value of every parameter but libpq's own keywords that
+    hold no secret (``password=``, and a misspelled ``passwrd=``). When in doubt, more
     is hidden, never less. One string is ambiguous: ``USER://REST@HOST`` without
     a scheme, a password starting with ``//``, reads as a URL with scheme USER
     and user REST (REST is hidden only when it is empty or starts with ``/``).
@@ -280,19 +302,28 @@ def mask(raw: str) -> str:
             colon = text.index(":")  # no user information after the scheme: read the scheme as a user
         if colon != -1:
             text = f"{text[: colon + 1]}***{text[at:]}"
-    return _KEYWORD_PASSWORD.sub(r"\1***", _QUERY_PARAMETER.sub(_masked_parameter, text))
+    return _KEYWORD_PARAMETER.sub(_masked_keyword, _QUERY_PARAMETER.sub(_masked_parameter, text))
+
+
+def _hidden(key: str) -> bool:
+    """Whether a parameter's value is hidden: any but those libpq shows (a misspelled key's too)."""
+    return unquote(key).strip().lower() not in _SHOWN_KEYS
 
 
 def _masked_parameter(match: re.Match[str]) -> str:
     separator, key, value = match.groups()
-    secret = unquote(key).strip().lower() in _SECRET_KEYS
-    return f"{separator}{key}={'***' if secret else value}"
+    return f"{separator}{key}={'***' if _hidden(key) else value}"
+
+
+def _masked_keyword(match: re.Match[str]) -> str:
+    before, key, value = match.groups()
+    return f"{before}{'***' if _hidden(key) else value}"
 
 
 def _raw_secrets(text: str) -> list[str]:
     """What may be a password in ``text``, read as :func:`mask` reads it, for a message about ``text``."""
-    found = [match.group(3) for match in _QUERY_PARAMETER.finditer(text) if unquote(match.group(2)) in _SECRET_KEYS]
-    found += [match.group(2).strip("'") for match in _KEYWORD_PASSWORD.finditer(text)]
+    found = [match.group(3) for match in _QUERY_PARAMETER.finditer(text) if _hidden(match.group(2))]
+    found += [match.group(3).strip("'") for match in _KEYWORD_PARAMETER.finditer(text) if _hidden(match.group(2))]
     scheme = _SCHEME.match(text)
     start = scheme.end() if scheme else 0
     at = text.rfind("@")

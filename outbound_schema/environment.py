@@ -40,7 +40,7 @@ from outbound_schema.locking import migration_lock, refuse_transaction_pooling
 from outbound_schema.safety import alembic_api, install
 from outbound_schema.safety.privileges import refuse_unreadable_records
 from outbound_schema.session import kept_alive, refuse_read_only
-from outbound_schema.settings import LOCK_WAIT, POOLER, Setting, handed_or_resolved
+from outbound_schema.settings import LOCK_WAIT, POOLER, Setting, check_x_arguments, handed_or_resolved
 from outbound_schema.standing import Standing, read_versions, stand
 
 log = logging.getLogger("outbound_schema.migrate")
@@ -91,6 +91,8 @@ def run_migrations(context: Any, *, lock_wait: float | str | None = None) -> Non
     lock_wait=``, else its environment variable, else 600), then find nothing left to do.
     """
     with alembic_errors():
+        # A host's env.py may read -x keys of its own: only likely misspellings of ours are refused.
+        check_x_arguments(context.get_x_argument(as_dictionary=False), all_ours=False)
         _run(context, lock_wait)
 
 

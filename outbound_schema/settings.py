@@ -21,8 +21,9 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from outbound_schema.errors import OutboundSchemaError
@@ -98,7 +99,7 @@ def interval_seconds(raw: str) -> float:
 def count(raw: str) -> int:
     """A whole number, zero or more."""
     if not raw.strip().isdigit():
-        raise RefusedValueError("is not a whole number of retries; give one such as 10.")
+        raise RefusedValueError("is not a whole number of retries, 0 or more; give one such as 10.")
     return int(raw)
 
 
@@ -126,6 +127,17 @@ def pooling_mode(raw: str) -> str:
 def text(raw: str) -> str:
     """Taken as it is (a URL, a folder): read and checked where it is used."""
     return raw
+
+
+def migrations_folder(raw: str) -> str:
+    """A folder of migrations as Alembic runs them: one holding ``env.py`` and ``versions/``."""
+    folder = Path(raw).expanduser()
+    if not (folder / "env.py").is_file() or not (folder / "versions").is_dir():
+        raise RefusedValueError(
+            "is not a folder of migrations: it must hold env.py, versions/ and schema/, as a copy of the "
+            "installed ones does. Name such a folder, or unset it to use the migrations installed with the package."
+        )
+    return str(folder)
 
 
 @dataclass(frozen=True)
@@ -364,7 +376,7 @@ SCRIPT_LOCATION = Setting(
     env="OUTBOUND_SCHEMA_SCRIPT_LOCATION",
     default=None,
     default_text="the migrations installed with the package",
-    read=text,
+    read=migrations_folder,
     value_text="a folder holding `env.py`, `versions/` and `schema/`",
     metavar=None,
     help="another folder of migrations to use instead of the installed ones (a copy with a revision under trial)",
@@ -418,6 +430,46 @@ def resolve_run(flags: Mapping[str, Any], environ: Mapping[str, str] | None = No
     return {s.dest: s.resolve(flags.get(s.dest), environ=environ) for s in RUN_SETTINGS}
 
 
+#: How like one of our ``-x`` keys a key must be (difflib's ratio) to be taken for a misspelling of it.
+_MISSPELLING = 0.75
+_KEY_LIKE = re.compile(r"[A-Za-z_][\w.\-]{0,62}")
+
+
+def check_x_arguments(given: Sequence[str], *, all_ours: bool) -> None:
+    """Refuse Alembic ``-x`` arguments that would otherwise be ignored without a word, before anything
+    connects: a key of ours with no ``=value``, and a key like one of ours (``ur=`` for ``url=``,
+    ``lock_timout=``: the run would go on with another database, or the default). With ``all_ours`` (our own
+    env.py, where every ``-x`` key is ours) any other argument too; a host application's env.py may read keys
+    of its own, so there only the likely misspellings are refused. A value is never shown: it may hold a
+    password."""
+    import difflib  # only where -x is read: a run through Alembic
+
+    ours = [s.x_key for s in SETTINGS if s.x_key]
+    listed = f"Nothing was changed. The -x keys are {', '.join(f'{key}=' for key in ours)} ({DOCS_PATH})."
+    for argument in given:
+        key, equals, _ = argument.partition("=")
+        key = key.strip()
+        if key in ours:
+            if not equals:
+                raise OutboundSchemaError(
+                    f"Alembic's -x argument '{key}' gives no value: write -x {key}=VALUE. {listed}"
+                )
+            continue
+        shown = key if _KEY_LIKE.fullmatch(key) else None
+        close = difflib.get_close_matches(key.lower(), ours, n=1, cutoff=_MISSPELLING) if shown else []
+        if close:
+            raise OutboundSchemaError(
+                f"Alembic's -x argument '{shown}=' names no setting of outbound-schema: did you mean "
+                f"-x {close[0]}=? Left as it is, the run would go on without it. {listed}"
+            )
+        if all_ours:
+            what = f"'{shown}{'=' if equals else ''}'" if shown else "(not shown: it may hold a password)"
+            raise OutboundSchemaError(
+                f"Alembic's -x argument {what} names no setting of outbound-schema; each is KEY=VALUE, KEY one of "
+                f"ours. {listed}"
+            )
+
+
 def handed_or_resolved(setting: Setting, handed: Mapping[str, Any] | None, x_args: Mapping[str, str]) -> Any:
     """A setting of a run through Alembic: handed over resolved (by our command line, in ``handed``), else
     from ``-x``, else the environment, else the default."""
@@ -458,6 +510,11 @@ def markdown() -> str:
         "cannot be read stops the command before it connects, with one paragraph naming the setting and "
         "where the value came from (`The lock timeout 'soon' (from --lock-timeout) is not a duration. ...`); "
         "nothing is changed.",
+        "",
+        "An `-x` argument that would be ignored stops the run the same way: a key of ours with no `=value`, a "
+        "key like one of ours (`ur=` for `url=`, `lock_timout=`: the run would otherwise go on with another "
+        "database, or the default), and, with our own `env.py`, any key that is not ours. A host "
+        "application's `env.py` may read keys of its own: there only the likely misspellings are refused.",
         "",
         "| setting | flag | `-x` key | environment variable | default | value | applies to |",
         "|---|---|---|---|---|---|---|",

@@ -288,10 +288,26 @@ def test_what_libpq_would_misread_is_refused(raw: str, said: str) -> None:
     assert message.startswith(f"The database URL from {SOURCE} (")
 
 
-def test_an_option_libpq_does_not_know() -> None:
-    message = str(refused("postgresql://u:hunter2@h/db?bogusparam=1"))
-    assert message.startswith("Could not connect to the database at postgresql://u:***@h/db?bogusparam=1 (")
-    assert '"bogusparam"' in message
+@pytest.mark.parametrize(
+    ("raw", "shown", "option"),
+    [
+        ("postgresql://u:hunter2@h/db?bogusparam=1", "postgresql://u:***@h/db?bogusparam=***", "bogusparam"),
+        # A misspelled password key: its value is hidden as a password's is.
+        (
+            "postgresql://u@h/db?pasword=hunter2&sslmode=require",
+            "postgresql://u@h/db?pasword=***&sslmode=require",
+            "pasword",
+        ),
+        ("host=h passwrd=hunter2 dbname=db", "host=h passwrd=*** dbname=db", "passwrd"),
+        ("postgresql://u@h/db?sslmod=disable", "postgresql://u@h/db?sslmod=***", "sslmod"),
+    ],
+)
+def test_an_option_libpq_does_not_know(raw: str, shown: str, option: str) -> None:
+    message = str(refused(raw))
+    assert message.startswith(
+        f"The database URL from {SOURCE} ({shown}) names a connection option libpq does not know ("
+    )
+    assert f'"{option}"' in message and "Check its spelling" in message
 
 
 @pytest.mark.parametrize(
@@ -300,7 +316,7 @@ def test_an_option_libpq_does_not_know() -> None:
         ("postgresql://user:hunter2@h:5432/app", "postgresql://user:***@h:5432/app"),
         ("postgresql://user:p@ss:w/rd@h:5432/app", "postgresql://user:***@h:5432/app"),
         ("postgresql://user:p%40ss%3Aw%2Frd@h/app", "postgresql://user:***@h/app"),
-        ("postgresql+psycopg://user:a:b@c/d?e#f@h/app?x=1", "postgresql+psycopg://user:***@h/app?x=1"),
+        ("postgresql+psycopg://user:a:b@c/d?e#f@h/app?x=1", "postgresql+psycopg://user:***@h/app?x=***"),
         ("postgresql://user:@h/app", "postgresql://user:***@h/app"),
         ("postgresql://user@h/app", "postgresql://user@h/app"),
         ("postgresql://h/app", "postgresql://h/app"),
@@ -312,7 +328,7 @@ def test_an_option_libpq_does_not_know() -> None:
         ("postgresql://h/app?PASSWORD=hunter2", "postgresql://h/app?PASSWORD=***"),
         # libpq decodes the key: %70assword is password.
         ("postgresql://h/app?%70assword=hunter2", "postgresql://h/app?%70assword=***"),
-        ("postgresql://h/app?x=1&sslpass%77ord=hunter2", "postgresql://h/app?x=1&sslpass%77ord=***"),
+        ("postgresql://h/app?x=1&sslpass%77ord=hunter2", "postgresql://h/app?x=***&sslpass%77ord=***"),
         ("user:hunter2@h/app", "user:***@h/app"),
         ("user:p@ss:w/rd@h/app", "user:***@h/app"),
         ("user:a://b@h", "user:***@h"),
@@ -321,6 +337,11 @@ def test_an_option_libpq_does_not_know() -> None:
         ("host=h password=hunter2 dbname=app", "host=h password=*** dbname=app"),
         ("host=h password='hunter 2' dbname=app", "host=h password=*** dbname=app"),
         ("host=h sslpassword=hunter2 dbname=app", "host=h sslpassword=*** dbname=app"),
+        # Any key but libpq's own that hold no secret: a misspelled password key's value is hidden too.
+        ("host=h passwrd=hunter2 dbname=app", "host=h passwrd=*** dbname=app"),
+        ("host=h PASSWORD = hunter2 port=5432", "host=h PASSWORD = *** port=5432"),
+        ("postgresql://h/app?pasword=hunter2&sslmode=require", "postgresql://h/app?pasword=***&sslmode=require"),
+        ("postgresql://h/app?oauth_client_secret=hunter2", "postgresql://h/app?oauth_client_secret=***"),
         ("not a url", "not a url"),
     ],
 )
@@ -770,12 +791,15 @@ def test_a_server_that_never_answers_is_given_up_on(silent_server: int) -> None:
 @pytest.mark.parametrize("command", ["upgrade", "status", "check"])
 def test_an_option_libpq_does_not_know_is_a_failure_to_connect(command: str) -> None:
     """Not a connection lost halfway through a revision: nothing was ever connected."""
-    url = "postgresql://u:hunter2@127.0.0.1:1/db?bogusparam=1"
-    done = cli_here(command, DATABASE_URL=url)
-    assert done.returncode == 2, done.stderr
-    assert "Could not connect to the database at postgresql" in done.stderr
-    assert '"bogusparam"' in done.stderr  # libpq's own words for it
-    assert "hunter2" not in done.stderr and "revision" not in done.stderr
+    for url in (
+        "postgresql://u:hunter2@127.0.0.1:1/db?bogusparam=1",
+        "host=127.0.0.1 port=1 passwrd=hunter2 dbname=db",
+    ):
+        done = cli_here(command, DATABASE_URL=url)
+        assert done.returncode == 2, done.stderr
+        assert "names a connection option libpq does not know" in done.stderr
+        assert done.stderr.strip().count("\n") == 0, done.stderr
+        assert "hunter2" not in done.stderr and "revision" not in done.stderr
 
 
 def test_passwords_in_query_parameters_are_masked(host_db: URL) -> None:

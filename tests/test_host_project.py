@@ -100,3 +100,24 @@ def test_is_at_head_follows_the_database(host_db: URL) -> None:
         assert is_at_head(engine) and is_migrated(engine)
     finally:
         engine.dispose()
+
+
+def test_a_host_env_keeps_its_own_x_keys_and_refuses_a_misspelling_of_ours(empty_db: URL) -> None:
+    """A host's env.py may read -x keys of its own: those pass through ours. One like a key of ours is taken
+    for a misspelling of it and refused before anything changes: the run would have gone on with the
+    default."""
+    refused = alembic_here(
+        "-c",
+        str(HOST / "alembic_shared.ini"),
+        "-x",
+        "lock_timout=5s",
+        "upgrade",
+        "host@head",
+        cwd=HOST,
+        DATABASE_URL=plain(empty_db),
+    )
+    output = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0 and "did you mean -x lock_timeout=?" in output, output
+    assert tables(empty_db) == set()
+    host_alembic("alembic_shared.ini", empty_db, "-x", "tenant=acme", "upgrade", "host@head")
+    assert versions(empty_db, "alembic_version") == {"h2"}

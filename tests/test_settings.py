@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from outbound_schema.cli import _parser
 from outbound_schema.config import LOCK_KEY
 from outbound_schema.errors import OutboundSchemaError
 from outbound_schema.settings import RUN_SETTINGS, SETTINGS, Setting, timeout_ms, wait_seconds
-from tests.helpers import REPO, alembic_here, cli_here, connected, plain
+from tests.helpers import REPO, alembic_here, cli_here, connected, plain, tables, version
 
 UNREACHABLE = "postgresql://u@127.0.0.1:1/db"
 
@@ -158,10 +159,63 @@ def test_the_command_line_refuses_a_bad_value_before_connecting(
     assert done.stderr.strip().count("\n") == 0 and "connection" not in done.stderr
 
 
+def test_a_negative_count_of_retries_is_refused_as_one() -> None:
+    with pytest.raises(OutboundSchemaError) as refused:
+        settings.LOCK_RETRIES.resolve("-3", environ={})
+    assert str(refused.value) == (
+        "The lock retries '-3' (from --lock-retries) is not a whole number of retries, 0 or more; give one such as 10."
+    )
+
+
+@pytest.mark.parametrize("command", [("upgrade", "--sql"), ("status",), ("check",), ("plan",), ("snapshot", "--check")])
+def test_a_script_location_that_holds_no_migrations_is_named(command: tuple[str, ...], tmp_path: Path) -> None:
+    """Before anything connects: the setting, where its value came from, and what the folder must hold."""
+    (tmp_path / "versions").mkdir()  # no env.py
+    for folder in (tmp_path / "missing", tmp_path):
+        done = cli_here(*command, DATABASE_URL=UNREACHABLE, OUTBOUND_SCHEMA_SCRIPT_LOCATION=str(folder))
+        said = done.stderr.strip()
+        assert done.returncode != 0 and said.count("\n") == 0, said
+        assert f"The script location '{folder}' (from OUTBOUND_SCHEMA_SCRIPT_LOCATION) is not a folder of" in said
+        assert "Traceback" not in said and "alembic init" not in said and "connect" not in said
+
+
+@pytest.mark.parametrize("name", ["", " ", "x" * 64])
+def test_a_version_table_that_is_no_table_name_is_refused(name: str) -> None:
+    done = cli_here("check", "--version-table", name, DATABASE_URL=UNREACHABLE)
+    assert done.returncode == 2 and "is not a table name: give one of 1 to 63 bytes" in done.stderr, done.stderr
+    assert "connect" not in done.stderr
+
+
 def test_alembic_refuses_a_bad_x_value() -> None:
     done = alembic_here("-x", "statement_timeout=40d", "upgrade", "head", "--sql")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "The statement timeout '40d' (from -x statement_timeout=) is longer than" in done.stderr
+
+
+def test_alembic_refuses_an_x_argument_it_would_ignore(host_db: URL) -> None:
+    """With our env.py every -x key is ours. A misspelled key (the run would have gone on with DATABASE_URL's
+    database, or a default), a key of ours with no value, a key that is not ours, an argument that is no
+    KEY=VALUE: each is refused before anything connects, its value never shown, and the database
+    DATABASE_URL names is left as it was."""
+    secret = "S3cretPW"
+    before = tables(host_db)
+    for argument, says in [
+        (
+            f"ur=postgresql://u:{secret}@nowhere/other",
+            "'ur=' names no setting of outbound-schema: did you mean -x url=?",
+        ),
+        ("lock_timout=5s", "did you mean -x lock_timeout=?"),
+        ("LOCK_TIMEOUT=5s", "did you mean -x lock_timeout=?"),
+        ("lock_timeout", "'lock_timeout' gives no value: write -x lock_timeout=VALUE"),
+        ("tenant=acme", "'tenant=' names no setting of outbound-schema"),
+        (f"postgresql://u:{secret}@nowhere/other", "(not shown: it may hold a password)"),
+    ]:
+        done = alembic_here("-x", argument, "upgrade", "head", DATABASE_URL=plain(host_db))
+        output = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode != 0 and says in output, output
+        assert "Nothing was changed. The -x keys are url=, lock_wait=" in output, output
+        assert "Traceback" not in output and secret not in output
+    assert version(host_db) is None and tables(host_db) == before
 
 
 def _timeouts(script: str) -> set[str]:
