@@ -59,6 +59,15 @@ def alembic_errors() -> Iterator[None]:
         if isinstance(exc, CommandError):
             raise
         raise MigrationError(str(exc), exit_code=exc.exit_code) from None
+    except CommandError as exc:  # Alembic's own: a revision it cannot find gets what to do next
+        detail = " ".join(str(exc).split())
+        if not detail.startswith("Can't locate revision"):
+            raise
+        raise MigrationError(
+            f"{detail}; nothing was changed. `alembic history` lists the revisions this release knows, "
+            "`alembic heads` its head, and `outbound-schema status` says where the database is (a revision "
+            "this release does not know was recorded by a newer release, or in another history's version table)."
+        ) from None
     except DBAPIError as exc:  # a session that ended: one paragraph saying what ended it, not a traceback
         sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
         detail = " ".join(str(exc.orig).split())

@@ -83,6 +83,25 @@ def test_alembic_cli_reports_missing_host_tables_as_one_paragraph(empty_db: URL)
     assert tables(empty_db) == set()
 
 
+def test_alembic_says_what_to_do_with_a_revision_it_cannot_find(host_db: URL) -> None:
+    """Alembic's own words for a revision it cannot find, and where to look next; nothing changed, online or
+    offline, and the same for a database whose version table records a revision this release does not know."""
+    for args in (("upgrade", "zzz"), ("upgrade", "zzz", "--sql")):
+        done = alembic_here(*args, DATABASE_URL=plain(host_db))
+        said = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode != 0 and "Can't locate revision identified by 'zzz'; nothing was changed." in said
+        assert "`alembic history` lists the revisions this release knows" in said and "Traceback" not in said
+    assert version(host_db) is None
+    with connected(host_db) as conn:
+        conn.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num varchar(32) PRIMARY KEY)"))
+        conn.execute(text(f"INSERT INTO {VERSION_TABLE} VALUES ('zzz9')"))
+        conn.commit()
+    current = alembic_here("current", DATABASE_URL=plain(host_db))
+    said = " ".join((current.stdout + current.stderr).split())
+    assert current.returncode != 0 and "'zzz9'; nothing was changed" in said and "outbound-schema status" in said
+    assert version(host_db) == ["zzz9"]
+
+
 def test_alembic_upgrade_head_from_the_repository(host_db: URL, head_engine: Engine) -> None:
     done = alembic_here("-x", f"url={plain(host_db)}", "upgrade", "head")
     assert done.returncode == 0, done.stderr
