@@ -158,6 +158,12 @@ def _url(args: argparse.Namespace, *, offline: bool = False) -> dsn.Target | Non
     """The database configured (--database-url, DATABASE_URL, libpq's PG* variables), else the embedded one;
     None offline (a script is written; no URL is read)."""
     if offline:
+        if args.database_url:  # a user may take the script for one checked against that database
+            print(
+                f"outbound-schema: note: --sql writes the script without connecting; {settings.DATABASE_URL.flag} "
+                "is not read (the script is the same for every database at the revision it starts from).",
+                file=sys.stderr,
+            )
         return None
     target = dsn.configured(args.database_url)
     if target is None:

@@ -102,6 +102,15 @@ def test_alembic_says_what_to_do_with_a_revision_it_cannot_find(host_db: URL) ->
     assert version(host_db) == ["zzz9"]
 
 
+def test_a_script_with_a_database_url_says_the_url_is_not_read() -> None:
+    """--sql connects nowhere: a URL given beside it is said to be unread, not taken as checked against."""
+    done = cli_here("upgrade", "--sql", "--database-url", "postgresql://u:S3cretPW@127.0.0.1:1/db", "40a")
+    assert done.returncode == 0 and "outbound_call_runs" in done.stdout, done.stderr
+    assert "--sql writes the script without connecting; --database-url is not read" in done.stderr
+    assert "S3cretPW" not in done.stdout + done.stderr
+    assert "is not read" not in cli_here("upgrade", "--sql", "40a").stderr
+
+
 def test_alembic_upgrade_head_from_the_repository(host_db: URL, head_engine: Engine) -> None:
     done = alembic_here("-x", f"url={plain(host_db)}", "upgrade", "head")
     assert done.returncode == 0, done.stderr
