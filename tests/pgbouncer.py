@@ -74,6 +74,19 @@ def _reached(server: URL) -> _Reached:
         return _Reached(info.host, info.port, info.user, info.password or "")
 
 
+#: Each running PgBouncer's log, by the port it listens on: a failing test quotes it (:func:`log_tail`).
+_LOGS: dict[int, Path] = {}
+
+
+def log_tail(url: URL, characters: int = 3000) -> str:
+    """The end of the log of the PgBouncer ``url`` goes through, for a failing test's message."""
+    path = _LOGS.get(url.port or 0)
+    try:
+        return f"PgBouncer's log ends: {path.read_text()[-characters:]}" if path else "(no PgBouncer log)"
+    except OSError as exc:
+        return f"(PgBouncer's log unreadable: {exc})"
+
+
 @contextmanager
 def pgbouncer(server: URL, pool_mode: str) -> Iterator[URL]:
     """A PgBouncer in ``pool_mode`` in front of ``server``; yields the URL of its maintenance database."""
@@ -117,8 +130,10 @@ def pgbouncer(server: URL, pool_mode: str) -> Iterator[URL]:
                     message = f"PgBouncer did not start: {process.stderr and process.stderr.read()} {log}"
                     raise RuntimeError(message) from None
                 time.sleep(0.1)
+        _LOGS[port] = work / "pgbouncer.log"
         yield URL.create("postgresql+psycopg", username=user, host="127.0.0.1", port=port, database="postgres")
     finally:
+        _LOGS.pop(port, None)
         # Signalled itself: through runuser, stopping it waited on runuser.
         pidfile = work / "pgbouncer.pid"
         try:

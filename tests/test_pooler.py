@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from outbound_schema.config import LOCK_KEY, VERSION_TABLE
 from outbound_schema.settings import LOCK_WAIT, POOLER
+from tests import pgbouncer
 from tests.helpers import (
     HEAD,
     alembic_here,
@@ -156,11 +157,13 @@ def test_readme_examples_through_transaction_pooling(head_db: URL, pooler: Poole
         "    list(pool.map(ten, range(4)))\n"
     )
     # A process of its own, forked, as the README's own test runs each block.
-    done = python_forked(program, DATABASE_URL=plain(through(pooler, "transaction", head_db)), PATH="/usr/bin:/bin")
+    pooled = through(pooler, "transaction", head_db)
+    done = python_forked(program, DATABASE_URL=plain(pooled), PATH="/usr/bin:/bin")
     _, stderr = done.communicate(timeout=300)
-    assert done.returncode == 0, stderr[-3000:]
+    assert done.returncode == 0, f"{stderr[-3000:]}\n{pgbouncer.log_tail(pooled)}"
     with connected(head_db) as conn:
-        assert conn.scalar(text("SELECT count(*) FROM outbound_call_runs")) == 40
+        runs = conn.scalar(text("SELECT count(*) FROM outbound_call_runs"))
+    assert runs == 40, f"{runs} runs\n{stderr[-3000:]}\n{pgbouncer.log_tail(pooled)}"
 
 
 def test_our_connections_pass_a_default_pgbouncer(head_db: URL, pooler: Pooler) -> None:
