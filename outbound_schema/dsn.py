@@ -47,9 +47,9 @@ DEFAULT_CONNECT_TIMEOUT = 10
 _ACCEPTED_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
 #: libpq's variables that are not a connection parameter's: the service file's name.
 _MORE_VARIABLES = ("PGSERVICEFILE",)
-_SECRET_KEYS = frozenset({"password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"})
-#: libpq's connection keywords whose values are shown (its list, less the secrets above). Any other key, a
-#: misspelled one (``passwrd=``) among them, has its value hidden: what it holds may be a password.
+#: libpq's connection keywords whose values are shown: its list, less those that hold a secret (password,
+#: sslpassword, oauth_client_secret, scram_client_key, scram_server_key). Any other key, a misspelled one
+#: (``passwrd=``) among them, has its value hidden: what it holds may be a password.
 _SHOWN_KEYS = frozenset(
     {
         "service", "user", "passfile", "channel_binding", "connect_timeout", "dbname", "host", "hostaddr", "port",
@@ -126,7 +126,7 @@ class Target:
         return connection
 
     def _secrets(self) -> list[str]:
-        given = [value for key, value in self.params().items() if key in _SECRET_KEYS]
+        given = [value for key, value in self.params().items() if _hidden(key)]
         return given + [os.environ[name] for name in _SECRET_VARIABLES if os.environ.get(name)]
 
 
